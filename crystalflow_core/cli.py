@@ -1,0 +1,182 @@
+"""``crystalflow`` command line: curate, train, sample, evaluate. A stable contract for scripts and notebooks."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import pandas as pd
+
+from .data.codcluster17 import ClusterFileError
+from .errors import CurationError
+from .paths import PATHS
+
+EXPECTED_ERRORS = (FileNotFoundError, ValueError, CurationError, ClusterFileError, KeyError)
+
+
+def _add_curate(sub) -> None:
+    p = sub.add_parser("curate", help="CIFs → 17-molecule clusters in the COD-Cluster17 layout + manifest.csv",
+                       description="Select molecular crystals (Appendix C of the paper), build 17-molecule "
+                       "clusters and their weakly-correlated starts, write the COD-Cluster17 CSV layout and "
+                       "manifest.csv. Re-running on the same --out resumes.")
+    p.add_argument("--source", default="default",
+                   help="'default' (bundled COD CIFs + pyxtal's CSD crystals), 'pyxtal', or a directory of "
+                   "*.cif / *.cif.gz files such as a COD mirror (default: %(default)s)")
+    p.add_argument("--out", required=True, type=Path, help="output directory")
+    p.add_argument("--inversion", action="store_true",
+                   help="also invert each molecule through its centroid with probability 0.5")
+    p.add_argument("--seed", type=int, default=0, help="seed of the rigid noise (default: %(default)s)")
+    p.add_argument("--workers", type=int, default=None, help="worker processes (default: all cores)")
+    p.add_argument("--rotation-deg", type=float, default=180.0,
+                   help="largest rotation of a molecule about its centroid; 180 = uniform over SO(3) "
+                   "(default: %(default)s)")
+    p.add_argument("--translation-sigma", type=float, default=1.0,
+                   help="std. dev. (Å, per axis) of each centroid's random displacement (default: %(default)s)")
+    p.add_argument("--limit", type=int, default=None, help="curate only the first N input structures")
+
+
+def _add_train(sub) -> None:
+    from .train import TrainConfig
+
+    d = TrainConfig(data="", out="")
+    p = sub.add_parser("train", help="train one method (resumable)",
+                       description="Train a PaiNN velocity model with one objective. Re-running with the same "
+                       "--out resumes from the last checkpoint.")
+    p.add_argument("--data", required=True, type=Path, help="curated directory (crystalflow curate --out)")
+    p.add_argument("--path", required=True, choices=PATHS, help="objective: LERP flow, VE/VP diffusion, GNN-MD")
+    p.add_argument("--out", required=True, type=Path, help="run directory (checkpoint, config, history)")
+    p.add_argument("--seed", type=int, default=d.seed, help="seed of split, init and noise (default: %(default)s)")
+    p.add_argument("--subset", type=int, default=None, help="use only the first N clusters (nested subsets)")
+    p.add_argument("--epochs", type=int, default=d.epochs, help="default: %(default)s")
+    p.add_argument("--batch-size", type=int, default=d.batch_size, help="default: %(default)s")
+    p.add_argument("--lr", type=float, default=d.lr, help="peak AdamW learning rate (default: %(default)s)")
+    p.add_argument("--hidden", type=int, default=d.hidden, help="PaiNN feature width (default: %(default)s)")
+    p.add_argument("--layers", type=int, default=d.layers, help="PaiNN layers (default: %(default)s)")
+    p.add_argument("--cutoff", type=float, default=d.cutoff,
+                   help="neighbour cutoff in Å; the paper used 20–50 (default: %(default)s)")
+    p.add_argument("--device", default=d.device, help="'auto' (CUDA when present), 'cpu', 'cuda', ...")
+    p.add_argument("--checkpoint-every", type=int, default=d.checkpoint_every, help="steps between checkpoints")
+    p.add_argument("--augment", action="store_true", help="redraw the rigid noise of x_w every epoch")
+
+
+def _add_sample(sub) -> None:
+    p = sub.add_parser("sample", help="sample predictions for a split into the COD-Cluster17 layout",
+                       description="Writes OUT/PredictedPositions/{id}_cluster16_pred{k}.csv and, with "
+                       "--trajectories, OUT/Trajectories/{id}_cluster16_pred{k}.npz.")
+    p.add_argument("--run", required=True, type=Path, help="run directory written by crystalflow train")
+    p.add_argument("--data", required=True, type=Path, help="curated directory")
+    p.add_argument("--split", default="test", choices=("train", "val", "test"), help="default: %(default)s")
+    p.add_argument("--samples", type=int, default=1, help="samples per cluster, K (default: %(default)s)")
+    p.add_argument("--out", required=True, type=Path, help="output directory for predictions")
+    p.add_argument("--steps", type=int, default=20, help="solver steps (default: %(default)s)")
+    p.add_argument("--method", default="auto", choices=("auto", "euler", "rk4", "dopri5", "sde"),
+                   help="auto: ODE (Euler) for lerp, reverse SDE for ve/vp, one step for gnn_md")
+    p.add_argument("--trajectories", action="store_true", help="also store every sampled trajectory")
+    p.add_argument("--batch-size", type=int, default=8, help="default: %(default)s")
+    p.add_argument("--device", default="auto", help="default: %(default)s")
+    p.add_argument("--seed", type=int, default=0, help="sampling seed (default: %(default)s)")
+
+
+def _add_evaluate(sub) -> None:
+    p = sub.add_parser("evaluate", help="score predictions in the COD-Cluster17 layout",
+                       description="Per-cluster and mean PM(atom), PM(center), collision, clash and separation "
+                       "for any predictions in the COD-Cluster17 layout; also the identity baseline (x_w).")
+    p.add_argument("--truth", required=True, type=Path, help="curated directory with the true clusters")
+    p.add_argument("--pred", required=True, type=Path, help="directory with PredictedPositions/")
+    p.add_argument("--out", type=Path, default=None, help="write per_cluster.csv and summary.csv here")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="crystalflow", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    _add_curate(sub)
+    _add_train(sub)
+    _add_sample(sub)
+    _add_evaluate(sub)
+    return parser
+
+
+def run_curate(args: argparse.Namespace) -> None:
+    from .data.curate import CurationSettings, curate
+    from .data.noise import NoiseConfig
+    from .data.sources import resolve_refs
+
+    refs = resolve_refs(args.source)
+    if args.limit is not None:
+        refs = refs[: args.limit]
+    noise = NoiseConfig(args.rotation_deg, args.translation_sigma, args.inversion)
+    manifest = curate(refs, args.out, CurationSettings(seed=args.seed, noise=noise), workers=args.workers)
+    counts = manifest["status"].value_counts()
+    print(f"{len(manifest)} structures: " + ", ".join(f"{n} {status}" for status, n in counts.items()))
+    rejected = manifest[manifest["status"] != "curated"]
+    if len(rejected):
+        print(rejected.groupby(["status", "reason"]).size().to_string())
+    print(f"wrote {args.out}/manifest.csv")
+
+
+def run_train(args: argparse.Namespace) -> None:
+    from .train import TrainConfig, train
+
+    config = TrainConfig(
+        data=str(args.data), out=str(args.out), path=args.path, seed=args.seed, subset=args.subset,
+        epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, hidden=args.hidden, layers=args.layers,
+        cutoff=args.cutoff, device=args.device, checkpoint_every=args.checkpoint_every, augment=args.augment,
+    )
+    history = train(config)
+    print(history.tail(5).to_string(index=False))
+    print(f"checkpoint: {args.out}/checkpoint.pt")
+
+
+def run_sample(args: argparse.Namespace) -> None:
+    from .data.dataset import ClusterDataset
+    from .inference import predict_dataset, write_predictions
+    from .paths import get_path
+    from .train import load_model, resolve_device
+
+    model, config = load_model(args.run, resolve_device(args.device))
+    dataset = ClusterDataset(args.data, split=args.split, seed=config.seed, subset=config.subset)
+    method = "sde" if args.method == "sde" else args.method
+    predictions = predict_dataset(
+        model, get_path(config.path, **config.path_kwargs), dataset, samples=args.samples, steps=args.steps,
+        method=method, batch_size=args.batch_size, seed=args.seed, keep_trajectories=args.trajectories,
+    )
+    write_predictions(args.out, dataset, predictions)
+    print(f"wrote {args.samples} sample(s) for {len(dataset)} {args.split} clusters to {args.out}")
+
+
+def run_evaluate(args: argparse.Namespace) -> None:
+    from . import metrics
+    from .inference import score_identity, score_predictions
+
+    per_cluster = score_predictions(args.truth, args.pred)
+    identity = score_identity(args.truth, list(per_cluster["cluster_id"]))
+    summary = pd.DataFrame({"prediction": metrics.summarize(per_cluster),
+                            "identity (x_w)": metrics.summarize(identity)}).T
+    with pd.option_context("display.float_format", "{:.3f}".format, "display.width", 160):
+        print(f"{len(per_cluster)} clusters")
+        print(summary.to_string())
+    if args.out is not None:
+        args.out.mkdir(parents=True, exist_ok=True)
+        per_cluster.to_csv(args.out / "per_cluster.csv", index=False)
+        summary.to_csv(args.out / "summary.csv", index_label="method")
+        print(f"wrote {args.out}/per_cluster.csv and {args.out}/summary.csv")
+
+
+COMMANDS = {"curate": run_curate, "train": run_train, "sample": run_sample, "evaluate": run_evaluate}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        COMMANDS[args.command](args)
+    except EXPECTED_ERRORS as error:
+        print(f"crystalflow {args.command}: error: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

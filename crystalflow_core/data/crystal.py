@@ -1,0 +1,101 @@
+"""A crystal as its asymmetric unit plus space-group operations, and its expansion to the unit cell."""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+
+import ase
+import numpy as np
+from scipy.spatial import cKDTree
+
+#: Two images of one asymmetric-unit atom closer than this (Å) are one atom on a special position.
+SPECIAL_POSITION_TOLERANCE = 0.1
+
+
+@dataclass
+class UnitCellSites:
+    """The unit-cell atoms and where each comes from: ``asym_index`` [P] and ``op_index`` [P]."""
+
+    numbers: np.ndarray
+    frac: np.ndarray
+    asym_index: np.ndarray
+    op_index: np.ndarray
+
+
+@dataclass
+class Crystal:
+    """Asymmetric unit, lattice and space-group operations of one crystal structure.
+
+    ``lattice`` [3, 3] holds the a, b, c vectors as rows (Cartesian = ``frac @ lattice``);
+    ``rotations`` [K, 3, 3] and ``translations`` [K, 3] act on fractional column vectors and include
+    centring translations; ``numbers``, ``frac`` [M, 3], ``occupancies`` and ``labels`` describe the M
+    atoms of the asymmetric unit.
+    """
+
+    name: str
+    source: str
+    lattice: np.ndarray
+    rotations: np.ndarray
+    translations: np.ndarray
+    numbers: np.ndarray
+    frac: np.ndarray
+    occupancies: np.ndarray
+    labels: list[str] = field(default_factory=list)
+    spacegroup: str = ""
+
+    def unit_cell_sites(self) -> UnitCellSites:
+        """Apply every operation to every asymmetric atom, wrap into [0, 1) and merge coincident copies.
+
+        Atoms of the same element closer than ``SPECIAL_POSITION_TOLERANCE`` (periodically) are one atom:
+        images of an atom on a special position, or an atom listed twice in the asymmetric unit. The copy
+        with the lowest (asymmetric atom, operation) index is kept.
+        """
+        n_ops = len(self.rotations)
+        images = np.einsum("kij,mj->mki", self.rotations, self.frac) + self.translations[None]  # [M, K, 3]
+        images = images.reshape(-1, 3)
+        images -= np.floor(images)
+        images[images >= 1.0] -= 1.0
+        numbers = np.repeat(self.numbers, n_ops)
+        cart = images @ self.lattice
+        shifts = np.array(list(itertools.product((-1, 0, 1), repeat=3)), dtype=np.float64) @ self.lattice
+        padded = (cart[None, :, :] + shifts[:, None, :]).reshape(-1, 3)
+        pairs = cKDTree(cart).sparse_distance_matrix(
+            cKDTree(padded), SPECIAL_POSITION_TOLERANCE, output_type="ndarray"
+        )
+        first, second = pairs["i"], pairs["j"] % len(cart)
+        duplicate = (second > first) & (numbers[first] == numbers[second])
+        keep = np.ones(len(cart), dtype=bool)
+        keep[second[duplicate]] = False
+        index = np.nonzero(keep)[0]
+        return UnitCellSites(
+            numbers=numbers[index],
+            frac=images[index],
+            asym_index=index // n_ops,
+            op_index=index % n_ops,
+        )
+
+    def unit_cell(self) -> tuple[np.ndarray, np.ndarray]:
+        """Atomic numbers [P] and fractional coordinates [P, 3] in [0, 1) of every atom in the unit cell."""
+        sites = self.unit_cell_sites()
+        return sites.numbers, sites.frac
+
+
+def crystal_from_ase(atoms: ase.Atoms, name: str, source: str) -> Crystal:
+    """Wrap a periodic ``ase.Atoms`` structure as a P1 crystal (identity operation only)."""
+    frac = atoms.get_scaled_positions(wrap=True)
+    n_atoms = len(atoms)
+    occupancies = np.ones(n_atoms)
+    symbols = atoms.get_chemical_symbols()
+    return Crystal(
+        name=name,
+        source=source,
+        lattice=np.array(atoms.cell[:], dtype=np.float64),
+        rotations=np.eye(3)[None].copy(),
+        translations=np.zeros((1, 3)),
+        numbers=np.asarray(atoms.numbers, dtype=np.int64),
+        frac=np.asarray(frac, dtype=np.float64),
+        occupancies=occupancies,
+        labels=[f"{symbol}{i + 1}" for i, symbol in enumerate(symbols)],
+        spacegroup="P 1",
+    )

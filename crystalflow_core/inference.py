@@ -1,0 +1,122 @@
+"""Sampling a trained model over a split, writing predictions in the COD-Cluster17 layout, and scoring them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from torch_geometric.loader import DataLoader
+from tqdm.auto import tqdm
+
+from . import metrics
+from .data import codcluster17
+from .data.dataset import ClusterDataset
+from .paths import ProbabilityPath
+from .sampling import sample
+
+
+@dataclass
+class Prediction:
+    """``samples`` ``[K, N, 3]``; ``trajectories`` ``[K, T, N, 3]`` and ``times`` ``[T]`` when kept."""
+
+    samples: np.ndarray
+    trajectories: np.ndarray | None = None
+    times: np.ndarray | None = None
+
+
+def predict_dataset(
+    model: torch.nn.Module,
+    path: ProbabilityPath,
+    dataset: ClusterDataset,
+    samples: int = 1,
+    steps: int = 20,
+    method: str = "auto",
+    batch_size: int = 8,
+    seed: int = 0,
+    keep_trajectories: bool = False,
+    progress: bool = True,
+) -> dict[str, Prediction]:
+    """Draw ``samples`` predictions per cluster, batching clusters; sample ``k`` uses generator seed ``seed + k``."""
+    device = next(model.parameters()).device
+    model.eval()
+    collected: dict[str, list[np.ndarray]] = {cid: [] for cid in dataset.ids}
+    trajectories: dict[str, list[np.ndarray]] = {cid: [] for cid in dataset.ids}
+    n_frames = 0
+    bar = tqdm(total=samples * len(dataset), desc=f"sample {path.name}", unit="cluster", disable=not progress)
+    for k in range(samples):
+        generator = torch.Generator(device=device).manual_seed(seed + k)
+        for batch in DataLoader(dataset, batch_size=batch_size):
+            batch = batch.to(device)
+            trajectory = sample(model, path, batch.z, batch.x_w, batch.batch, steps=steps, method=method,
+                                generator=generator)  # [T, N, 3]
+            n_frames = trajectory.shape[0]
+            ptr = batch.ptr.tolist()
+            for i, cid in enumerate(batch.cluster_id):
+                part = trajectory[:, ptr[i] : ptr[i + 1]].double().cpu().numpy()
+                collected[cid].append(part[-1])
+                if keep_trajectories:
+                    trajectories[cid].append(part)
+            bar.update(batch.num_graphs)
+    bar.close()
+    times = np.linspace(0.0, 1.0, n_frames)
+    return {
+        cid: Prediction(
+            samples=np.stack(collected[cid]),
+            trajectories=np.stack(trajectories[cid]) if keep_trajectories else None,
+            times=times if keep_trajectories else None,
+        )
+        for cid in dataset.ids
+    }
+
+
+def write_predictions(out_dir: str | Path, dataset: ClusterDataset, predictions: dict[str, Prediction]) -> Path:
+    """``OUT/PredictedPositions/{id}_cluster16_pred{k}.csv`` (and ``OUT/Trajectories`` when kept)."""
+    out_dir = Path(out_dir)
+    for item in dataset:
+        prediction = predictions[item.cluster_id]
+        numbers, mol_index = item.z.numpy(), item.mol_index.numpy()
+        for k, positions in enumerate(prediction.samples):
+            codcluster17.write_positions_csv(
+                codcluster17.prediction_path(out_dir, item.cluster_id, k), numbers, mol_index, positions
+            )
+            if prediction.trajectories is not None:
+                codcluster17.write_trajectory(out_dir, item.cluster_id, k, prediction.times,
+                                              prediction.trajectories[k])
+    return out_dir
+
+
+def score_predictions(truth_dir: str | Path, pred_dir: str | Path) -> pd.DataFrame:
+    """Per-cluster metrics of every prediction found under ``pred_dir`` against the clusters in ``truth_dir``.
+
+    Works for any model's output in the COD-Cluster17 layout. A prediction whose atoms differ from the truth
+    raises an error naming both files.
+    """
+    predictions = codcluster17.list_predictions(pred_dir)
+    if not predictions:
+        raise FileNotFoundError(f"{pred_dir}: no {codcluster17.PREDICTED_DIR}/*_cluster16_pred*.csv files")
+    records = []
+    for cid, paths in predictions.items():
+        truth = codcluster17.read_cluster(truth_dir, cid)
+        stack = []
+        for path in paths:
+            numbers, mol_index, x = codcluster17.read_positions_csv(path)
+            if not (np.array_equal(numbers, truth.numbers) and np.array_equal(mol_index, truth.mol_index)):
+                raise codcluster17.ClusterFileError(
+                    f"{path}: atoms differ from {codcluster17.final_path(truth_dir, cid)}"
+                )
+            stack.append(x)
+        records.append((cid, np.stack(stack), truth.x_s, truth.numbers, truth.mol_index))
+    return metrics.metrics_table(records)
+
+
+def score_identity(truth_dir: str | Path, cluster_ids: list[str] | None = None) -> pd.DataFrame:
+    """The trivial baseline "return ``x_w`` unchanged", scored like any prediction."""
+    ids = cluster_ids if cluster_ids is not None else codcluster17.list_cluster_ids(truth_dir)
+    records = []
+    for cid in ids:
+        cluster = codcluster17.read_cluster(truth_dir, cid)
+        records.append((cid, cluster.x_w, cluster.x_s, cluster.numbers, cluster.mol_index))
+    return metrics.metrics_table(records)

@@ -1,0 +1,232 @@
+"""Packing-matching and geometry metrics for predicted 17-molecule clusters.
+
+Definitions follow the CrystalFlow paper / COD-Cluster17 so that numbers compare with the published tables:
+
+- ``pm_atom``: RMS difference of the full ``N x N`` interatomic distance matrices of prediction and reference
+  (diagonal and intramolecular pairs included, no alignment, atoms matched by index). In Å.
+- ``pm_center``: the same on the ``n_mol x n_mol`` distance matrix of molecule centroids (unweighted mean of
+  each molecule's atom positions). In Å.
+- ``collision``: % of all ``N^2`` ordered atom pairs, diagonal included, closer than the sum of their
+  covalent radii. Because every atom collides with itself, the floor is ``100 / N`` %; covalently bonded
+  pairs shorter than the radius sum also count.
+- ``clash``: % of atom pairs in *different* molecules closer than the sum of their covalent radii.
+- ``separation``: % of the ``n_mol (n_mol - 1) / 2`` molecule pairs whose closest atoms are more than
+  ``threshold`` Å apart.
+
+Covalent radii are ``ase.data.covalent_radii`` (Cordero et al., 2008). Every function accepts NumPy arrays or
+torch tensors and computes in float64 with vectorised distance matrices.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import numpy as np
+import pandas as pd
+import torch
+from ase.data import covalent_radii
+from torch_geometric.utils import scatter, to_dense_batch
+
+ArrayLike = np.ndarray | torch.Tensor
+
+#: Per-cluster metric names, in table order.
+METRIC_KEYS = ("pm_atom", "pm_center", "collision", "clash", "separation")
+
+_COVALENT_RADII = torch.as_tensor(covalent_radii, dtype=torch.float64)
+
+
+def _coords(x: ArrayLike) -> torch.Tensor:
+    """Coordinates ``[..., N, 3]`` as a detached float64 tensor."""
+    x = torch.as_tensor(x).detach().to(torch.float64)
+    if x.ndim < 2 or x.shape[-1] != 3:
+        raise ValueError(f"coordinates must have shape [..., N, 3], got {tuple(x.shape)}")
+    return x
+
+
+def _labels(v: ArrayLike, n_atoms: int, name: str) -> torch.Tensor:
+    """Integer per-atom labels ``[N]`` (atomic numbers or molecule indices) as a long tensor."""
+    v = torch.as_tensor(v).detach().to(torch.long)
+    if v.shape != (n_atoms,):
+        raise ValueError(f"{name} must have shape [{n_atoms}], got {tuple(v.shape)}")
+    return v
+
+
+def _mol_index(mol_index: ArrayLike, n_atoms: int) -> tuple[torch.Tensor, int]:
+    """Molecule index ``[N]`` and ``n_mol``; every molecule ``0..n_mol-1`` must own at least one atom."""
+    mol_index = _labels(mol_index, n_atoms, "mol_index")
+    n_mol = int(mol_index.max()) + 1 if n_atoms else 0
+    if n_atoms and (int(mol_index.min()) < 0 or torch.unique(mol_index).numel() != n_mol):
+        raise ValueError("mol_index must use every integer 0..n_mol-1")
+    return mol_index, n_mol
+
+
+def _distances(x: torch.Tensor) -> torch.Tensor:
+    """Euclidean distance matrices ``[..., N, N]`` of ``x [..., N, 3]``, exact on the diagonal."""
+    return torch.cdist(x, x, compute_mode="donot_use_mm_for_euclid_dist")
+
+
+def _contact_matrix(x: torch.Tensor, numbers: ArrayLike) -> torch.Tensor:
+    """Boolean ``[N, N]``: pair closer than the sum of covalent radii."""
+    numbers = _labels(numbers, x.shape[0], "numbers")
+    radii = _COVALENT_RADII.to(x.device)[numbers]
+    return _distances(x) < radii[:, None] + radii[None, :]
+
+
+def _check_pair(x_pred: ArrayLike, x_true: ArrayLike) -> tuple[torch.Tensor, torch.Tensor]:
+    x_pred, x_true = _coords(x_pred), _coords(x_true)
+    if x_pred.shape != x_true.shape:
+        raise ValueError(f"x_pred {tuple(x_pred.shape)} and x_true {tuple(x_true.shape)} differ in shape")
+    return x_pred, x_true.to(x_pred.device)
+
+
+def pm_atom(x_pred: ArrayLike, x_true: ArrayLike) -> float:
+    """Atom-level packing matching (Å) between prediction and reference, both ``[N, 3]``."""
+    x_pred, x_true = _check_pair(x_pred, x_true)
+    return float(torch.sqrt(((_distances(x_pred) - _distances(x_true)) ** 2).mean()))
+
+
+def centroids(x: ArrayLike, mol_index: ArrayLike) -> torch.Tensor:
+    """Unweighted molecule centroids ``[n_mol, 3]`` of ``x [N, 3]``."""
+    x = _coords(x)
+    mol_index, n_mol = _mol_index(mol_index, x.shape[0])
+    return scatter(x, mol_index.to(x.device), dim=0, dim_size=n_mol, reduce="mean")
+
+
+def pm_center(x_pred: ArrayLike, x_true: ArrayLike, mol_index: ArrayLike) -> float:
+    """Centroid-level packing matching (Å); ``x_pred``, ``x_true`` ``[N, 3]``, ``mol_index [N]``."""
+    x_pred, x_true = _check_pair(x_pred, x_true)
+    return pm_atom(centroids(x_pred, mol_index), centroids(x_true, mol_index))
+
+
+def collision_rate(x: ArrayLike, numbers: ArrayLike) -> float:
+    """% of all ``N^2`` ordered atom pairs (diagonal included) closer than their covalent-radius sum.
+
+    ``x [N, 3]``, ``numbers [N]`` atomic numbers. The published definition: the floor is ``100 / N`` %.
+    """
+    return float(_contact_matrix(_coords(x), numbers).to(torch.float64).mean() * 100.0)
+
+
+def intermolecular_clash_rate(x: ArrayLike, numbers: ArrayLike, mol_index: ArrayLike) -> float:
+    """% of atom pairs in different molecules closer than their covalent-radius sum.
+
+    ``x [N, 3]``, ``numbers [N]``, ``mol_index [N]``. NaN for a single molecule (no such pairs).
+    """
+    x = _coords(x)
+    mol_index, _ = _mol_index(mol_index, x.shape[0])
+    mol_index = mol_index.to(x.device)
+    inter = mol_index[:, None] != mol_index[None, :]
+    n_pairs = int(inter.sum())
+    if n_pairs == 0:
+        return float("nan")
+    return float((_contact_matrix(x, numbers) & inter).sum()) / n_pairs * 100.0
+
+
+def closest_approach(x: ArrayLike, mol_index: ArrayLike) -> torch.Tensor:
+    """Shortest atom-atom distance between every two molecules, ``[n_mol, n_mol]`` (diagonal 0)."""
+    x = _coords(x)
+    mol_index, n_mol = _mol_index(mol_index, x.shape[0])
+    mol_index = mol_index.to(x.device)
+    pair_id = (mol_index[:, None] * n_mol + mol_index[None, :]).reshape(-1)
+    closest = torch.full((n_mol * n_mol,), float("inf"), dtype=x.dtype, device=x.device)
+    closest = closest.scatter_reduce(0, pair_id, _distances(x).reshape(-1), reduce="amin")
+    return closest.reshape(n_mol, n_mol)
+
+
+def separation_rate(x: ArrayLike, mol_index: ArrayLike, threshold: float = 0.5) -> float:
+    """% of molecule pairs whose closest atoms are more than ``threshold`` Å apart.
+
+    ``x [N, 3]``, ``mol_index [N]``. NaN for a single molecule (no pairs).
+    """
+    closest = closest_approach(x, mol_index)
+    n_mol = closest.shape[0]
+    i, j = torch.triu_indices(n_mol, n_mol, offset=1, device=closest.device)
+    if i.numel() == 0:
+        return float("nan")
+    return float((closest[i, j] > threshold).to(torch.float64).mean() * 100.0)
+
+
+def cluster_metrics(
+    x_pred: ArrayLike, x_true: ArrayLike, numbers: ArrayLike, mol_index: ArrayLike
+) -> dict[str, float]:
+    """All metrics (keys: METRIC_KEYS) of a predicted cluster ``x_pred [N, 3]`` against ``x_true [N, 3]``."""
+    return {
+        "pm_atom": pm_atom(x_pred, x_true),
+        "pm_center": pm_center(x_pred, x_true, mol_index),
+        "collision": collision_rate(x_pred, numbers),
+        "clash": intermolecular_clash_rate(x_pred, numbers, mol_index),
+        "separation": separation_rate(x_pred, mol_index),
+    }
+
+
+def pm_atom_samples(samples: ArrayLike, x_true: ArrayLike) -> torch.Tensor:
+    """``pm_atom`` of each sample ``[K, N, 3]`` of one cluster against ``x_true [N, 3]``; returns ``[K]``."""
+    samples, x_true = _coords(samples), _coords(x_true)
+    if samples.ndim != 3 or samples.shape[1:] != x_true.shape:
+        raise ValueError(f"samples {tuple(samples.shape)} must be [K, *x_true.shape={tuple(x_true.shape)}]")
+    x_true = x_true.to(samples.device)
+    return torch.sqrt(((_distances(samples) - _distances(x_true)) ** 2).mean(dim=(1, 2)))
+
+
+def best_of_k(
+    samples: ArrayLike, x_true: ArrayLike, numbers: ArrayLike, mol_index: ArrayLike
+) -> dict[str, float | int]:
+    """Metrics of the lowest-``pm_atom`` sample of ``samples [K, N, 3]``, plus its index ``best_k``."""
+    samples = _coords(samples)
+    best_k = int(torch.argmin(pm_atom_samples(samples, x_true)))
+    return {**cluster_metrics(samples[best_k], x_true, numbers, mol_index), "best_k": best_k}
+
+
+def metrics_table(
+    records: Iterable[tuple[str, ArrayLike, ArrayLike, ArrayLike, ArrayLike]],
+) -> pd.DataFrame:
+    """One row of metrics per cluster.
+
+    Each record is ``(cluster_id, x_pred, x_true, numbers, mol_index)`` with ``x_pred`` ``[N, 3]`` or ``K``
+    samples ``[K, N, 3]``. Columns: ``cluster_id, n_atoms, n_samples`` and METRIC_KEYS; with ``K > 1`` the
+    plain metric columns are means over the samples. If any record has ``K > 1`` the table also holds the
+    best-of-k columns ``<metric>_best`` and ``best_k`` (for ``K = 1`` rows, the single sample).
+    """
+    rows = []
+    for cluster_id, x_pred, x_true, numbers, mol_index in records:
+        samples = _coords(x_pred)
+        if samples.ndim == 2:
+            samples = samples[None]
+        per_sample = [cluster_metrics(s, x_true, numbers, mol_index) for s in samples]
+        row: dict[str, object] = {
+            "cluster_id": cluster_id,
+            "n_atoms": samples.shape[1],
+            "n_samples": samples.shape[0],
+        }
+        row.update({key: float(np.mean([m[key] for m in per_sample])) for key in METRIC_KEYS})
+        best = best_of_k(samples, x_true, numbers, mol_index)
+        row.update({f"{key}_best": best[key] for key in METRIC_KEYS})
+        row["best_k"] = best["best_k"]
+        rows.append(row)
+    columns = ["cluster_id", "n_atoms", "n_samples", *METRIC_KEYS]
+    best_columns = [f"{key}_best" for key in METRIC_KEYS] + ["best_k"]
+    df = pd.DataFrame(rows, columns=columns + best_columns)
+    if not (df["n_samples"] > 1).any():
+        df = df[columns]
+    return df
+
+
+def summarize(df: pd.DataFrame) -> pd.Series:
+    """Mean over clusters of every metric column of a :func:`metrics_table` (NaNs skipped)."""
+    metric_columns = [c for c in df.columns if c in METRIC_KEYS or c.removesuffix("_best") in METRIC_KEYS]
+    return df[metric_columns].astype(float).mean()
+
+
+def pm_atom_batched(x_pred: torch.Tensor, x_true: torch.Tensor, batch: torch.Tensor) -> torch.Tensor:
+    """``pm_atom`` of every cluster in a PyG batch at once, ``[B]`` float64 (detached).
+
+    ``x_pred``, ``x_true`` ``[N, 3]`` are the concatenated clusters and ``batch [N]`` (sorted) assigns atoms
+    to clusters; each cluster's mean runs over its own ``n_i^2`` pairs.
+    """
+    x_pred, x_true = _check_pair(x_pred, x_true)
+    batch = torch.as_tensor(batch, device=x_pred.device)
+    dense_pred, mask = to_dense_batch(x_pred, batch)
+    dense_true, _ = to_dense_batch(x_true, batch)
+    pair_mask = mask[:, :, None] & mask[:, None, :]
+    sq = (_distances(dense_pred) - _distances(dense_true)) ** 2
+    n_atoms = mask.sum(dim=1).to(torch.float64)
+    return torch.sqrt((sq * pair_mask).sum(dim=(1, 2)) / n_atoms**2)

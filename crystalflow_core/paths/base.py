@@ -1,0 +1,142 @@
+"""Common interface of the probability paths (training objectives) from x_w to x_s, and the CFM loss.
+
+Every stochastic path here is Gaussian and affine in the data (paper Appendix B.4):
+
+    x_t = μ_t + σ_t ε,   μ_t = a_t x_s + b_t x_w,   ε ~ N(0, I),
+
+so the exact conditional velocity (Eq. 24) is u_t = μ'_t + σ'_t ε = (σ'_t / σ_t)(x_t − μ_t) + μ'_t. A path
+subclass only supplies the coefficients a_t, b_t, σ_t and their time derivatives; times run from the prior
+(t = 0, around x_w) to the crystal (t = 1, around x_s), one time per graph broadcast to its atoms with `batch`.
+"""
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+VelocityModel = Callable[[Tensor, Tensor, Tensor, Tensor, Tensor], Tensor]
+"""`model(numbers [N], x_t [N, 3], x_w [N, 3], t [B], batch [N]) -> velocity [N, 3]`."""
+
+
+@dataclass
+class PathSample:
+    """A training point on a path: `x_t [N, 3]`, the target velocity `target [N, 3]` and the times `t [B]`."""
+
+    x_t: Tensor
+    target: Tensor
+    t: Tensor
+
+
+@dataclass
+class PathCoefficients:
+    """μ_t = a·x_s + b·x_w and σ_t, with time derivatives, each shaped like the times they were computed at."""
+
+    a: Tensor
+    b: Tensor
+    sigma: Tensor
+    d_a: Tensor
+    d_b: Tensor
+    d_sigma: Tensor
+
+
+def _atom_column(t_atom: Tensor) -> Tensor:
+    """Per-atom times `[N]` or `[N, 1]` as a column `[N, 1]` that broadcasts against `[N, 3]`."""
+    return t_atom.reshape(-1, 1)
+
+
+class ProbabilityPath(ABC):
+    """A Gaussian conditional probability path p_t(x | x_s, x_w) = N(a_t x_s + b_t x_w, σ_t² I)."""
+
+    name: str
+    deterministic: bool = False
+    default_sampler: str = "ode"
+    """Sampler that `crystalflow_core.sampling.sample` picks for `method="auto"`: "ode", "sde" or "direct"."""
+
+    @abstractmethod
+    def coefficients(self, t: Tensor) -> PathCoefficients:
+        """Coefficients a, b, σ and their t-derivatives at times `t` (any shape)."""
+
+    def sample_t(
+        self, n_graphs: int, generator: torch.Generator | None = None, device: torch.device | None = None
+    ) -> Tensor:
+        """One training time per graph `[B]`, uniform on [0, 1)."""
+        return torch.rand(n_graphs, generator=generator, device=device)
+
+    def mean(self, x_w: Tensor, x_s: Tensor, t_atom: Tensor) -> Tensor:
+        """μ_t `[N, 3]` at per-atom times `t_atom [N]`."""
+        c = self.coefficients(_atom_column(t_atom))
+        return c.a * x_s + c.b * x_w
+
+    def d_mean(self, x_w: Tensor, x_s: Tensor, t_atom: Tensor) -> Tensor:
+        """dμ_t/dt `[N, 3]` at per-atom times `t_atom [N]`."""
+        c = self.coefficients(_atom_column(t_atom))
+        return c.d_a * x_s + c.d_b * x_w
+
+    def std(self, t: Tensor) -> Tensor:
+        """σ_t, shaped like `t`."""
+        return self.coefficients(t).sigma
+
+    def d_std(self, t: Tensor) -> Tensor:
+        """dσ_t/dt, shaped like `t`."""
+        return self.coefficients(t).d_sigma
+
+    def sample(
+        self, x_w: Tensor, x_s: Tensor, t_graph: Tensor, batch: Tensor, noise: Tensor | None = None
+    ) -> PathSample:
+        """Draw x_t = μ_t + σ_t ε and its target velocity μ'_t + σ'_t ε (Eq. 24) at per-graph times `t_graph [B]`.
+
+        `x_w`, `x_s`, `noise` (ε, drawn when None) are `[N, 3]`; `batch [N]` maps atoms to graphs.
+        """
+        eps = torch.randn_like(x_w) if noise is None else noise
+        c = self.coefficients(_atom_column(t_graph[batch]).to(x_w.dtype))
+        x_t = c.a * x_s + c.b * x_w + c.sigma * eps
+        target = c.d_a * x_s + c.d_b * x_w + c.d_sigma * eps
+        return PathSample(x_t=x_t, target=target, t=t_graph)
+
+    def conditional_velocity(self, x: Tensor, x_w: Tensor, x_s: Tensor, t_atom: Tensor) -> Tensor:
+        """Exact conditional field u_t(x | x_s) = (σ'_t/σ_t)(x − μ_t) + μ'_t (Eq. 24) at any `x [N, 3]`."""
+        c = self.coefficients(_atom_column(t_atom).to(x.dtype))
+        mu = c.a * x_s + c.b * x_w
+        return c.d_sigma / c.sigma * (x - mu) + c.d_a * x_s + c.d_b * x_w
+
+    @abstractmethod
+    def prior(self, x_w: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        """Starting coordinates `[N, 3]` at t = 0 for sampling, given x_w `[N, 3]`."""
+
+    def score_from_velocity(self, v: Tensor, x: Tensor, x_w: Tensor, t_atom: Tensor) -> Tensor:
+        """Score ∇ log p_t(x) `[N, 3]` implied by a velocity `v [N, 3]` at `x [N, 3]`.
+
+        From x − b x_w = a x_s + σ ε and v − b' x_w = a' x_s + σ' ε, eliminating x_s gives
+        ε = (a'(x − b x_w) − a(v − b' x_w)) / (a'σ − aσ') and the score −ε/σ. For the exact conditional
+        velocity this is the conditional score; for a learned (marginal) velocity, the marginal score.
+        """
+        c = self.coefficients(_atom_column(t_atom).to(x.dtype))
+        eps = (c.d_a * (x - c.b * x_w) - c.a * (v - c.d_b * x_w)) / (c.d_a * c.sigma - c.a * c.d_sigma)
+        return -eps / c.sigma
+
+    def diffusion_coefficient(self, t: Tensor) -> Tensor:
+        """g(t) of the reverse-time SDE dx = [v + ½g² ∇log p_t] dt + g dW, shaped like `t`."""
+        raise NotImplementedError(f"path {self.name!r} has no diffusion SDE; sample it with an ODE")
+
+
+def flow_matching_loss(
+    model: VelocityModel,
+    path: ProbabilityPath,
+    numbers: Tensor,
+    x_w: Tensor,
+    x_s: Tensor,
+    batch: Tensor,
+    generator: torch.Generator | None = None,
+) -> Tensor:
+    """Conditional flow-matching loss (Eq. 23): mean squared error per coordinate of v_θ(x_t, x_w, t) − u_t.
+
+    `numbers [N]`, `x_w`, `x_s [N, 3]`, `batch [N]`; times and noise are drawn from `generator`.
+    """
+    n_graphs = int(batch.max()) + 1
+    t = path.sample_t(n_graphs, generator=generator, device=x_w.device).to(x_w.dtype)
+    noise = torch.randn(x_w.shape, generator=generator, device=x_w.device, dtype=x_w.dtype)
+    point = path.sample(x_w, x_s, t, batch, noise=noise)
+    velocity = model(numbers, point.x_t, x_w, point.t, batch)
+    return ((velocity - point.target) ** 2).mean()

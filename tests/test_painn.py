@@ -1,0 +1,130 @@
+"""PaiNN velocity field: radius graph, E(3) equivariance, translation invariance, batching, dtypes."""
+
+import math
+
+import pytest
+import torch
+
+from crystalflow_core.nn import CosineCutoff, GaussianRBF, PaiNNVelocity, radius_edges
+
+
+def _rotation(seed: int, dtype=torch.float64) -> torch.Tensor:
+    """A random proper rotation `[3, 3]` (det +1) from the QR decomposition of a Gaussian matrix."""
+    gen = torch.Generator().manual_seed(seed)
+    q, r = torch.linalg.qr(torch.randn(3, 3, generator=gen, dtype=torch.float64))
+    q = q * torch.sign(torch.diagonal(r))
+    if torch.det(q) < 0:
+        q[:, 0] = -q[:, 0]
+    return q.to(dtype)
+
+
+def _graphs(sizes=(5, 8), seed=0, dtype=torch.float64):
+    """Random atoms of several graphs in one box: numbers `[N]`, x_t, x_w `[N, 3]`, t `[B]`, batch `[N]`."""
+    gen = torch.Generator().manual_seed(seed)
+    n = sum(sizes)
+    numbers = torch.randint(1, 10, (n,), generator=gen)
+    x_t = 2.0 * torch.randn(n, 3, generator=gen, dtype=torch.float64)
+    x_w = x_t + torch.randn(n, 3, generator=gen, dtype=torch.float64)
+    t = torch.rand(len(sizes), generator=gen, dtype=torch.float64)
+    batch = torch.repeat_interleave(torch.arange(len(sizes)), torch.tensor(sizes))
+    return numbers, x_t.to(dtype), x_w.to(dtype), t.to(dtype), batch
+
+
+def _model(dtype=torch.float64, cutoff=4.0, seed=0) -> PaiNNVelocity:
+    torch.manual_seed(seed)
+    model = PaiNNVelocity(hidden=16, layers=2, n_rbf=8, cutoff=cutoff, time_embedding=8)
+    return model.to(dtype)
+
+
+def test_radial_basis_and_cutoff_values():
+    rbf = GaussianRBF(n_rbf=5, cutoff=4.0)
+    d = torch.tensor([0.0, 1.0, 2.5])
+    expected = torch.exp(-0.5 * (d[:, None] - torch.tensor([0.0, 1.0, 2.0, 3.0, 4.0])) ** 2)
+    torch.testing.assert_close(rbf(d), expected)
+    cut = CosineCutoff(2.0)
+    torch.testing.assert_close(cut(torch.tensor([0.0, 1.0, 2.0, 3.0])), torch.tensor([1.0, 0.5, 0.0, 0.0]))
+
+
+def test_radius_edges_match_brute_force_and_never_cross_graphs():
+    _, x_t, _, _, batch = _graphs(sizes=(4, 1, 7, 6), seed=3)
+    cutoff = 3.0
+    edges = radius_edges(x_t, batch, cutoff, num_graphs=4)
+    expected = {
+        (j, i)
+        for i in range(len(batch))
+        for j in range(len(batch))
+        if i != j and batch[i] == batch[j] and torch.dist(x_t[i], x_t[j]) < cutoff
+    }
+    found = {tuple(edge) for edge in edges.T.tolist()}
+    assert found == expected and edges.shape[1] == len(expected)
+    assert 0 < len(expected) < sum(n * (n - 1) for n in (4, 1, 7, 6))
+
+
+def test_large_cutoff_connects_all_pairs_within_each_graph():
+    _, x_t, _, _, batch = _graphs(sizes=(5, 8))
+    edges = radius_edges(x_t, batch, cutoff=50.0, num_graphs=2)
+    assert edges.shape[1] == 5 * 4 + 8 * 7
+    out = _model(cutoff=50.0)(*_graphs(sizes=(5, 8)))
+    assert out.shape == (13, 3) and torch.isfinite(out).all()
+
+
+@pytest.mark.parametrize("proper", [True, False])
+def test_rotation_and_reflection_equivariance_translation_invariance_float64(proper):
+    model = _model()
+    numbers, x_t, x_w, t, batch = _graphs()
+    rotation = _rotation(1)
+    transform = rotation if proper else -rotation
+    shift = torch.tensor([3.0, -7.0, 11.0], dtype=torch.float64)
+    out = model(numbers, x_t, x_w, t, batch)
+    moved = model(numbers, x_t @ transform.T + shift, x_w @ transform.T + shift, t, batch)
+    assert out.abs().max() > 1e-3
+    torch.testing.assert_close(moved, out @ transform.T, rtol=0.0, atol=1e-5)
+
+
+def test_rotation_equivariance_float32_relative():
+    model = _model(dtype=torch.float32)
+    numbers, x_t, x_w, t, batch = _graphs(dtype=torch.float32)
+    rotation = _rotation(2, dtype=torch.float32)
+    shift = torch.tensor([1.0, 2.0, -3.0])
+    out = model(numbers, x_t, x_w, t, batch)
+    moved = model(numbers, x_t @ rotation.T + shift, x_w @ rotation.T + shift, t, batch)
+    assert out.dtype == torch.float32
+    assert (moved - out @ rotation.T).norm() / out.norm() < 1e-4
+
+
+def test_batched_graphs_give_the_same_output_as_each_graph_alone():
+    model = _model()
+    numbers, x_t, x_w, t, batch = _graphs(sizes=(5, 8))
+    together = model(numbers, x_t, x_w, t, batch)
+    for g, atoms in enumerate((slice(0, 5), slice(5, 13))):
+        alone = model(
+            numbers[atoms], x_t[atoms], x_w[atoms], t[g : g + 1], torch.zeros(atoms.stop - atoms.start, dtype=torch.long)
+        )
+        torch.testing.assert_close(together[atoms], alone, rtol=0.0, atol=1e-12)
+
+
+def test_output_depends_on_time_condition_and_atom_types():
+    model = _model()
+    numbers, x_t, x_w, t, batch = _graphs()
+    out = model(numbers, x_t, x_w, t, batch)
+    assert not torch.allclose(out, model(numbers, x_t, x_w, t + 0.3, batch))
+    assert not torch.allclose(out, model(numbers, x_t, x_w + 0.5 * torch.randn_like(x_w), t, batch))
+    assert not torch.allclose(out, model(numbers % 5 + 1, x_t, x_w, t, batch))
+
+
+def test_gradients_are_finite_when_x_t_equals_x_w():
+    model = _model()
+    numbers, x_t, _, t, batch = _graphs()
+    out = model(numbers, x_t, x_t.clone(), torch.zeros_like(t), batch)
+    out.pow(2).sum().backward()
+    grads = [p.grad for p in model.parameters() if p.grad is not None]
+    assert len(grads) == len(list(model.parameters()))
+    assert all(torch.isfinite(g).all() for g in grads)
+
+
+def test_describe_reports_hyperparameters():
+    model = PaiNNVelocity(hidden=8, layers=1, n_rbf=4, cutoff=20.0, time_embedding=4)
+    info = model.describe()
+    assert info["hidden"] == 8 and info["cutoff"] == 20.0 and info["layers"] == 1
+    assert info["parameters"] == sum(p.numel() for p in model.parameters())
+    assert math.isfinite(info["parameters"])
