@@ -152,6 +152,4 @@ def sample(
         return sample_ode(model, path, numbers, x_w, batch, steps=1, method="euler", generator=generator, x_0=x_0)
     if method == "sde":
         return sample_sde(model, path, numbers, x_w, batch, steps=steps or 100, generator=generator, x_0=x_0)
-    return sample_ode(
-        model, path, numbers, x_w, batch, steps=steps or 20, method=method, generator=generator, x_0=x_0
-    )
+    return sample_ode(model, path, numbers, x_w, batch, steps=steps or 20, method=method, generator=generator, x_0=x_0)

@@ -18,7 +18,7 @@ def _atom_names(numbers: np.ndarray, mol_index: np.ndarray) -> list[str]:
     """PDB atom names (columns 13-16): element symbol plus a counter per molecule, e.g. ' C1 ', ' H12'."""
     counters: dict[tuple[int, str], int] = {}
     names = []
-    for number, molecule in zip(numbers, mol_index):
+    for number, molecule in zip(numbers, mol_index, strict=True):
         symbol = chemical_symbols[number]
         counters[(molecule, symbol)] = counters.get((molecule, symbol), 0) + 1
         label = f"{symbol}{counters[(molecule, symbol)]}"
@@ -87,7 +87,7 @@ def xyz_string(numbers: np.ndarray, positions: np.ndarray, times: Sequence[float
     blocks = []
     for index, frame in enumerate(frames):
         comment = f"frame={index}" if times is None else f"frame={index} t={float(times[index]):.6f}"
-        atoms = "\n".join(f"{s:<2s} {x:.6f} {y:.6f} {z:.6f}" for s, (x, y, z) in zip(symbols, frame))
+        atoms = "\n".join(f"{s:<2s} {x:.6f} {y:.6f} {z:.6f}" for s, (x, y, z) in zip(symbols, frame, strict=True))
         blocks.append(f"{len(numbers)}\n{comment}\n{atoms}\n")
     return "".join(blocks)
 
@@ -115,7 +115,7 @@ def cluster_to_rdkit(
     if bonds is None:
         bonds = detect_bonds(numbers, mol_index, positions)
     editable = Chem.RWMol()
-    for number, molecule in zip(numbers, mol_index):
+    for number, molecule in zip(numbers, mol_index, strict=True):
         atom = Chem.Atom(int(number))
         atom.SetNoImplicit(True)
         atom.SetIntProp("mol_index", int(molecule))

@@ -17,13 +17,13 @@ ARROW_COLOR = "#d62728"
 ERROR_COLORSCALE = "Viridis"
 
 
-def _bond_lines(positions: np.ndarray, bonds: np.ndarray) -> tuple[list, list, list]:
-    """x, y, z lists drawing every bond [B, 2] as a segment, segments separated by None."""
-    coords: list[list] = [[], [], []]
+def _bond_lines(positions: np.ndarray, bonds: np.ndarray) -> dict[str, list]:
+    """Scatter3d x, y, z lists drawing every bond [B, 2] as a segment, segments separated by None."""
+    coords: dict[str, list] = {"x": [], "y": [], "z": []}
     for i, j in bonds:
-        for axis in range(3):
-            coords[axis].extend([positions[i, axis], positions[j, axis], None])
-    return coords[0], coords[1], coords[2]
+        for axis, label in enumerate("xyz"):
+            coords[label].extend([positions[i, axis], positions[j, axis], None])
+    return coords
 
 
 def _marker_sizes(numbers: np.ndarray) -> np.ndarray:
@@ -63,12 +63,9 @@ def _molecule_traces(
                 hoverinfo="text",
             )
         )
-        x, y, z = _bond_lines(positions, bonds[in_molecule])
         traces.append(
             go.Scatter3d(
-                x=x,
-                y=y,
-                z=z,
+                **_bond_lines(positions, bonds[in_molecule]),
                 mode="lines",
                 name=f"{name} bonds",
                 legendgroup=str(molecule),
@@ -87,7 +84,7 @@ def _scene(positions: np.ndarray) -> dict:
     center = (flat.max(axis=0) + flat.min(axis=0)) / 2.0
     half = (flat.max(axis=0) - flat.min(axis=0)).max() / 2.0 + 1.5
     axes = {}
-    for axis, label in zip(range(3), "xyz"):
+    for axis, label in enumerate("xyz"):
         axes[f"{label}axis"] = {"range": [center[axis] - half, center[axis] + half], "title": f"{label} (Å)"}
     return {**axes, "aspectmode": "cube"}
 
@@ -182,7 +179,7 @@ def overlay_figure(
     """Prediction x_pred [N, 3] Kabsch-aligned onto the truth x_true [N, 3].
 
     Traces: truth atoms and bonds (grey, translucent), prediction atoms (coloured by per-atom error in Å, or
-    by molecule with color_by='molecule') and bonds, and with `arrows` the mass-centre displacement of every
+    by molecule with color_by='molecule') and bonds, and with `arrows` the centroid displacement of every
     molecule (line + cone). The title carries PM(atom), PM(center), collision and separation; `metrics` default
     to `crystalflow_core.metrics.cluster_metrics` on the unaligned prediction.
     """
@@ -191,7 +188,7 @@ def overlay_figure(
     numbers = np.asarray(numbers, dtype=int)
     mol_index = np.asarray(mol_index, dtype=int)
     metrics = resolve_metrics(numbers, mol_index, x_pred, x_true, metrics)
-    overlay = build_overlay(numbers, mol_index, x_pred, x_true)
+    overlay = build_overlay(mol_index, x_pred, x_true)
     bonds = detect_bonds(numbers, mol_index, overlay.x_true)
     sizes = _marker_sizes(numbers)
     symbols = [chemical_symbols[n] for n in numbers]
@@ -207,7 +204,7 @@ def overlay_figure(
             hoverinfo="skip",
         ),
         go.Scatter3d(
-            *_bond_lines(overlay.x_true, bonds),
+            **_bond_lines(overlay.x_true, bonds),
             mode="lines",
             name="ground truth bonds",
             line={"color": TRUTH_COLOR, "width": 6},
@@ -236,14 +233,14 @@ def overlay_figure(
             marker=prediction_marker,
             text=[
                 f"{s}{a} (molecule {m}) |Δr| = {e:.2f} Å"
-                for a, (s, m, e) in enumerate(zip(symbols, mol_index, overlay.atom_error))
+                for a, (s, m, e) in enumerate(zip(symbols, mol_index, overlay.atom_error, strict=True))
             ],
             hoverinfo="text",
         )
     )
     traces.append(
         go.Scatter3d(
-            *_bond_lines(overlay.x_aligned, bonds),
+            **_bond_lines(overlay.x_aligned, bonds),
             mode="lines",
             name="prediction bonds",
             line={"color": "#1f1f1f", "width": 3},
@@ -252,13 +249,11 @@ def overlay_figure(
     )
     if arrows:
         segments = np.stack([overlay.center_true, overlay.center_pred], axis=1)
-        x, y, z = _bond_lines(segments.reshape(-1, 3), np.arange(2 * len(segments)).reshape(-1, 2))
-        direction = overlay.center_pred - overlay.center_true
+        displacement = overlay.center_pred - overlay.center_true
+        direction = displacement / np.maximum(overlay.center_error, 1e-9)[:, None]
         traces.append(
             go.Scatter3d(
-                x=x,
-                y=y,
-                z=z,
+                **_bond_lines(segments.reshape(-1, 3), np.arange(2 * len(segments)).reshape(-1, 2)),
                 mode="lines",
                 name="centre displacement",
                 line={"color": ARROW_COLOR, "width": 5},
@@ -273,8 +268,8 @@ def overlay_figure(
                 u=direction[:, 0],
                 v=direction[:, 1],
                 w=direction[:, 2],
-                sizemode="absolute",
-                sizeref=0.6,
+                sizemode="raw",
+                sizeref=0.5,
                 anchor="tip",
                 colorscale=[[0.0, ARROW_COLOR], [1.0, ARROW_COLOR]],
                 showscale=False,
@@ -289,6 +284,7 @@ def overlay_figure(
     figure.update_layout(
         scene=_scene(np.concatenate([overlay.x_true, overlay.x_aligned])),
         title={"text": f"{heading}<br><sub>{caption}</sub>" if caption else heading},
+        legend={"orientation": "h"},
         margin={"l": 0, "r": 0, "t": 60, "b": 0},
     )
     return figure

@@ -6,15 +6,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
-from ase.data import atomic_masses
 
 from crystalviz.align import superimpose
 
 CAPTION_METRICS = (
     ("pm_atom", "PM(atom)", "{:.3f} Å"),
     ("pm_center", "PM(center)", "{:.3f} Å"),
-    ("collision", "collision", "{:.3g}"),
-    ("separation", "separation", "{:.3g}"),
+    ("collision", "collision", "{:.2f} %"),
+    ("separation", "separation", "{:.2f} %"),
 )
 
 
@@ -22,8 +21,8 @@ CAPTION_METRICS = (
 class Overlay:
     """Prediction aligned onto the truth with per-atom and per-molecule displacements.
 
-    x_true, x_aligned [N, 3]; atom_error [N] = |x_aligned - x_true| (Å); center_true, center_pred [M, 3] mass
-    centres per molecule; center_error [M] (Å).
+    x_true, x_aligned [N, 3]; atom_error [N] = |x_aligned - x_true| (Å); center_true, center_pred [M, 3] molecule
+    centroids; center_error [M] (Å).
     """
 
     x_true: np.ndarray
@@ -34,22 +33,21 @@ class Overlay:
     center_error: np.ndarray
 
 
-def mass_centers(numbers: np.ndarray, mol_index: np.ndarray, positions: np.ndarray) -> np.ndarray:
-    """Mass centre of every molecule: [M, 3] for positions [N, 3]."""
-    masses = atomic_masses[np.asarray(numbers)]
-    n_molecules = int(np.max(mol_index)) + 1
+def molecule_centroids(mol_index: np.ndarray, positions: np.ndarray) -> np.ndarray:
+    """Unweighted centroid of every molecule (the centres PM(center) compares): [M, 3] for positions [N, 3]."""
+    mol_index = np.asarray(mol_index, dtype=int)
+    n_molecules = int(mol_index.max()) + 1
     total = np.zeros((n_molecules, 3))
-    np.add.at(total, mol_index, positions * masses[:, None])
-    mass = np.bincount(mol_index, weights=masses, minlength=n_molecules)
-    return total / mass[:, None]
+    np.add.at(total, mol_index, positions)
+    return total / np.bincount(mol_index, minlength=n_molecules)[:, None]
 
 
-def build_overlay(numbers: np.ndarray, mol_index: np.ndarray, x_pred: np.ndarray, x_true: np.ndarray) -> Overlay:
+def build_overlay(mol_index: np.ndarray, x_pred: np.ndarray, x_true: np.ndarray) -> Overlay:
     """Kabsch-align x_pred [N, 3] on x_true [N, 3] (all atoms, proper rotation) and measure displacements."""
     x_true = np.asarray(x_true, dtype=float)
     x_aligned = superimpose(x_pred, x_true)
-    center_true = mass_centers(numbers, mol_index, x_true)
-    center_pred = mass_centers(numbers, mol_index, x_aligned)
+    center_true = molecule_centroids(mol_index, x_true)
+    center_pred = molecule_centroids(mol_index, x_aligned)
     return Overlay(
         x_true=x_true,
         x_aligned=x_aligned,
@@ -76,7 +74,7 @@ def resolve_metrics(
 
 
 def metrics_caption(metrics: Mapping[str, float]) -> str:
-    """One-line caption 'PM(atom) 0.412 Å · PM(center) 0.201 Å · collision 0 · separation 1.23'."""
+    """One-line caption 'PM(atom) 0.412 Å · PM(center) 0.201 Å · collision 0.65 % · separation 0.00 %'."""
     parts = []
     for key, label, fmt in CAPTION_METRICS:
         if key in metrics:

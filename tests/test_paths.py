@@ -175,3 +175,17 @@ def test_integrating_exact_lerp_field_from_x_w_lands_on_x_s(method):
     assert (trajectory[-1] - x_s).abs().max() < 1e-4
     t_mid = 0.5
     torch.testing.assert_close(trajectory[25], (1 - t_mid) * x_w + t_mid * x_s)
+
+
+@pytest.mark.parametrize("name", ["ve", "vp"])
+def test_diffusion_coefficient_matches_forward_sde_of_the_path(name):
+    """A forward SDE dx = (d ln a/ds) x ds + g dW in s = 1 − t has Var' = 2 (d ln a/ds) σ² + g² along the path,
+    so g² = −dσ²/dt + 2 (d ln a/dt) σ² (finite differences in t of the path's own a_t, σ_t)."""
+    path = get_path(name)
+    t = torch.tensor([0.05, 0.3, 0.6, 0.9], dtype=torch.float64)
+    h = 1e-6
+    plus, minus, here = path.coefficients(t + h), path.coefficients(t - h), path.coefficients(t)
+    d_sigma2 = (plus.sigma**2 - minus.sigma**2) / (2 * h)
+    d_log_a = (torch.log(plus.a) - torch.log(minus.a)) / (2 * h)
+    expected = -d_sigma2 + 2 * d_log_a * here.sigma**2
+    torch.testing.assert_close(path.diffusion_coefficient(t) ** 2, expected, rtol=1e-6, atol=1e-6)

@@ -71,7 +71,7 @@ def test_sde_trajectory_with_exact_ve_score_reaches_x_s():
     assert trajectory.shape == (101, 9, 3)
     torch.testing.assert_close(trajectory[0], expected_start)
     assert (trajectory[0] - x_s).abs().max() > 5.0
-    assert (trajectory[-1] - x_s).norm(dim=-1).max() < 0.05
+    assert (trajectory[-1] - x_s).norm(dim=-1).max() < 0.1
 
 
 def test_sde_with_exact_vp_score_reaches_x_s():
@@ -83,7 +83,8 @@ def test_sde_with_exact_vp_score_reaches_x_s():
 
     trajectory = sample_sde(field, path, numbers, x_w, batch, steps=200, generator=torch.Generator().manual_seed(1))
     assert torch.isfinite(trajectory).all()
-    assert (trajectory[-1] - x_s).norm(dim=-1).max() < 0.5
+    # the last noisy step leaves σ_t ≈ 0.3 Å of noise at t = 1 − dt (scale 10 Å), hence the loose bound
+    assert (trajectory[-1] - x_s).norm(dim=-1).max() < 1.0
     assert (trajectory[0] - x_s).norm(dim=-1).max() > 5.0
 
 
@@ -115,3 +116,37 @@ def test_samplers_do_not_track_gradients_and_keep_dtype():
     trajectory = sample(model, get_path("lerp"), numbers, x_w, batch, steps=3)
     assert not trajectory.requires_grad and trajectory.dtype == torch.float64
     assert trajectory.device == next(model.parameters()).device
+
+
+@pytest.mark.parametrize(("method", "tolerance"), [("euler", 1e-12), ("rk4", 1e-5), ("dopri5", 1e-4)])
+def test_ode_solvers_on_exponential_growth(method, tolerance):
+    """dx/dt = x from x_0: Euler gives (1 + 1/n)^n x_0 exactly, rk4 and dopri5 approach e·x_0."""
+    numbers, x_w, _, batch = _cluster(seed=7)
+    x_0 = torch.randn(x_w.shape, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    trajectory = sample_ode(lambda *args: args[1], get_path("lerp"), numbers, x_w, batch, 10, method, x_0=x_0)
+    expected = (1.1**10 if method == "euler" else math.e) * x_0
+    assert ((trajectory[-1] - expected).norm() / expected.norm()).item() < tolerance
+
+
+@pytest.mark.parametrize("name", ["ve", "vp"])
+def test_sde_keeps_the_marginal_of_a_point_mass(name):
+    """From x_0 ~ N(μ_0, σ_0²), the reverse SDE with the exact score keeps x_t ~ N(μ_t, σ_t²) (Eq. 27, 30)."""
+    n_atoms = 3000
+    gen = torch.Generator().manual_seed(0)
+    x_s = torch.randn(n_atoms, 3, generator=gen, dtype=torch.float64)
+    path = get_path(name)
+
+    def field(numbers, x, x_w, t, batch):
+        return path.conditional_velocity(x, x_w, x_s, t[batch])
+
+    zero = torch.zeros(n_atoms, dtype=torch.float64)
+    x_0 = path.mean(x_s, x_s, zero) + path.std(zero)[:, None] * torch.randn(x_s.shape, generator=gen, dtype=x_s.dtype)
+    numbers, batch = torch.ones(n_atoms, dtype=torch.long), torch.zeros(n_atoms, dtype=torch.long)
+    steps = 400
+    trajectory = sample_sde(field, path, numbers, x_s, batch, steps=steps, generator=gen, x_0=x_0)
+    for t in (0.25, 0.5, 0.9):
+        t_atom = torch.full((n_atoms,), t, dtype=torch.float64)
+        residual = trajectory[int(t * steps)] - path.mean(x_s, x_s, t_atom)
+        sigma = path.std(t_atom)[0].item()
+        assert residual.std().item() == pytest.approx(sigma, rel=0.1)
+        assert abs(residual.mean().item()) < 0.05 * sigma

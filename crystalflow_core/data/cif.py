@@ -132,9 +132,7 @@ def _operations_to_arrays(ops: list[gemmi.Op]) -> tuple[np.ndarray, np.ndarray]:
     _, first = np.unique(np.round(keys, 6), axis=0, return_index=True)
     order = np.sort(first)
     rotations, translations = rotations[order], translations[order]
-    is_identity = np.all(np.isclose(rotations, np.eye(3)), axis=(1, 2)) & np.all(
-        np.isclose(translations, 0.0), axis=1
-    )
+    is_identity = np.all(np.isclose(rotations, np.eye(3)), axis=(1, 2)) & np.all(np.isclose(translations, 0.0), axis=1)
     if is_identity.any():
         front = int(np.argmax(is_identity))
         perm = [front] + [k for k in range(len(order)) if k != front]
@@ -144,8 +142,7 @@ def _operations_to_arrays(ops: list[gemmi.Op]) -> tuple[np.ndarray, np.ndarray]:
 
 def _lattice(block: gemmi.cif.Block, source: str) -> np.ndarray:
     """Lattice [3, 3] with a, b, c as rows (a along x, b in the xy plane); absent angles are 90° (CIF default)."""
-    values = [gemmi.cif.as_number(block.find_value(tag)) if block.find_value(tag) else math.nan
-              for tag in _CELL_TAGS]
+    values = [gemmi.cif.as_number(block.find_value(tag)) if block.find_value(tag) else math.nan for tag in _CELL_TAGS]
     values[3:] = [90.0 if math.isnan(angle) else angle for angle in values[3:]]
     if any(math.isnan(v) or v <= 0 for v in values):
         raise CurationError("parse_error", "missing or invalid cell parameters", source)
@@ -198,7 +195,7 @@ def _crystal_from_block(block: gemmi.cif.Block, name: str, source: str, where: s
         numbers=numbers[keep],
         frac=frac[keep],
         occupancies=occupancies[keep],
-        labels=[label for label, k in zip(labels, keep) if k],
+        labels=[label for label, k in zip(labels, keep, strict=True) if k],
         spacegroup=hm,
     )
 
@@ -208,8 +205,8 @@ def read_cif(path: str | Path) -> list[Crystal]:
 
     Crystal names are the file stem (``1000034``), or ``stem/block`` when the file has several blocks
     with atom sites. Atoms without coordinates are left out; atoms whose element cannot be told from the
-    type symbol or the label get atomic number 0 (the selection rejects them). Raises ``CurationError("parse_error")`` naming the file when it cannot be read or
-    holds no atom sites.
+    type symbol or the label get atomic number 0 (the selection rejects them). Raises
+    ``CurationError("parse_error")`` naming the file when it cannot be read or holds no atom sites.
     """
     path = Path(path)
     try:

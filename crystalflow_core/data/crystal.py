@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import itertools
+import warnings
 from dataclasses import dataclass, field
 
 import ase
 import numpy as np
+import spglib
 from scipy.spatial import cKDTree
 
 #: Two images of one asymmetric-unit atom closer than this (Å) are one atom on a special position.
@@ -60,9 +62,7 @@ class Crystal:
         cart = images @ self.lattice
         shifts = np.array(list(itertools.product((-1, 0, 1), repeat=3)), dtype=np.float64) @ self.lattice
         padded = (cart[None, :, :] + shifts[:, None, :]).reshape(-1, 3)
-        pairs = cKDTree(cart).sparse_distance_matrix(
-            cKDTree(padded), SPECIAL_POSITION_TOLERANCE, output_type="ndarray"
-        )
+        pairs = cKDTree(cart).sparse_distance_matrix(cKDTree(padded), SPECIAL_POSITION_TOLERANCE, output_type="ndarray")
         first, second = pairs["i"], pairs["j"] % len(cart)
         duplicate = (second > first) & (numbers[first] == numbers[second])
         keep = np.ones(len(cart), dtype=bool)
@@ -81,21 +81,37 @@ class Crystal:
         return sites.numbers, sites.frac
 
 
-def crystal_from_ase(atoms: ase.Atoms, name: str, source: str) -> Crystal:
-    """Wrap a periodic ``ase.Atoms`` structure as a P1 crystal (identity operation only)."""
-    frac = atoms.get_scaled_positions(wrap=True)
-    n_atoms = len(atoms)
-    occupancies = np.ones(n_atoms)
+def crystal_from_ase(atoms: ase.Atoms, name: str, source: str, symprec: float | None = 0.01) -> Crystal:
+    """Wrap a periodic ``ase.Atoms`` structure as a Crystal.
+
+    With ``symprec=None`` the structure is taken as P1 (identity operation only, every atom in the
+    asymmetric unit). Otherwise spglib finds the space group within ``symprec`` (Å) and the asymmetric unit
+    keeps one atom per symmetry orbit, so that the Z' selection sees the true symmetry.
+    """
+    frac = np.asarray(atoms.get_scaled_positions(wrap=True), dtype=np.float64)
+    numbers = np.asarray(atoms.numbers, dtype=np.int64)
+    lattice = np.array(atoms.cell[:], dtype=np.float64)
+    rotations, translations, spacegroup = np.eye(3)[None], np.zeros((1, 3)), "P 1"
+    representatives = np.arange(len(atoms))
+    if symprec is not None:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            dataset = spglib.get_symmetry_dataset((lattice, frac, numbers), symprec=symprec)
+        if dataset is not None:
+            rotations = np.asarray(dataset.rotations, dtype=np.float64)
+            translations = np.asarray(dataset.translations, dtype=np.float64) % 1.0
+            spacegroup = dataset.international
+            representatives = np.unique(dataset.equivalent_atoms)
     symbols = atoms.get_chemical_symbols()
     return Crystal(
         name=name,
         source=source,
-        lattice=np.array(atoms.cell[:], dtype=np.float64),
-        rotations=np.eye(3)[None].copy(),
-        translations=np.zeros((1, 3)),
-        numbers=np.asarray(atoms.numbers, dtype=np.int64),
-        frac=np.asarray(frac, dtype=np.float64),
-        occupancies=occupancies,
-        labels=[f"{symbol}{i + 1}" for i, symbol in enumerate(symbols)],
-        spacegroup="P 1",
+        lattice=lattice,
+        rotations=rotations,
+        translations=translations,
+        numbers=numbers[representatives],
+        frac=frac[representatives],
+        occupancies=np.ones(len(representatives)),
+        labels=[f"{symbols[i]}{i + 1}" for i in representatives],
+        spacegroup=spacegroup,
     )

@@ -21,10 +21,15 @@ from crystalflow_core.errors import CurationError
 
 #: Added to the sum of covalent radii to decide that two atoms are bonded (Å).
 BOND_TOLERANCE = 0.4
+#: The tolerance for pairs with a hydrogen atom: X-H bonds are short and tightly distributed, so a hydrogen much
+#: further away than the radii sum is a misplaced or unbonded atom (COD's cif_molecule draws the line similarly).
+HYDROGEN_BOND_TOLERANCE = 0.2
 #: Atoms with occupancy below this are disordered (CIF occupancies carry rounding, e.g. ``0.995``).
 OCCUPANCY_THRESHOLD = 0.99
-#: Two distinct atoms closer than this fraction of their covalent-radii sum are a modelling error.
+#: Two distinct atoms closer than this fraction of their covalent-radii sum, or closer than
+#: ``MIN_DISTANCE`` (Å), are a modelling error (unmarked disorder, misplaced hydrogen).
 BUMP_FACTOR = 0.5
+MIN_DISTANCE = 0.7
 
 
 @dataclass
@@ -67,9 +72,12 @@ def hill_formula(numbers) -> str:
     return " ".join(f"{s}{counts[s]}" if counts[s] > 1 else s for s in order)
 
 
-def find_bonds(numbers: np.ndarray, frac: np.ndarray, lattice: np.ndarray,
-               tolerance: float = BOND_TOLERANCE) -> PeriodicBonds:
+def find_bonds(
+    numbers: np.ndarray, frac: np.ndarray, lattice: np.ndarray, tolerance: float = BOND_TOLERANCE
+) -> PeriodicBonds:
     """All atom pairs closer than the sum of covalent radii plus ``tolerance``, over periodic images.
+
+    Pairs with a hydrogen atom use ``HYDROGEN_BOND_TOLERANCE`` when it is the smaller.
 
     ``numbers`` [P], ``frac`` [P, 3] in the cell, ``lattice`` [3, 3] rows a, b, c. Uses a k-d tree of the
     cell padded with as many image layers as the longest possible bond needs.
@@ -87,7 +95,8 @@ def find_bonds(numbers: np.ndarray, frac: np.ndarray, lattice: np.ndarray,
     j = pairs["j"].astype(np.int64) % n_atoms
     shift = shifts[pairs["j"] // n_atoms]
     distance = pairs["v"]
-    is_bond = (distance < radii[i] + radii[j] + tolerance) & ~((i == j) & ~shift.any(axis=1))
+    pair_tolerance = np.where((numbers[i] == 1) | (numbers[j] == 1), min(tolerance, HYDROGEN_BOND_TOLERANCE), tolerance)
+    is_bond = (distance < radii[i] + radii[j] + pair_tolerance) & ~((i == j) & ~shift.any(axis=1))
     return PeriodicBonds(i=i[is_bond], j=j[is_bond], shift=shift[is_bond], distance=distance[is_bond])
 
 
@@ -128,9 +137,9 @@ def select_molecular_crystal(crystal: Crystal) -> MolecularCrystal:
 
     Rejections (``CurationError``): ``partial_occupancy`` (any occupancy < ``OCCUPANCY_THRESHOLD``),
     ``no_carbon``, ``parse_error`` (an atom of unknown element), ``bad_geometry`` (two atoms closer than
-    ``BUMP_FACTOR`` of their radii sum), ``polymeric``, ``multiple_species`` (more than one molecular
-    formula in the cell), ``z_prime_gt_1`` (more molecules than symmetry operations, or molecules not all
-    related by symmetry to the reference molecule).
+    ``BUMP_FACTOR`` of their radii sum or than ``MIN_DISTANCE``), ``polymeric``, ``multiple_species``
+    (more than one molecular formula in the cell), ``z_prime_gt_1`` (more molecules than symmetry
+    operations, or molecules not all related by symmetry to the reference molecule).
     """
     name = crystal.name
     if len(crystal.numbers) == 0:
@@ -144,13 +153,12 @@ def select_molecular_crystal(crystal: Crystal) -> MolecularCrystal:
         raise CurationError("no_carbon", "no carbon atom", name)
     unknown = crystal.numbers == 0
     if unknown.any():
-        raise CurationError("parse_error", f"unknown element of atom {crystal.labels[int(np.argmax(unknown))]}",
-                            name)
+        raise CurationError("parse_error", f"unknown element of atom {crystal.labels[int(np.argmax(unknown))]}", name)
 
     sites = crystal.unit_cell_sites()
     bonds = find_bonds(sites.numbers, sites.frac, crystal.lattice)
     radii = covalent_radii[sites.numbers]
-    bump = bonds.distance < BUMP_FACTOR * (radii[bonds.i] + radii[bonds.j])
+    bump = (bonds.distance < BUMP_FACTOR * (radii[bonds.i] + radii[bonds.j])) | (bonds.distance < MIN_DISTANCE)
     if bump.any():
         a, b = sites.asym_index[bonds.i[bump][0]], sites.asym_index[bonds.j[bump][0]]
         detail = f"atoms {crystal.labels[a]} and {crystal.labels[b]} {bonds.distance[bump][0]:.3f} Å apart"

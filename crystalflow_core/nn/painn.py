@@ -143,7 +143,7 @@ class PaiNNVelocity(nn.Module):
         }
 
     def forward(self, numbers: Tensor, x_t: Tensor, x_w: Tensor, t: Tensor, batch: Tensor) -> Tensor:
-        """Velocity `[N, 3]` from atomic numbers `[N]`, x_t and x_w `[N, 3]`, one time per graph `t [B]`, `batch [N]`."""
+        """Velocity `[N, 3]` from `numbers [N]`, `x_t`, `x_w` `[N, 3]`, one time per graph `t [B]`, `batch [N]`."""
         offset = x_w - x_t
         offset_norm = torch.sqrt((offset**2).sum(dim=-1, keepdim=True) + _NORM_EPS)
         t_features = self.time_mlp(self.time_features(t.to(x_t.dtype)))

@@ -1,0 +1,155 @@
+"""nglview/ipywidgets viewers of crystalviz, checked on their Python-side state (no kernel needed)."""
+
+import numpy as np
+import pytest
+from scipy.spatial.transform import Rotation
+
+from crystalviz.bonds import detect_bonds
+from crystalviz.colors import molecule_colors
+from crystalviz.demo import demo_cluster_view
+from crystalviz.views import ClusterView
+from crystalviz.widgets import ClusterBrowser, OverlayViewer, TrajectoryViewer
+
+METRICS = {"pm_atom": 0.5, "pm_center": 0.25, "collision": 1.5, "clash": 0.0, "separation": 0.0}
+
+
+@pytest.fixture
+def cluster() -> ClusterView:
+    """A 17-molecule cluster (swap for a curated cluster when available)."""
+    return demo_cluster_view(n_samples=3, n_frames=9, seed=4)
+
+
+@pytest.fixture
+def trajectory(cluster):
+    """(times [T], frames [T, N, 3]) of one sample."""
+    return cluster.trajectory(1)
+
+
+def _calls(view, method: str) -> list[dict]:
+    return [message for message in view._ngl_msg_archive if message.get("methodName") == method]
+
+
+def test_trajectory_viewer_state(cluster, trajectory):
+    times, frames = trajectory
+    viewer = TrajectoryViewer(cluster.numbers, cluster.mol_index, frames, times)
+    assert viewer.n_frames == 9 and viewer.n_atoms == len(cluster.numbers)
+    assert (viewer.slider.min, viewer.slider.max) == (0, 8)
+    assert viewer.play.max == 8 and viewer.view.max_frame == 8
+    assert viewer.counter.value == "frame 1/9 · t = 0.000"
+    assert viewer.colors == molecule_colors(17) and len(set(viewer.colors)) == 17
+    representations = viewer.view.representations
+    assert len(representations) == 17
+    for molecule, representation in enumerate(representations):
+        assert representation["params"]["sele"] == str(molecule + 1)
+        assert representation["params"]["color"] == viewer.colors[molecule]
+        assert representation["params"]["opacity"] == 1.0
+    assert len(_calls(viewer.view, "loadFile")) == 1
+
+
+def test_trajectory_viewer_moves_frames_and_speed(cluster, trajectory):
+    times, frames = trajectory
+    viewer = TrajectoryViewer(cluster.numbers, cluster.mol_index, frames, times, interval_ms=200)
+    viewer.frame = 4
+    assert viewer.view.frame == 4 and viewer.play.value == 4
+    assert viewer.counter.value == f"frame 5/9 · t = {times[4]:.3f}"
+    source = viewer.view._trajlist[0]
+    assert source.n_frames == 9
+    np.testing.assert_allclose(source.get_coordinates(4), frames[4], atol=1e-5)
+    viewer.speed.value = 2.0
+    assert viewer.play.interval == 100
+    viewer.speed.value = 0.5
+    assert viewer.play.interval == 400
+
+
+def test_trajectory_viewer_highlights_central_molecule(cluster, trajectory):
+    _, frames = trajectory
+    viewer = TrajectoryViewer(cluster.numbers, cluster.mol_index, frames, highlight_central=True)
+    representations = viewer.view.representations
+    assert representations[0]["type"] == "ball+stick" and representations[0]["params"]["opacity"] == 1.0
+    assert all(r["type"] == "licorice" and r["params"]["opacity"] < 1.0 for r in representations[1:])
+
+
+def test_trajectory_viewer_bonds_come_from_first_frame(cluster, trajectory):
+    _, frames = trajectory
+    stretched = frames.copy()
+    stretched[1:] *= 1.7
+    viewer = TrajectoryViewer(cluster.numbers, cluster.mol_index, stretched)
+    expected = detect_bonds(cluster.numbers, cluster.mol_index, frames[0])
+    np.testing.assert_array_equal(viewer.bonds, expected)
+    topology = viewer.view._trajlist[0].get_structure_string()
+    conect = [line for line in topology.splitlines() if line.startswith("CONECT")]
+    assert sum(len(line[11:]) // 5 for line in conect) == 2 * len(expected)
+
+
+def test_trajectory_viewer_rejects_mismatched_input(cluster, trajectory):
+    times, frames = trajectory
+    with pytest.raises(ValueError, match="trajectory"):
+        TrajectoryViewer(cluster.numbers, cluster.mol_index, frames[:, :-1])
+    with pytest.raises(ValueError, match="times"):
+        TrajectoryViewer(cluster.numbers, cluster.mol_index, frames, times[:-1])
+
+
+def test_overlay_viewer_aligns_and_draws(cluster):
+    rotation = Rotation.from_euler("zxz", [15.0, 80.0, -60.0], degrees=True).as_matrix()
+    x_pred = cluster.x_s @ rotation.T - 2.0
+    viewer = OverlayViewer(cluster.numbers, cluster.mol_index, x_pred, cluster.x_s, metrics=METRICS)
+    assert viewer.n_atoms == len(cluster.numbers)
+    assert viewer.overlay.atom_error.max() < 1e-9
+    assert viewer.caption.startswith("PM(atom) 0.500 Å") and viewer.caption in viewer.label.value
+    assert len(_calls(viewer.view, "loadFile")) == 2
+    representations = _calls(viewer.view, "addRepresentation")
+    assert len(representations) == 1 + 17
+    assert {r["kwargs"]["color"] for r in representations[1:]} == set(molecule_colors(17))
+    (arrows,) = _calls(viewer.view, "addBuffer")
+    assert arrows["args"] == ["arrow"] and len(arrows["kwargs"]["position1"]) == 3 * 17
+    np.testing.assert_allclose(np.reshape(arrows["kwargs"]["position2"], (17, 3)), viewer.overlay.center_pred)
+
+
+def test_overlay_viewer_colours_by_error(cluster):
+    viewer = OverlayViewer(
+        cluster.numbers, cluster.mol_index, cluster.samples[0], cluster.x_s, METRICS, color_by="error", arrows=False
+    )
+    representations = _calls(viewer.view, "addRepresentation")
+    assert [r["kwargs"]["color"] for r in representations] == ["#8c8c8c", "bfactor"]
+    assert representations[1]["kwargs"]["colorDomain"][1] == pytest.approx(viewer.overlay.atom_error.max())
+    assert not _calls(viewer.view, "addBuffer")
+    prediction_pdb = _calls(viewer.view, "loadFile")[1]["args"][0]["data"]
+    b_factors = [float(line[60:66]) for line in prediction_pdb.splitlines() if line.startswith("HETATM")]
+    np.testing.assert_allclose(b_factors, viewer.overlay.atom_error, atol=0.005 + 1e-9)
+
+
+def test_overlay_viewer_computes_metrics_when_missing(cluster):
+    from crystalflow_core.metrics import cluster_metrics
+
+    viewer = OverlayViewer(cluster.numbers, cluster.mol_index, cluster.samples[2], cluster.x_s)
+    expected = cluster_metrics(cluster.samples[2], cluster.x_s, cluster.numbers, cluster.mol_index)
+    assert viewer.metrics == expected
+
+
+def test_cluster_browser_switches_run_cluster_sample_and_mode(cluster):
+    other = demo_cluster_view(n_samples=1, n_frames=4, seed=9)
+    direct = ClusterView(other.numbers, other.mol_index, other.x_w, other.x_s, other.samples, metrics=[METRICS])
+    entries = {"lerp": {"c1": cluster, "c2": other}, "gnn-md": {"c2": direct}}
+    browser = ClusterBrowser(entries)
+    assert list(browser.run_picker.options) == ["lerp", "gnn-md"]
+    assert list(browser.cluster_picker.options) == ["c1", "c2"]
+    assert isinstance(browser.viewer, TrajectoryViewer) and browser.display_box.children == (browser.viewer,)
+    assert browser.sample_picker.max == 2 and browser.viewer.n_frames == 9
+    browser.sample_picker.value = 2
+    np.testing.assert_allclose(browser.viewer.trajectory[-1], cluster.samples[2])
+    browser.cluster_picker.value = "c2"
+    assert browser.sample_picker.value == 0 and browser.sample_picker.max == 0
+    assert browser.viewer.n_frames == 4
+    browser.run_picker.value = "gnn-md"
+    assert list(browser.cluster_picker.options) == ["c2"] and browser.cluster is direct
+    assert browser.viewer.n_frames == 2
+    browser.mode_picker.value = "overlay"
+    assert isinstance(browser.viewer, OverlayViewer) and browser.viewer.metrics is METRICS
+    assert browser.display_box.children == (browser.viewer,)
+
+
+def test_cluster_browser_rejects_empty_entries():
+    with pytest.raises(ValueError, match="entries"):
+        ClusterBrowser({})
+    with pytest.raises(ValueError, match="entries"):
+        ClusterBrowser({"lerp": {}})
