@@ -110,9 +110,10 @@ def run_curate(args: argparse.Namespace) -> None:
     manifest = curate(refs, args.out, CurationSettings(seed=args.seed, noise=noise), workers=args.workers)
     counts = manifest["status"].value_counts()
     print(f"{len(manifest)} structures: " + ", ".join(f"{n} {status}" for status, n in counts.items()))
-    rejected = manifest[manifest["status"] != "curated"]
-    if len(rejected):
-        print(rejected.groupby(["status", "reason"]).size().to_string())
+    skipped = manifest[manifest["status"] != "curated"]
+    if len(skipped):
+        reason = skipped["reason"].str.split(":").str[0]
+        print(skipped.assign(reason=reason).groupby(["status", "reason"]).size().to_string())
     print(f"wrote {args.out}/manifest.csv")
 
 

@@ -31,6 +31,32 @@ def check_choice(name: str, value: object, choices: Iterable[object]) -> object:
     return value
 
 
+def check_choices(name: str, values: Iterable[object], choices: Iterable[object]) -> list:
+    """``values`` as a non-empty list if every one is among ``choices``."""
+    values, choices = list(values), tuple(choices)
+    unknown = [v for v in values if v not in choices]
+    if unknown or not values:
+        problem = f"unknown {unknown}" if unknown else "empty"
+        raise ParameterError(name, values, f"{problem}; choose from {', '.join(map(str, choices))}")
+    return values
+
+
+def check_subsets(name: str, values: Iterable[int | None]) -> list:
+    """A non-empty list of subset sizes: positive integers or ``None`` (all clusters)."""
+    values = list(values)
+    if not values or any(v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1) for v in values):
+        raise ParameterError(name, values, "must be a non-empty list of positive integers or None")
+    return values
+
+
+def check_seeds(name: str, values: Iterable[int]) -> list[int]:
+    """A non-empty list of non-negative integer seeds."""
+    values = list(values)
+    if not values or any(isinstance(v, bool) or not isinstance(v, int) or v < 0 for v in values):
+        raise ParameterError(name, values, "must be a non-empty list of non-negative integers")
+    return values
+
+
 def check_positive(name: str, value: object, kind: type = int) -> int | float:
     """``value`` if it is a positive ``int`` (or ``float`` with ``kind=float``); bools are refused."""
     allowed = (int, float) if kind is float else (int,)

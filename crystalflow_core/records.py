@@ -164,7 +164,8 @@ def _record_paths(item: str | Path) -> list[Path]:
     if path.is_dir():
         direct = path / RECORD
         return [direct] if direct.is_file() else sorted(path.rglob(RECORD))
-    return sorted(Path(p) for p in glob.glob(str(item), recursive=True) if Path(p).is_file())
+    matches = [Path(p) for p in glob.glob(str(item), recursive=True)]
+    return sorted(found for match in matches if match.exists() for found in _record_paths(match))
 
 
 def load_run_records(dirs_or_glob: str | Path | Iterable[str | Path]) -> pd.DataFrame:

@@ -36,7 +36,9 @@ METHODS = ("gnn_md", "ve", "vp", "lerp")
 #: Tiny model and data for the smoke scale (minutes on a 2-core CPU).
 SMOKE_TRAINING = {"epochs": 2, "batch_size": 4, "hidden": 16, "layers": 1, "cutoff": 4.0, "samples": 2, "steps": 5}
 SMOKE_SUBSET = 12
-SMOKE_LIMIT = 60
+#: Subset of the default scale (notebook 03's default).
+DEFAULT_SUBSET = 100
+SMOKE_LIMIT = 30
 
 _OFFLINE_TEMPLATE = """{%- extends 'index.html.j2' -%}
 {%- block html_head_js_requirejs -%}{%- endblock html_head_js_requirejs -%}
@@ -144,10 +146,11 @@ def launch_runs(
 
 def cluster_views(
     run_dir: str | Path, n_clusters: int = 3, samples: int = 2, steps: int | None = None, split: str = "test",
-    device: str = "auto", seed: int = 0,
+    device: str = "auto", seed: int = 0, frames: int = 21,
 ) -> dict:
     """Sample the first ``n_clusters`` clusters of a run's ``split`` with trajectories: ``{cluster_id:
-    ClusterView}`` (``samples`` ``[K, N, 3]``, ``trajectories`` ``[K, T, N, 3]``, metrics per sample)."""
+    ClusterView}`` (``samples`` ``[K, N, 3]``, metrics per sample, ``trajectories`` ``[K, T, N, 3]`` thinned to
+    at most ``frames`` evenly spaced frames, first and last kept, with their solver times)."""
     import torch
     from torch_geometric.data import Batch
 
@@ -173,38 +176,44 @@ def cluster_views(
                 trajectory = sample(model, path, batch.z, batch.x_w, batch.batch, steps=steps, generator=generator)
             trajectories.append(trajectory.double().cpu().numpy())
         trajectories = np.stack(trajectories)  # [K, T, N, 3]
+        times = np.linspace(0.0, 1.0, trajectories.shape[1])
+        keep = np.unique(np.linspace(0, trajectories.shape[1] - 1, min(frames, trajectories.shape[1])).round())
+        trajectories, times = trajectories[:, keep.astype(int)], times[keep.astype(int)]
         numbers, mol_index = item.z.numpy(), item.mol_index.numpy()
         x_s = item.x_s.double().numpy()
         views[item.cluster_id] = ClusterView(
-            numbers, mol_index, item.x_w.double().numpy(), x_s, trajectories[:, -1], trajectories,
-            np.linspace(0.0, 1.0, trajectories.shape[1]),
+            numbers, mol_index, item.x_w.double().numpy(), x_s, trajectories[:, -1], trajectories, times,
             [cluster_metrics(x, x_s, numbers, mol_index) for x in trajectories[:, -1]],
         )
     return views
 
 
 def scale_parameters(scale: str, work_dir: str | Path, source: str = "default") -> dict[str, dict[str, object]]:
-    """Papermill parameters of every notebook for a scale; all data and runs live under ``work_dir``."""
+    """Papermill parameters of every notebook for a scale; all data and runs live under ``work_dir``.
+
+    ``smoke``: a few structures, a tiny model, one method (the benchmark shows the others as missing).
+    ``default``: the notebooks' own defaults (03: ``subset=100``, 5 epochs) and the benchmark trains every
+    missing method and data variant through 03 — about ten minutes per run on a 2-core CPU.
+    """
     if scale not in SCALES:
         raise ValueError(f"scale must be one of {', '.join(SCALES)}, got {scale!r}")
     work_dir = Path(work_dir).resolve()
     data_root, runs_dir = work_dir / "data", work_dir / "runs"
     smoke = scale == "smoke"
-    subset = SMOKE_SUBSET if smoke else None
+    subset = SMOKE_SUBSET if smoke else DEFAULT_SUBSET
     training = dict(SMOKE_TRAINING) if smoke else {}
     run_dir = runs_dir / run_name("lerp", subset, 0, False)
-    sampling = {key: training.pop(key) for key in ("samples", "steps") if key in training}
     return {
         "01_curate": {"source": source, "data_root": str(data_root), "limit": SMOKE_LIMIT if smoke else None,
-                      "subsets": [SMOKE_SUBSET] if smoke else [25, 50, 100]},
+                      "subsets": [SMOKE_SUBSET] if smoke else [25, 50, DEFAULT_SUBSET, 200]},
         "02_dataset_statistics": {"data_dir": str(default_data_dir(False, data_root)),
                                   "max_clusters": 50 if smoke else 5000},
         "03_train": {"path": "lerp", "data_dir": str(default_data_dir(False, data_root)), "subset": subset,
-                     "output_dir": str(run_dir), **training, **sampling},
+                     "output_dir": str(run_dir), **training},
         "04_benchmark": {"runs_dir": str(runs_dir), "data_root": str(data_root), "subsets": [subset],
-                         "seeds": [0], "launch_missing": not smoke,
-                         "train_parameters": {**training, **sampling}},
-        "05_trajectories": {"run_dir": str(run_dir), "n_clusters": 2, **sampling},
+                         "seeds": [0], "launch_missing": not smoke, "train_parameters": training},
+        "05_trajectories": {"run_dir": str(run_dir), "n_clusters": 2,
+                            **{key: training[key] for key in ("samples", "steps") if key in training}},
     }
 
 

@@ -16,7 +16,7 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -157,6 +157,12 @@ def summary_table(table: pd.DataFrame, top: int = 8) -> pd.DataFrame:
          ", ".join(f"{g} {n}" for g, n in groups.head(top).items()) or "unknown (no manifest.csv)"),
     ]
     return pd.DataFrame(rows, columns=["statistic", "value"])
+
+
+def status_table(manifests: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
+    """Structures per curation status (rows) for each named manifest (columns), zeros filled in."""
+    counts = {name: manifest["status"].value_counts() for name, manifest in manifests.items()}
+    return pd.DataFrame(counts).fillna(0).astype(int).rename_axis("status")
 
 
 def rejection_table(manifest: pd.DataFrame) -> pd.DataFrame:

@@ -172,6 +172,7 @@ def curate(
     out_dir.mkdir(parents=True, exist_ok=True)
     previous = _load_previous(out_dir, settings)
     (out_dir / SETTINGS).write_text(json.dumps(settings.to_dict(), indent=2))
+    refs = list(refs)
     done_locations = set(previous["location"])
     todo = [ref for ref in refs if location_key(ref) not in done_locations]
     rows: list[dict] = previous.to_dict("records")
@@ -190,6 +191,9 @@ def curate(
                 if count % 50 == 0:
                     write_manifest(pd.DataFrame(rows), out_dir)
     bar.close()
+    # Input order decides which of two duplicates is kept, whatever order the workers finished in.
+    position = {location_key(ref): index for index, ref in enumerate(refs)}
+    rows.sort(key=lambda row: (position.get(row["location"], len(position)), row["id"]))
     manifest = mark_duplicates(pd.DataFrame(rows, columns=MANIFEST_COLUMNS), out_dir)
     write_manifest(manifest, out_dir)
     return manifest

@@ -61,14 +61,13 @@ class PaiNNMessage(nn.Module):
     def forward(
         self, h_s: Tensor, h_v: Tensor, edges: Tensor, rbf: Tensor, weight: Tensor, unit: Tensor
     ) -> tuple[Tensor, Tensor]:
-        """Update `h_s [N, F]`, `h_v [N, 3, F]` from edges `[2, E]`, `rbf [E, R]`, `weight [E]`, `unit [E, 3]`."""
+        """Summed messages `(Δh_s [N, F], Δh_v [N, 3, F])` from features `h_s`, `h_v`, edges `[2, E]`,
+        `rbf [E, R]`, cutoff `weight [E]` and unit vectors `unit [E, 3]`."""
         source, target = edges
         message = self.scalar_mlp(h_s)[source] * self.filter(rbf) * weight[:, None]
         d_s, gate_v, gate_dir = torch.split(message, self.hidden, dim=-1)
         d_v = gate_v[:, None, :] * h_v[source] + gate_dir[:, None, :] * unit[:, :, None]
-        h_s = h_s.index_add(0, target, d_s)
-        h_v = h_v.index_add(0, target, d_v)
-        return h_s, h_v
+        return torch.zeros_like(h_s).index_add_(0, target, d_s), torch.zeros_like(h_v).index_add_(0, target, d_v)
 
 
 class PaiNNUpdate(nn.Module):
@@ -81,13 +80,27 @@ class PaiNNUpdate(nn.Module):
         self.mlp = nn.Sequential(nn.Linear(2 * hidden, hidden), nn.SiLU(), nn.Linear(hidden, 3 * hidden))
 
     def forward(self, h_s: Tensor, h_v: Tensor) -> tuple[Tensor, Tensor]:
-        """Update `h_s [N, F]` and `h_v [N, 3, F]`."""
+        """Atom-wise updates `(Δh_s [N, F], Δh_v [N, 3, F])` from `h_s [N, F]` and `h_v [N, 3, F]`."""
         u_v, v_v = torch.split(self.vector_mix(h_v), self.hidden, dim=-1)
         v_norm = torch.sqrt((v_v**2).sum(dim=1) + _NORM_EPS)
         a_vv, a_sv, a_ss = torch.split(self.mlp(torch.cat([h_s, v_norm], dim=-1)), self.hidden, dim=-1)
-        h_s = h_s + a_ss + a_sv * (u_v * v_v).sum(dim=1)
-        h_v = h_v + a_vv[:, None, :] * u_v
-        return h_s, h_v
+        return a_ss + a_sv * (u_v * v_v).sum(dim=1), a_vv[:, None, :] * u_v
+
+
+class EquivariantNorm(nn.Module):
+    """Normalise scalars with LayerNorm and vectors by their RMS norm over channels (rotation equivariant).
+
+    Used pre-norm style: each message/update block reads normalised copies and adds to the raw residual streams,
+    which keeps the quadratic vector products of Eq. (2) from blowing up with depth or neighbour count.
+    """
+
+    def __init__(self, hidden: int) -> None:
+        super().__init__()
+        self.scalar_norm = nn.LayerNorm(hidden)
+
+    def forward(self, h_s: Tensor, h_v: Tensor) -> tuple[Tensor, Tensor]:
+        rms = torch.sqrt((h_v**2).sum(dim=1).mean(dim=-1, keepdim=True) + _NORM_EPS)  # [N, 1]
+        return self.scalar_norm(h_s), h_v / rms[:, :, None]
 
 
 class PaiNNVelocity(nn.Module):
@@ -128,6 +141,8 @@ class PaiNNVelocity(nn.Module):
         self.cutoff_fn = CosineCutoff(cutoff)
         self.messages = nn.ModuleList(PaiNNMessage(hidden, n_rbf) for _ in range(layers))
         self.updates = nn.ModuleList(PaiNNUpdate(hidden) for _ in range(layers))
+        self.message_norms = nn.ModuleList(EquivariantNorm(hidden) for _ in range(layers))
+        self.update_norms = nn.ModuleList(EquivariantNorm(hidden) for _ in range(layers))
         self.readout = nn.Linear(hidden, 1, bias=False)
 
     def describe(self) -> dict[str, float | int]:
@@ -158,7 +173,15 @@ class PaiNNVelocity(nn.Module):
         rbf = self.rbf(distance)
         weight = self.cutoff_fn(distance)
 
-        for message, update in zip(self.messages, self.updates, strict=True):
-            h_s, h_v = message(h_s, h_v, edges, rbf, weight, unit)
-            h_s, h_v = update(h_s, h_v)
+        # Messages are averaged over neighbours (degree is invariant), so the scale does not grow with cutoff.
+        degree = torch.zeros(len(x_t), dtype=x_t.dtype, device=x_t.device).index_add_(0, target, weight)
+        inverse_degree = 1.0 / degree.clamp(min=1.0)
+        for message, update, message_norm, update_norm in zip(
+            self.messages, self.updates, self.message_norms, self.update_norms, strict=True
+        ):
+            d_s, d_v = message(*message_norm(h_s, h_v), edges, rbf, weight, unit)
+            h_s = h_s + d_s * inverse_degree[:, None]
+            h_v = h_v + d_v * inverse_degree[:, None, None]
+            d_s, d_v = update(*update_norm(h_s, h_v))
+            h_s, h_v = h_s + d_s, h_v + d_v
         return self.readout(h_v).squeeze(-1)

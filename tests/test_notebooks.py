@@ -1,0 +1,76 @@
+"""Every notebook runs at smoke scale (papermill, kernel ``python3``), renders to offline HTML, and stops early
+on bad parameters with a message naming the parameter."""
+
+import json
+
+import pytest
+
+pytest.importorskip("papermill")
+from jupyter_client.kernelspec import NoSuchKernel, find_kernel_specs  # noqa: E402
+from papermill.exceptions import PapermillExecutionError  # noqa: E402
+
+from crystalflow_core import records, report  # noqa: E402
+
+pytestmark = pytest.mark.slow
+if "python3" not in find_kernel_specs():
+    raise NoSuchKernel("python3 (register it: python -m ipykernel install --user --name python3)")
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory):
+    root = tmp_path_factory.mktemp("reports")
+    results = report.build_reports("smoke", out_dir=root / "reports", work_dir=root / "work")
+    return root, results.set_index("notebook")
+
+
+@pytest.mark.parametrize("name", report.NOTEBOOKS)
+def test_notebook_runs_and_renders_offline(smoke, name):
+    root, results = smoke
+    assert results.loc[name, "status"] == "ok", results.loc[name, "error"]
+    page = (root / "reports" / f"{name}.html").read_text()
+    assert report.external_scripts(page) == []
+    assert "Plotly.newPlot" in page
+
+
+def test_index_links_every_report(smoke):
+    root, _ = smoke
+    index = (root / "reports" / "index.html").read_text()
+    assert all(f'href="{name}.html"' in index for name in report.NOTEBOOKS)
+    assert "smoke" in index and "launch_missing" in index
+
+
+def test_training_wrote_a_record_that_the_benchmark_reads(smoke):
+    root, _ = smoke
+    run_records = records.load_run_records(root / "work" / "runs")
+    assert run_records[["method", "subset", "inversion"]].values.tolist() == [["lerp", report.SMOKE_SUBSET, False]]
+    record = json.loads((root / "work" / "runs" / run_records["run_dir"].iloc[0].split("/")[-1] / "record.json")
+                        .read_text())
+    assert record["metrics"]["pm_atom"] > 0 and record["identity"]["pm_atom"] > 0
+    benchmark = (root / "reports" / "04_benchmark.html").read_text()
+    assert "CrystalFlow-LERP" in benchmark and "—" in benchmark
+
+
+def _fails_early(tmp_path, name, parameters, expected):
+    with pytest.raises(PapermillExecutionError) as failure:
+        report.execute_notebook(name, tmp_path / f"{name}.ipynb", parameters)
+    assert failure.value.ename == "ParameterError"
+    assert failure.value.evalue.startswith(expected)
+    # the failing cell is the first one after the parameters (markdown title, parameters, injected, checks)
+    assert failure.value.cell_index <= 3
+
+
+def test_unknown_path_stops_training_notebook(tmp_path):
+    _fails_early(tmp_path, "03_train", {"path": "sde", "data_dir": str(tmp_path / "nowhere")}, "path='sde'")
+    assert not (tmp_path / "nowhere").exists()
+
+
+def test_missing_data_dir_stops_notebooks(tmp_path):
+    missing = str(tmp_path / "nowhere")
+    _fails_early(tmp_path, "02_dataset_statistics", {"data_dir": missing}, "data_dir=")
+    _fails_early(tmp_path, "03_train", {"data_dir": missing, "data_source": ""}, "data_dir=")
+
+
+def test_subset_larger_than_data_stops_training_notebook(smoke, tmp_path):
+    root, results = smoke
+    data_dir = results.loc["03_train", "parameters"]["data_dir"]
+    _fails_early(tmp_path, "03_train", {"data_dir": data_dir, "subset": 100_000}, "subset=100000")
