@@ -39,15 +39,15 @@ class TrainConfig:
     path: str = "lerp"
     seed: int = 0
     subset: int | None = None
-    epochs: int = 30
-    batch_size: int = 8
+    epochs: int = 8
+    batch_size: int = 4
     lr: float = 1e-3
     weight_decay: float = 1e-4
     grad_clip: float = 1.0
-    hidden: int = 64
-    layers: int = 3
+    hidden: int = 32
+    layers: int = 2
     n_rbf: int = 20
-    cutoff: float = 5.0
+    cutoff: float = 4.0
     device: str = "auto"
     checkpoint_every: int = 200
     augment: bool = False
@@ -214,10 +214,10 @@ def train(config: TrainConfig) -> pd.DataFrame:
             torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
             optimizer.step()
             step += 1
-            running += float(loss) * batch.num_graphs
+            running += loss.item() * batch.num_graphs
             seen += batch.num_graphs
             bar.update()
-            bar.set_postfix(epoch=epoch + 1, loss=f"{float(loss):.4f}")
+            bar.set_postfix(epoch=epoch + 1, loss=f"{loss.item():.4f}")
             if step % config.checkpoint_every == 0:
                 save_checkpoint(run_dir, model, optimizer, step, epoch, history, config)
         record = {"epoch": epoch + 1, "step": step, "train_loss": running / max(seen, 1)}

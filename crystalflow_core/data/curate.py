@@ -150,7 +150,9 @@ def _load_previous(out_dir: Path, settings: CurationSettings) -> pd.DataFrame:
 def write_manifest(manifest: pd.DataFrame, out_dir: Path) -> Path:
     path = out_dir / MANIFEST
     tmp = path.with_suffix(".csv.tmp")
-    manifest.reindex(columns=MANIFEST_COLUMNS).to_csv(tmp, index=False)
+    frame = manifest.reindex(columns=MANIFEST_COLUMNS)
+    frame = frame.assign(**{c: pd.to_numeric(frame[c], errors="coerce").astype("Int64") for c in ("n_atoms", "z")})
+    frame.to_csv(tmp, index=False)
     tmp.replace(path)
     return path
 

@@ -12,12 +12,16 @@ class LerpPath(ProbabilityPath):
     Target velocity u_t = x_s − x_w − σ0 (1 − σ_min) ε, which equals the paper's
     u_t(x | x_s) = (x_s − σ_min x_w − (1 − σ_min) x) / (1 − (1 − σ_min) t) at x = x_t for σ0 = 1 (Eq. 36).
     The paper's loss Eq. 9 / 37 regresses on x_s − x_w, the noise-free limit of this target. Prior x_w + σ0 ε.
+
+    σ0 defaults to 0.1 Å: coordinates are in Å, and σ0 = 1 Å would add about 1.7 Å of independent jitter to
+    every atom of the start, on top of the rigid noise that already makes ``x_w`` loose; on the bundled data that
+    start is further from ``x_s`` than ``x_w`` itself. ``get_path("lerp", sigma0=1.0)`` gives the unit-σ0 form.
     """
 
     name = "lerp"
     default_sampler = "ode"
 
-    def __init__(self, sigma0: float = 1.0, sigma_min: float = 1e-3) -> None:
+    def __init__(self, sigma0: float = 0.1, sigma_min: float = 1e-3) -> None:
         self.sigma0 = sigma0
         self.sigma_min = sigma_min
 
