@@ -17,23 +17,37 @@ EXPECTED_ERRORS = (FileNotFoundError, ValueError, CurationError, ClusterFileErro
 
 
 def _add_curate(sub) -> None:
-    p = sub.add_parser("curate", help="CIFs → 17-molecule clusters in the COD-Cluster17 layout + manifest.csv",
-                       description="Select molecular crystals (Appendix C of the paper), build 17-molecule "
-                       "clusters and their weakly-correlated starts, write the COD-Cluster17 CSV layout and "
-                       "manifest.csv. Re-running on the same --out resumes.")
-    p.add_argument("--source", default="default",
-                   help="'default' (bundled COD CIFs + pyxtal's CSD crystals), 'pyxtal', or a directory of "
-                   "*.cif / *.cif.gz files such as a COD mirror (default: %(default)s)")
+    p = sub.add_parser(
+        "curate",
+        help="CIFs → 17-molecule clusters in the COD-Cluster17 layout + manifest.csv",
+        description="Select molecular crystals (Appendix C of the paper), build 17-molecule "
+        "clusters and their weakly-correlated starts, write the COD-Cluster17 CSV layout and "
+        "manifest.csv. Re-running on the same --out resumes.",
+    )
+    p.add_argument(
+        "--source",
+        default="default",
+        help="'default' (bundled COD CIFs + pyxtal's CSD crystals), 'pyxtal', or a directory of "
+        "*.cif / *.cif.gz files such as a COD mirror (default: %(default)s)",
+    )
     p.add_argument("--out", required=True, type=Path, help="output directory")
-    p.add_argument("--inversion", action="store_true",
-                   help="also invert each molecule through its centroid with probability 0.5")
+    p.add_argument(
+        "--inversion", action="store_true", help="also invert each molecule through its centroid with probability 0.5"
+    )
     p.add_argument("--seed", type=int, default=0, help="seed of the rigid noise (default: %(default)s)")
     p.add_argument("--workers", type=int, default=None, help="worker processes (default: all cores)")
-    p.add_argument("--rotation-deg", type=float, default=180.0,
-                   help="largest rotation of a molecule about its centroid; 180 = uniform over SO(3) "
-                   "(default: %(default)s)")
-    p.add_argument("--translation-sigma", type=float, default=1.0,
-                   help="std. dev. (Å, per axis) of each centroid's random displacement (default: %(default)s)")
+    p.add_argument(
+        "--rotation-deg",
+        type=float,
+        default=180.0,
+        help="largest rotation of a molecule about its centroid; 180 = uniform over SO(3) (default: %(default)s)",
+    )
+    p.add_argument(
+        "--translation-sigma",
+        type=float,
+        default=1.0,
+        help="std. dev. (Å, per axis) of each centroid's random displacement (default: %(default)s)",
+    )
     p.add_argument("--limit", type=int, default=None, help="curate only the first N input structures")
 
 
@@ -41,9 +55,12 @@ def _add_train(sub) -> None:
     from .train import TrainConfig
 
     d = TrainConfig(data="", out="")
-    p = sub.add_parser("train", help="train one method (resumable)",
-                       description="Train a PaiNN velocity model with one objective. Re-running with the same "
-                       "--out resumes from the last checkpoint.")
+    p = sub.add_parser(
+        "train",
+        help="train one method (resumable)",
+        description="Train a PaiNN velocity model with one objective. Re-running with the same "
+        "--out resumes from the last checkpoint.",
+    )
     p.add_argument("--data", required=True, type=Path, help="curated directory (crystalflow curate --out)")
     p.add_argument("--path", required=True, choices=PATHS, help="objective: LERP flow, VE/VP diffusion, GNN-MD")
     p.add_argument("--out", required=True, type=Path, help="run directory (checkpoint, config, history)")
@@ -54,25 +71,36 @@ def _add_train(sub) -> None:
     p.add_argument("--lr", type=float, default=d.lr, help="peak AdamW learning rate (default: %(default)s)")
     p.add_argument("--hidden", type=int, default=d.hidden, help="PaiNN feature width (default: %(default)s)")
     p.add_argument("--layers", type=int, default=d.layers, help="PaiNN layers (default: %(default)s)")
-    p.add_argument("--cutoff", type=float, default=d.cutoff,
-                   help="neighbour cutoff in Å; the paper used 20–50 (default: %(default)s)")
+    p.add_argument(
+        "--cutoff",
+        type=float,
+        default=d.cutoff,
+        help="neighbour cutoff in Å; the paper used 20–50 (default: %(default)s)",
+    )
     p.add_argument("--device", default=d.device, help="'auto' (CUDA when present), 'cpu', 'cuda', ...")
     p.add_argument("--checkpoint-every", type=int, default=d.checkpoint_every, help="steps between checkpoints")
     p.add_argument("--augment", action="store_true", help="redraw the rigid noise of x_w every epoch")
 
 
 def _add_sample(sub) -> None:
-    p = sub.add_parser("sample", help="sample predictions for a split into the COD-Cluster17 layout",
-                       description="Writes OUT/PredictedPositions/{id}_cluster16_pred{k}.csv and, with "
-                       "--trajectories, OUT/Trajectories/{id}_cluster16_pred{k}.npz.")
+    p = sub.add_parser(
+        "sample",
+        help="sample predictions for a split into the COD-Cluster17 layout",
+        description="Writes OUT/PredictedPositions/{id}_cluster16_pred{k}.csv and, with "
+        "--trajectories, OUT/Trajectories/{id}_cluster16_pred{k}.npz.",
+    )
     p.add_argument("--run", required=True, type=Path, help="run directory written by crystalflow train")
     p.add_argument("--data", required=True, type=Path, help="curated directory")
     p.add_argument("--split", default="test", choices=("train", "val", "test"), help="default: %(default)s")
     p.add_argument("--samples", type=int, default=1, help="samples per cluster, K (default: %(default)s)")
     p.add_argument("--out", required=True, type=Path, help="output directory for predictions")
     p.add_argument("--steps", type=int, default=20, help="solver steps (default: %(default)s)")
-    p.add_argument("--method", default="auto", choices=("auto", "euler", "rk4", "dopri5", "sde"),
-                   help="auto: ODE (Euler) for lerp, reverse SDE for ve/vp, one step for gnn_md")
+    p.add_argument(
+        "--method",
+        default="auto",
+        choices=("auto", "euler", "rk4", "dopri5", "sde"),
+        help="auto: ODE (Euler) for lerp, reverse SDE for ve/vp, one step for gnn_md",
+    )
     p.add_argument("--trajectories", action="store_true", help="also store every sampled trajectory")
     p.add_argument("--batch-size", type=int, default=8, help="default: %(default)s")
     p.add_argument("--device", default="auto", help="default: %(default)s")
@@ -80,12 +108,27 @@ def _add_sample(sub) -> None:
 
 
 def _add_evaluate(sub) -> None:
-    p = sub.add_parser("evaluate", help="score predictions in the COD-Cluster17 layout",
-                       description="Per-cluster and mean PM(atom), PM(center), collision, clash and separation "
-                       "for any predictions in the COD-Cluster17 layout; also the identity baseline (x_w).")
+    p = sub.add_parser(
+        "evaluate",
+        help="score predictions in the COD-Cluster17 layout",
+        description="Per-cluster and mean PM(atom), PM(center), collision, clash and separation "
+        "for any predictions in the COD-Cluster17 layout; also the identity baseline (x_w).",
+    )
     p.add_argument("--truth", required=True, type=Path, help="curated directory with the true clusters")
     p.add_argument("--pred", required=True, type=Path, help="directory with PredictedPositions/")
     p.add_argument("--out", type=Path, default=None, help="write per_cluster.csv and summary.csv here")
+
+
+def _add_report(sub) -> None:
+    from .report import add_report_arguments
+
+    p = sub.add_parser(
+        "report",
+        help="run the notebook series with papermill and render reports/*.html",
+        description="Executes notebooks/01_curate … 05_trajectories at the chosen scale and writes "
+        "self-contained HTML reports plus reports/index.html.",
+    )
+    add_report_arguments(p)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -95,6 +138,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train(sub)
     _add_sample(sub)
     _add_evaluate(sub)
+    _add_report(sub)
     return parser
 
 
@@ -121,9 +165,20 @@ def run_train(args: argparse.Namespace) -> None:
     from .train import TrainConfig, train
 
     config = TrainConfig(
-        data=str(args.data), out=str(args.out), path=args.path, seed=args.seed, subset=args.subset,
-        epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, hidden=args.hidden, layers=args.layers,
-        cutoff=args.cutoff, device=args.device, checkpoint_every=args.checkpoint_every, augment=args.augment,
+        data=str(args.data),
+        out=str(args.out),
+        path=args.path,
+        seed=args.seed,
+        subset=args.subset,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        hidden=args.hidden,
+        layers=args.layers,
+        cutoff=args.cutoff,
+        device=args.device,
+        checkpoint_every=args.checkpoint_every,
+        augment=args.augment,
     )
     history = train(config)
     print(history.tail(5).to_string(index=False))
@@ -140,8 +195,15 @@ def run_sample(args: argparse.Namespace) -> None:
     dataset = ClusterDataset(args.data, split=args.split, seed=config.seed, subset=config.subset)
     method = "sde" if args.method == "sde" else args.method
     predictions = predict_dataset(
-        model, get_path(config.path, **config.path_kwargs), dataset, samples=args.samples, steps=args.steps,
-        method=method, batch_size=args.batch_size, seed=args.seed, keep_trajectories=args.trajectories,
+        model,
+        get_path(config.path, **config.path_kwargs),
+        dataset,
+        samples=args.samples,
+        steps=args.steps,
+        method=method,
+        batch_size=args.batch_size,
+        seed=args.seed,
+        keep_trajectories=args.trajectories,
     )
     write_predictions(args.out, dataset, predictions)
     print(f"wrote {args.samples} sample(s) for {len(dataset)} {args.split} clusters to {args.out}")
@@ -153,8 +215,9 @@ def run_evaluate(args: argparse.Namespace) -> None:
 
     per_cluster = score_predictions(args.truth, args.pred)
     identity = score_identity(args.truth, list(per_cluster["cluster_id"]))
-    summary = pd.DataFrame({"prediction": metrics.summarize(per_cluster),
-                            "identity (x_w)": metrics.summarize(identity)}).T
+    summary = pd.DataFrame(
+        {"prediction": metrics.summarize(per_cluster), "identity (x_w)": metrics.summarize(identity)}
+    ).T
     with pd.option_context("display.float_format", "{:.3f}".format, "display.width", 160):
         print(f"{len(per_cluster)} clusters")
         print(summary.to_string())
@@ -165,18 +228,30 @@ def run_evaluate(args: argparse.Namespace) -> None:
         print(f"wrote {args.out}/per_cluster.csv and {args.out}/summary.csv")
 
 
-COMMANDS = {"curate": run_curate, "train": run_train, "sample": run_sample, "evaluate": run_evaluate}
+def run_report(args: argparse.Namespace) -> int:
+    from .report import run_report as build
+
+    return build(args)
+
+
+COMMANDS = {
+    "curate": run_curate,
+    "train": run_train,
+    "sample": run_sample,
+    "evaluate": run_evaluate,
+    "report": run_report,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        COMMANDS[args.command](args)
+        status = COMMANDS[args.command](args)
     except EXPECTED_ERRORS as error:
         print(f"crystalflow {args.command}: error: {error}", file=sys.stderr)
         return 2
-    return 0
+    return status or 0
 
 
 if __name__ == "__main__":

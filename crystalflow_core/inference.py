@@ -50,8 +50,9 @@ def predict_dataset(
         generator = torch.Generator(device=device).manual_seed(seed + k)
         for batch in DataLoader(dataset, batch_size=batch_size):
             batch = batch.to(device)
-            trajectory = sample(model, path, batch.z, batch.x_w, batch.batch, steps=steps, method=method,
-                                generator=generator)  # [T, N, 3]
+            trajectory = sample(
+                model, path, batch.z, batch.x_w, batch.batch, steps=steps, method=method, generator=generator
+            )  # [T, N, 3]
             n_frames = trajectory.shape[0]
             ptr = batch.ptr.tolist()
             for i, cid in enumerate(batch.cluster_id):
@@ -83,8 +84,7 @@ def write_predictions(out_dir: str | Path, dataset: ClusterDataset, predictions:
                 codcluster17.prediction_path(out_dir, item.cluster_id, k), numbers, mol_index, positions
             )
             if prediction.trajectories is not None:
-                codcluster17.write_trajectory(out_dir, item.cluster_id, k, prediction.times,
-                                              prediction.trajectories[k])
+                codcluster17.write_trajectory(out_dir, item.cluster_id, k, prediction.times, prediction.trajectories[k])
     return out_dir
 
 

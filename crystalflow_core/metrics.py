@@ -145,9 +145,7 @@ def separation_rate(x: ArrayLike, mol_index: ArrayLike, threshold: float = 0.5) 
     return float((closest[i, j] > threshold).to(torch.float64).mean() * 100.0)
 
 
-def cluster_metrics(
-    x_pred: ArrayLike, x_true: ArrayLike, numbers: ArrayLike, mol_index: ArrayLike
-) -> dict[str, float]:
+def cluster_metrics(x_pred: ArrayLike, x_true: ArrayLike, numbers: ArrayLike, mol_index: ArrayLike) -> dict[str, float]:
     """All metrics (keys: METRIC_KEYS) of a predicted cluster ``x_pred [N, 3]`` against ``x_true [N, 3]``."""
     return {
         "pm_atom": pm_atom(x_pred, x_true),

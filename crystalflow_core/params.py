@@ -114,8 +114,9 @@ def check_source(name: str, value: str | Path, limit: int | None = None) -> list
     return refs[:limit] if limit is not None else refs
 
 
-def ensure_data_dir(data_dir: str | Path, inversion: bool, source: str = "default", seed: int = 0,
-                    workers: int | None = None) -> Path:
+def ensure_data_dir(
+    data_dir: str | Path, inversion: bool, source: str = "default", seed: int = 0, workers: int | None = None
+) -> Path:
     """A curated directory for the ``inversion`` variant: ``data_dir`` ("" → :func:`default_data_dir`).
 
     A missing directory is curated from ``source`` with the default noise (``source=""`` refuses instead);
@@ -181,5 +182,6 @@ def training_config(
     check_subset("subset", subset, data)
     out = Path(output_dir) if str(output_dir) else Path("runs") / run_name(path, subset, seed, inversion)
     chosen = {key: value for key, value in overrides.items() if value is not None}
-    return TrainConfig(data=str(data), out=str(out), path=path, seed=seed, subset=subset, device=device,
-                       progress=False, **chosen)
+    return TrainConfig(
+        data=str(data), out=str(out), path=path, seed=seed, subset=subset, device=device, progress=False, **chosen
+    )

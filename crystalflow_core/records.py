@@ -43,8 +43,19 @@ METRIC_LABELS = {
     "separation": "Separation (%)",
 }
 RECORD_COLUMNS = [
-    "method", "seed", "subset", "inversion", "data", "split", "samples", "n_clusters", "git_revision",
-    "checkpoint", "per_cluster_csv", "created", "run_dir",
+    "method",
+    "seed",
+    "subset",
+    "inversion",
+    "data",
+    "split",
+    "samples",
+    "n_clusters",
+    "git_revision",
+    "checkpoint",
+    "per_cluster_csv",
+    "created",
+    "run_dir",
 ]
 
 
@@ -52,8 +63,9 @@ def git_revision(directory: str | Path | None = None) -> str:
     """The commit checked out where this package lives (or in ``directory``), or ``"unknown"``."""
     directory = Path(directory) if directory is not None else Path(__file__).resolve().parent
     try:
-        result = subprocess.run(["git", "rev-parse", "HEAD"], cwd=directory, capture_output=True, text=True,
-                                timeout=10, check=True)
+        result = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=directory, capture_output=True, text=True, timeout=10, check=True
+        )
     except (OSError, subprocess.SubprocessError):
         return "unknown"
     return result.stdout.strip() or "unknown"
@@ -148,8 +160,15 @@ def evaluate_run(
     dataset = ClusterDataset(config.data, split=split, seed=config.seed, subset=config.subset, progress=False)
     if len(dataset) == 0:
         raise ValueError(f"{config.data}: the {split} split of this run is empty")
-    predictions = predict_dataset(model, get_path(config.path, **config.path_kwargs), dataset, samples=samples,
-                                  steps=steps, seed=seed, progress=progress)
+    predictions = predict_dataset(
+        model,
+        get_path(config.path, **config.path_kwargs),
+        dataset,
+        samples=samples,
+        steps=steps,
+        seed=seed,
+        progress=progress,
+    )
     shutil.rmtree(run_dir / PREDICTIONS, ignore_errors=True)
     pred_dir = write_predictions(run_dir / PREDICTIONS, dataset, predictions)
     per_cluster = score_predictions(config.data, pred_dir)
@@ -265,9 +284,7 @@ def best_mask(mean: pd.DataFrame, exclude: Sequence[str] = ("identity",)) -> pd.
 
 def _labelled(frame: pd.DataFrame) -> pd.DataFrame:
     frame = frame.rename(index=lambda m: METHOD_LABELS.get(m, m))
-    frame.columns = frame.columns.set_levels(
-        [METRIC_LABELS.get(m, m) for m in frame.columns.levels[1]], level=1
-    )
+    frame.columns = frame.columns.set_levels([METRIC_LABELS.get(m, m) for m in frame.columns.levels[1]], level=1)
     frame.index.name = None
     return frame
 
@@ -286,9 +303,12 @@ def benchmark_table(
     """
     mean, std, _ = benchmark_stats(records, metric_cols, methods, subsets, inversion)
     cells = pd.DataFrame(
-        [[format_cell(m, s, digits) for m, s in zip(mean_row, std_row, strict=True)]
-         for mean_row, std_row in zip(mean.to_numpy(), std.to_numpy(), strict=True)],
-        index=mean.index, columns=mean.columns,
+        [
+            [format_cell(m, s, digits) for m, s in zip(mean_row, std_row, strict=True)]
+            for mean_row, std_row in zip(mean.to_numpy(), std.to_numpy(), strict=True)
+        ],
+        index=mean.index,
+        columns=mean.columns,
     )
     return _labelled(cells)
 
@@ -307,8 +327,7 @@ def benchmark_styler(
     mean, _, _ = benchmark_stats(records, metric_cols, methods, subsets, inversion)
     table = benchmark_table(records, metric_cols, methods, subsets, inversion, digits)
     mask = best_mask(mean) if bold_best else pd.DataFrame(False, index=mean.index, columns=mean.columns)
-    css = pd.DataFrame(np.where(mask.to_numpy(), "font-weight: bold", ""), index=table.index,
-                       columns=table.columns)
+    css = pd.DataFrame(np.where(mask.to_numpy(), "font-weight: bold", ""), index=table.index, columns=table.columns)
     styler = table.style.apply(lambda _: css, axis=None)
     return styler.set_caption(caption) if caption else styler
 
@@ -335,7 +354,10 @@ def missing_runs(
         }
     rows = [
         {"method": m, "subset": s, "seed": seed, "inversion": inv, "name": run_name(m, s, seed, inv)}
-        for inv in inversions for s in subsets for m in methods for seed in seeds
+        for inv in inversions
+        for s in subsets
+        for m in methods
+        for seed in seeds
         if (m, subset_label(s), int(seed), bool(inv)) not in have
     ]
     return pd.DataFrame(rows, columns=["method", "subset", "seed", "inversion", "name"])

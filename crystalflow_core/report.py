@@ -92,7 +92,10 @@ def render_html(notebook_path: str | Path, html_path: str | Path) -> Path:
 
 
 def execute_notebook(
-    name: str, output_path: str | Path, parameters: Mapping[str, object], cwd: str | Path | None = None,
+    name: str,
+    output_path: str | Path,
+    parameters: Mapping[str, object],
+    cwd: str | Path | None = None,
     kernel_name: str = "python3",
 ) -> Path:
     """Run ``notebooks/<name>.ipynb`` with papermill; raises ``PapermillExecutionError`` on a cell error (the
@@ -102,8 +105,12 @@ def execute_notebook(
     output_path = Path(output_path)
     output_path.parent.mkdir(parents=True, exist_ok=True)
     papermill.execute_notebook(
-        str(NOTEBOOK_DIR / f"{name}.ipynb"), str(output_path), parameters=dict(parameters),
-        cwd=str(cwd) if cwd is not None else None, kernel_name=kernel_name, progress_bar=False,
+        str(NOTEBOOK_DIR / f"{name}.ipynb"),
+        str(output_path),
+        parameters=dict(parameters),
+        cwd=str(cwd) if cwd is not None else None,
+        kernel_name=kernel_name,
+        progress_bar=False,
     )
     return output_path
 
@@ -129,8 +136,11 @@ def launch_runs(
     for run in missing.itertuples(index=False):
         parameters = {
             **dict(train_parameters or {}),
-            "path": run.method, "subset": None if pd.isna(run.subset) else int(run.subset), "seed": int(run.seed),
-            "inversion": bool(run.inversion), "data_dir": str(default_data_dir(bool(run.inversion), data_root)),
+            "path": run.method,
+            "subset": None if pd.isna(run.subset) else int(run.subset),
+            "seed": int(run.seed),
+            "inversion": bool(run.inversion),
+            "data_dir": str(default_data_dir(bool(run.inversion), data_root)),
             "output_dir": str(runs_dir / run.name),
         }
         start = time.perf_counter()
@@ -139,14 +149,21 @@ def launch_runs(
             status, error = "done", ""
         except PapermillExecutionError as failure:
             status, error = "failed", f"{failure.ename}: {failure.evalue}"
-        rows.append({"name": run.name, "status": status, "seconds": round(time.perf_counter() - start, 1),
-                     "error": error})
+        rows.append(
+            {"name": run.name, "status": status, "seconds": round(time.perf_counter() - start, 1), "error": error}
+        )
     return pd.DataFrame(rows, columns=["name", "status", "seconds", "error"])
 
 
 def cluster_views(
-    run_dir: str | Path, n_clusters: int = 3, samples: int = 2, steps: int | None = None, split: str = "test",
-    device: str = "auto", seed: int = 0, frames: int = 21,
+    run_dir: str | Path,
+    n_clusters: int = 3,
+    samples: int = 2,
+    steps: int | None = None,
+    split: str = "test",
+    device: str = "auto",
+    seed: int = 0,
+    frames: int = 21,
 ) -> dict:
     """Sample the first ``n_clusters`` clusters of a run's ``split`` with trajectories: ``{cluster_id:
     ClusterView}`` (``samples`` ``[K, N, 3]``, metrics per sample, ``trajectories`` ``[K, T, N, 3]`` thinned to
@@ -182,7 +199,13 @@ def cluster_views(
         numbers, mol_index = item.z.numpy(), item.mol_index.numpy()
         x_s = item.x_s.double().numpy()
         views[item.cluster_id] = ClusterView(
-            numbers, mol_index, item.x_w.double().numpy(), x_s, trajectories[:, -1], trajectories, times,
+            numbers,
+            mol_index,
+            item.x_w.double().numpy(),
+            x_s,
+            trajectories[:, -1],
+            trajectories,
+            times,
             [cluster_metrics(x, x_s, numbers, mol_index) for x in trajectories[:, -1]],
         )
     return views
@@ -204,16 +227,36 @@ def scale_parameters(scale: str, work_dir: str | Path, source: str = "default") 
     training = dict(SMOKE_TRAINING) if smoke else {}
     run_dir = runs_dir / run_name("lerp", subset, 0, False)
     return {
-        "01_curate": {"source": source, "data_root": str(data_root), "limit": SMOKE_LIMIT if smoke else None,
-                      "subsets": [SMOKE_SUBSET] if smoke else [25, 50, DEFAULT_SUBSET, 200]},
-        "02_dataset_statistics": {"data_dir": str(default_data_dir(False, data_root)),
-                                  "max_clusters": 50 if smoke else 5000},
-        "03_train": {"path": "lerp", "data_dir": str(default_data_dir(False, data_root)), "subset": subset,
-                     "output_dir": str(run_dir), **training},
-        "04_benchmark": {"runs_dir": str(runs_dir), "data_root": str(data_root), "subsets": [subset],
-                         "seeds": [0], "launch_missing": not smoke, "train_parameters": training},
-        "05_trajectories": {"run_dir": str(run_dir), "n_clusters": 2,
-                            **{key: training[key] for key in ("samples", "steps") if key in training}},
+        "01_curate": {
+            "source": source,
+            "data_root": str(data_root),
+            "limit": SMOKE_LIMIT if smoke else None,
+            "subsets": [SMOKE_SUBSET] if smoke else [25, 50, DEFAULT_SUBSET, 200],
+        },
+        "02_dataset_statistics": {
+            "data_dir": str(default_data_dir(False, data_root)),
+            "max_clusters": 50 if smoke else 5000,
+        },
+        "03_train": {
+            "path": "lerp",
+            "data_dir": str(default_data_dir(False, data_root)),
+            "subset": subset,
+            "output_dir": str(run_dir),
+            **training,
+        },
+        "04_benchmark": {
+            "runs_dir": str(runs_dir),
+            "data_root": str(data_root),
+            "subsets": [subset],
+            "seeds": [0],
+            "launch_missing": not smoke,
+            "train_parameters": training,
+        },
+        "05_trajectories": {
+            "run_dir": str(run_dir),
+            "n_clusters": 2,
+            **{key: training[key] for key in ("samples", "steps") if key in training},
+        },
     }
 
 
@@ -223,15 +266,18 @@ def _index_page(results: pd.DataFrame, scale: str, started: str) -> str:
         link = f'<a href="{html.escape(row.html)}">{html.escape(row.notebook)}</a>' if row.html else row.notebook
         parameters = html.escape(json.dumps(row.parameters, indent=1, default=str))
         error = f"<br><small>{html.escape(row.error)}</small>" if row.error else ""
-        rows.append(f"<tr><td>{link}</td><td>{html.escape(row.status)}{error}</td><td>{row.seconds:.1f}</td>"
-                    f"<td><pre>{parameters}</pre></td></tr>")
+        rows.append(
+            f"<tr><td>{link}</td><td>{html.escape(row.status)}{error}</td><td>{row.seconds:.1f}</td>"
+            f"<td><pre>{parameters}</pre></td></tr>"
+        )
     return (
         "<!DOCTYPE html>\n<html><head><meta charset='utf-8'><title>crystalflow reports</title>"
         "<style>body{font-family:sans-serif;margin:2em}td,th{border:1px solid #ccc;padding:.4em;"
         "vertical-align:top}table{border-collapse:collapse}pre{margin:0}</style></head><body>"
         f"<h1>crystalflow reports</h1><p>Run {html.escape(started)} (UTC), scale <b>{html.escape(scale)}</b>.</p>"
         "<table><tr><th>notebook</th><th>status</th><th>seconds</th><th>parameters</th></tr>"
-        + "\n".join(rows) + "</table></body></html>\n"
+        + "\n".join(rows)
+        + "</table></body></html>\n"
     )
 
 
@@ -270,30 +316,48 @@ def build_reports(
         if executed.exists():
             render_html(executed, out_dir / f"{name}.html")
             page = f"{name}.html"
-        rows.append({"notebook": name, "status": status, "seconds": seconds, "html": page, "error": error,
-                     "parameters": chosen})
+        rows.append(
+            {"notebook": name, "status": status, "seconds": seconds, "html": page, "error": error, "parameters": chosen}
+        )
     results = pd.DataFrame(rows)
     (out_dir / "index.html").write_text(_index_page(results, scale, started), encoding="utf-8")
     return results
 
 
-def main_report(argv: Sequence[str] | None = None) -> int:
-    """``crystalflow report``: build the HTML reports; exit status 1 when a notebook failed."""
-    parser = argparse.ArgumentParser(prog="crystalflow report", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--scale", choices=SCALES, default="smoke",
-                        help="smoke: tiny data and model, minutes on a CPU; default: the notebooks' full "
-                        "defaults, all four methods (default: %(default)s)")
+def add_report_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of ``crystalflow report`` (shared by the console command and ``python -m``)."""
+    parser.add_argument(
+        "--scale",
+        choices=SCALES,
+        default="smoke",
+        help="smoke: tiny data and model, minutes on a CPU; default: the notebooks' full "
+        "defaults, all four methods (default: %(default)s)",
+    )
     parser.add_argument("--out", type=Path, default=Path("reports"), help="HTML output (default: %(default)s)")
-    parser.add_argument("--work", type=Path, default=None,
-                        help="curated data, runs and executed notebooks (default: OUT/work)")
-    parser.add_argument("--source", default="default",
-                        help="structures to curate: 'default', 'pyxtal' or a CIF directory (default: %(default)s)")
-    args = parser.parse_args(argv)
+    parser.add_argument(
+        "--work", type=Path, default=None, help="curated data, runs and executed notebooks (default: OUT/work)"
+    )
+    parser.add_argument(
+        "--source",
+        default="default",
+        help="structures to curate: 'default', 'pyxtal' or a CIF directory (default: %(default)s)",
+    )
+
+
+def run_report(args: argparse.Namespace) -> int:
+    """Build the reports for parsed arguments; exit status 1 when a notebook failed."""
     results = build_reports(args.scale, args.out, args.work, source=args.source)
     for row in results.itertuples(index=False):
         print(f"{row.notebook:24s} {row.status:7s} {row.seconds:7.1f} s  {row.error}")
     print(f"wrote {args.out}/index.html")
     return 0 if (results["status"] == "ok").all() else 1
+
+
+def main_report(argv: Sequence[str] | None = None) -> int:
+    """``python -m crystalflow_core.report``: same as ``crystalflow report``."""
+    parser = argparse.ArgumentParser(prog="crystalflow report", description=__doc__.split("\n\n")[0])
+    add_report_arguments(parser)
+    return run_report(parser.parse_args(argv))
 
 
 if __name__ == "__main__":

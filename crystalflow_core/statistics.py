@@ -85,17 +85,19 @@ def cluster_table(data_dir: str | Path, max_clusters: int | None = None, seed: i
         numbers, mol_index = item["z"].numpy(), item["mol_index"].numpy()
         x_w, x_s = item["x_w"].double().numpy(), item["x_s"].double().numpy()
         n_mol = int(mol_index.max()) + 1
-        rows.append({
-            "cluster_id": cid,
-            "n_atoms": len(numbers),
-            "n_molecules": n_mol,
-            "atoms_per_molecule": len(numbers) // n_mol,
-            "elements": " ".join(chemical_symbols[z] for z in sorted(set(numbers.tolist()))),
-            "radius": cluster_radius(x_s, mol_index),
-            "correlation": distance_correlation(x_w, x_s),
-            "correlation_inter": distance_correlation(x_w, x_s, mol_index, intermolecular=True),
-            "space_group": space_groups.get(cid, ""),
-        })
+        rows.append(
+            {
+                "cluster_id": cid,
+                "n_atoms": len(numbers),
+                "n_molecules": n_mol,
+                "atoms_per_molecule": len(numbers) // n_mol,
+                "elements": " ".join(chemical_symbols[z] for z in sorted(set(numbers.tolist()))),
+                "radius": cluster_radius(x_s, mol_index),
+                "correlation": distance_correlation(x_w, x_s),
+                "correlation_inter": distance_correlation(x_w, x_s, mol_index, intermolecular=True),
+                "space_group": space_groups.get(cid, ""),
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -121,10 +123,15 @@ def distance_histogram(
     edges = np.asarray(bins, dtype=np.float64)
     density_w, _ = np.histogram(d_w, bins=edges, density=True)
     density_s, _ = np.histogram(d_s, bins=edges, density=True)
-    return pd.DataFrame({
-        "bin_left": edges[:-1], "bin_right": edges[1:], "bin_center": (edges[:-1] + edges[1:]) / 2,
-        "x_w": density_w, "x_s": density_s,
-    })
+    return pd.DataFrame(
+        {
+            "bin_left": edges[:-1],
+            "bin_right": edges[1:],
+            "bin_center": (edges[:-1] + edges[1:]) / 2,
+            "x_w": density_w,
+            "x_s": density_s,
+        }
+    )
 
 
 def element_counts(table: pd.DataFrame) -> pd.Series:
@@ -153,8 +160,10 @@ def summary_table(table: pd.DataFrame, top: int = 8) -> pd.DataFrame:
         ("correlation x_w vs x_s, all pairs (min / median / max)", spread("correlation", 3)),
         ("correlation x_w vs x_s, intermolecular pairs (min / median / max)", spread("correlation_inter", 3)),
         ("elements (clusters containing)", ", ".join(f"{e} {n}" for e, n in elements.items())),
-        (f"space groups ({len(groups)} distinct; top {top})",
-         ", ".join(f"{g} {n}" for g, n in groups.head(top).items()) or "unknown (no manifest.csv)"),
+        (
+            f"space groups ({len(groups)} distinct; top {top})",
+            ", ".join(f"{g} {n}" for g, n in groups.head(top).items()) or "unknown (no manifest.csv)",
+        ),
     ]
     return pd.DataFrame(rows, columns=["statistic", "value"])
 
@@ -188,6 +197,11 @@ def subset_table(data_dir: str | Path, subsets: Sequence[int | None], seed: int 
     for subset in subsets:
         available = subset is None or subset <= len(ids)
         splits = split_ids(ids, seed=seed, subset=subset) if available else {"train": [], "val": [], "test": []}
-        rows.append({"subset": "all" if subset is None else subset, "available": available,
-                     **{name: len(members) for name, members in splits.items()}})
+        rows.append(
+            {
+                "subset": "all" if subset is None else subset,
+                "available": available,
+                **{name: len(members) for name, members in splits.items()},
+            }
+        )
     return pd.DataFrame(rows, columns=["subset", "available", "train", "val", "test"])

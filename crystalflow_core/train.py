@@ -17,7 +17,6 @@ import numpy as np
 import pandas as pd
 import torch
 from torch_geometric.loader import DataLoader
-from torch_geometric.utils import scatter
 from tqdm.auto import tqdm
 
 from .data.dataset import ClusterDataset
@@ -115,8 +114,9 @@ def validation_loss(model, path, loader, device: torch.device, seed: int) -> flo
     return total / max(count, 1)
 
 
-def save_checkpoint(run_dir: Path, model, optimizer, step: int, epoch: int, history: list[dict],
-                    config: TrainConfig) -> Path:
+def save_checkpoint(
+    run_dir: Path, model, optimizer, step: int, epoch: int, history: list[dict], config: TrainConfig
+) -> Path:
     """Atomic save of everything needed to resume (plain tensors and containers: ``weights_only`` loadable)."""
     path = run_dir / CHECKPOINT
     tmp = path.with_suffix(".tmp")
@@ -171,8 +171,9 @@ def train(config: TrainConfig) -> pd.DataFrame:
     device = resolve_device(config.device)
     seed_everything(config.seed)
     path = get_path(config.path, **config.path_kwargs)
-    train_set = ClusterDataset(config.data, split="train", seed=config.seed, subset=config.subset,
-                               progress=config.progress)
+    train_set = ClusterDataset(
+        config.data, split="train", seed=config.seed, subset=config.subset, progress=config.progress
+    )
     val_set = ClusterDataset(config.data, split="val", seed=config.seed, subset=config.subset, progress=False)
     if len(train_set) == 0:
         raise ValueError(f"{config.data}: the training split is empty")
@@ -198,8 +199,7 @@ def train(config: TrainConfig) -> pd.DataFrame:
     loader = DataLoader(train_set, batch_size=config.batch_size, shuffle=True, generator=loader_generator)
     val_loader = DataLoader(val_set, batch_size=config.batch_size)
     noise_generator = torch.Generator().manual_seed(config.seed + 10_000 + start_epoch)
-    bar = tqdm(total=total_steps, initial=step, desc=f"train {config.path}", unit="step",
-               disable=not config.progress)
+    bar = tqdm(total=total_steps, initial=step, desc=f"train {config.path}", unit="step", disable=not config.progress)
     model.train()
     for epoch in range(start_epoch, config.epochs):
         running, seen = 0.0, 0

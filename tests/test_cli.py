@@ -26,11 +26,50 @@ def test_end_to_end_commands(small_cifs, tmp_path, capsys):
     data, run, pred, scores = tmp_path / "data", tmp_path / "run", tmp_path / "pred", tmp_path / "scores"
     assert main(["curate", "--source", str(small_cifs), "--out", str(data), "--workers", "1"]) == 0
     assert len(codcluster17.list_cluster_ids(data)) == len(SMALL_MOLECULES)
-    assert main(["train", "--data", str(data), "--path", "gnn_md", "--out", str(run), "--epochs", "2",
-                 "--hidden", "8", "--layers", "1", "--cutoff", "3.5", "--batch-size", "2"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--data",
+                str(data),
+                "--path",
+                "gnn_md",
+                "--out",
+                str(run),
+                "--epochs",
+                "2",
+                "--hidden",
+                "8",
+                "--layers",
+                "1",
+                "--cutoff",
+                "3.5",
+                "--batch-size",
+                "2",
+            ]
+        )
+        == 0
+    )
     assert (run / "checkpoint.pt").exists() and (run / "history.csv").exists()
-    assert main(["sample", "--run", str(run), "--data", str(data), "--split", "test", "--samples", "2",
-                 "--out", str(pred), "--trajectories"]) == 0
+    assert (
+        main(
+            [
+                "sample",
+                "--run",
+                str(run),
+                "--data",
+                str(data),
+                "--split",
+                "test",
+                "--samples",
+                "2",
+                "--out",
+                str(pred),
+                "--trajectories",
+            ]
+        )
+        == 0
+    )
     predictions = codcluster17.list_predictions(pred)
     assert predictions and all(len(paths) == 2 for paths in predictions.values())
     times, positions = codcluster17.read_trajectory(pred, next(iter(predictions)), 0)
@@ -69,6 +108,7 @@ def test_help_documents_every_option():
         for action in sub._actions:
             if action.dest != "help":
                 assert action.help, f"{name} {action.option_strings} has no help text"
-    result = subprocess.run([sys.executable, "-m", "crystalflow_core.cli", "train", "--help"],
-                            capture_output=True, text=True, check=True)
+    result = subprocess.run(
+        [sys.executable, "-m", "crystalflow_core.cli", "train", "--help"], capture_output=True, text=True, check=True
+    )
     assert "--path" in result.stdout and "gnn_md" in result.stdout

@@ -76,8 +76,9 @@ def test_mismatched_initial_file_is_reported(tmp_path):
     codcluster17.write_cluster(tmp_path, cluster)
     other = make_cluster()
     other.numbers = np.tile(np.array([6, 6, 7, 1, 1, 1]), 17)
-    codcluster17.write_positions_csv(codcluster17.initial_path(tmp_path, cluster.cluster_id), other.numbers,
-                                     other.mol_index, other.x_w)
+    codcluster17.write_positions_csv(
+        codcluster17.initial_path(tmp_path, cluster.cluster_id), other.numbers, other.mol_index, other.x_w
+    )
     with pytest.raises(ClusterFileError, match="atoms differ"):
         codcluster17.read_cluster(tmp_path, cluster.cluster_id)
 
@@ -85,8 +86,9 @@ def test_mismatched_initial_file_is_reported(tmp_path):
 def test_predictions_and_trajectories(tmp_path):
     cluster = make_cluster("42")
     for k in (0, 2, 1, 10):
-        codcluster17.write_positions_csv(codcluster17.prediction_path(tmp_path, "42", k), cluster.numbers,
-                                         cluster.mol_index, cluster.x_s + k)
+        codcluster17.write_positions_csv(
+            codcluster17.prediction_path(tmp_path, "42", k), cluster.numbers, cluster.mol_index, cluster.x_s + k
+        )
     found = codcluster17.list_predictions(tmp_path)
     assert [p.name for p in found["42"]] == [f"42_cluster16_pred{k}.csv" for k in (0, 1, 2, 10)]
     times = np.linspace(0, 1, 5)

@@ -12,7 +12,6 @@ from crystalflow_core.data.noise import NoiseConfig
 from crystalflow_core.data.sources import bundled_cod_directory, cif_directory_refs
 
 
-
 @pytest.fixture(scope="module")
 def cif_dir(tmp_path_factory):
     """A few real COD CIFs from the bundle, plus one broken file and one that the selection rejects."""
@@ -87,8 +86,9 @@ def test_inversion_variant_keeps_distances_up_to_mirror(cif_dir, tmp_path):
     cluster = codcluster17.read_cluster(tmp_path, cid)
     for m in range(17):
         w, s = cluster.x_w[cluster.mol_index == m], cluster.x_s[cluster.mol_index == m]
-        np.testing.assert_allclose(np.linalg.norm(w[:, None] - w[None], axis=-1),
-                                   np.linalg.norm(s[:, None] - s[None], axis=-1), atol=1e-9)
+        np.testing.assert_allclose(
+            np.linalg.norm(w[:, None] - w[None], axis=-1), np.linalg.norm(s[:, None] - s[None], axis=-1), atol=1e-9
+        )
 
 
 def test_rerun_resumes_without_redoing_or_losing(curated, cif_dir):

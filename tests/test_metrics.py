@@ -193,9 +193,7 @@ def test_pm_invariant_to_rigid_motion_of_prediction():
     rotation = Rotation.random(random_state=7).as_matrix()
     moved = x_pred @ rotation.T + np.array([3.0, -7.0, 11.0])
     assert pm_atom(moved, x_true) == pytest.approx(pm_atom(x_pred, x_true), rel=1e-12)
-    assert pm_center(moved, x_true, mol_index) == pytest.approx(
-        pm_center(x_pred, x_true, mol_index), rel=1e-12
-    )
+    assert pm_center(moved, x_true, mol_index) == pytest.approx(pm_center(x_pred, x_true, mol_index), rel=1e-12)
     assert pm_atom(x_pred, x_true) > 0.1
 
 

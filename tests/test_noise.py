@@ -23,7 +23,9 @@ def _intramolecular_distances(x: torch.Tensor, molecule: torch.Tensor) -> list[t
 def test_noise_is_rigid_per_molecule(inversion):
     x_s, molecule = _toy_cluster()
     x_w = rigid_noise(x_s, molecule, NoiseConfig(inversion=inversion), torch.Generator().manual_seed(1))
-    for d_w, d_s in zip(_intramolecular_distances(x_w, molecule), _intramolecular_distances(x_s, molecule)):
+    for d_w, d_s in zip(
+        _intramolecular_distances(x_w, molecule), _intramolecular_distances(x_s, molecule), strict=True
+    ):
         torch.testing.assert_close(d_w, d_s, atol=1e-10, rtol=0)
     assert (x_w - x_s).abs().max() > 0.5
 

@@ -43,8 +43,9 @@ def test_training_wrote_a_record_that_the_benchmark_reads(smoke):
     root, _ = smoke
     run_records = records.load_run_records(root / "work" / "runs")
     assert run_records[["method", "subset", "inversion"]].values.tolist() == [["lerp", report.SMOKE_SUBSET, False]]
-    record = json.loads((root / "work" / "runs" / run_records["run_dir"].iloc[0].split("/")[-1] / "record.json")
-                        .read_text())
+    record = json.loads(
+        (root / "work" / "runs" / run_records["run_dir"].iloc[0].split("/")[-1] / "record.json").read_text()
+    )
     assert record["metrics"]["pm_atom"] > 0 and record["identity"]["pm_atom"] > 0
     benchmark = (root / "reports" / "04_benchmark.html").read_text()
     assert "CrystalFlow-LERP" in benchmark and "—" in benchmark

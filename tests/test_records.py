@@ -23,8 +23,18 @@ def _per_cluster(pm_atom, pm_center, n=2):
     rows = []
     for k in range(n):
         offset = 0.5 if k == 0 else -0.5
-        rows.append({"cluster_id": f"c{k}", "n_atoms": 34, "n_samples": 1, "pm_atom": pm_atom + offset,
-                     "pm_center": pm_center + offset, "collision": 3.0, "clash": 0.0, "separation": 90.0})
+        rows.append(
+            {
+                "cluster_id": f"c{k}",
+                "n_atoms": 34,
+                "n_samples": 1,
+                "pm_atom": pm_atom + offset,
+                "pm_center": pm_center + offset,
+                "collision": 3.0,
+                "clash": 0.0,
+                "separation": 90.0,
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -132,8 +142,9 @@ def test_latest_record_wins_for_a_repeated_run(tmp_path):
 
 def test_missing_runs_and_names(run_records):
     missing = records.missing_runs(run_records, ["lerp", "vp"], [12], [0, 1], inversions=(False, True))
-    assert sorted(missing["name"]) == sorted(["vp_COD-12_s0", "vp_COD-12_s1", "lerp_COD-12_s0_inv",
-                                              "lerp_COD-12_s1_inv", "vp_COD-12_s1_inv"])
+    assert sorted(missing["name"]) == sorted(
+        ["vp_COD-12_s0", "vp_COD-12_s1", "lerp_COD-12_s0_inv", "lerp_COD-12_s1_inv", "vp_COD-12_s1_inv"]
+    )
     assert records.subset_label(None) == "all" and records.subset_label(100_000) == "COD-100K"
     assert records.format_cell(np.nan, np.nan) == "—"
 

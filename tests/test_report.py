@@ -8,8 +8,10 @@ from crystalflow_core import report
 
 
 def test_external_scripts_finds_cdn_sources_only():
-    page = ('<script src="https://cdn.plot.ly/plotly-2.min.js"></script><script>var a = "https://x";</script>'
-            "<script type='text/javascript' src='//cdnjs.example/require.js'></script><script src=\"local.js\">")
+    page = (
+        '<script src="https://cdn.plot.ly/plotly-2.min.js"></script><script>var a = "https://x";</script>'
+        "<script type='text/javascript' src='//cdnjs.example/require.js'></script><script src=\"local.js\">"
+    )
     assert len(report.external_scripts(page)) == 2
 
 

@@ -47,8 +47,14 @@ def test_cluster_radius_is_farthest_centroid_from_the_central_molecule():
 def _write_cluster(root, cluster_id, numbers_per_molecule, n_mol, spacing, shift):
     numbers = np.tile(numbers_per_molecule, n_mol)
     mol_index = np.repeat(np.arange(n_mol), len(numbers_per_molecule))
-    base = np.stack([np.arange(len(numbers_per_molecule)) * 1.1, np.zeros(len(numbers_per_molecule)),
-                     np.zeros(len(numbers_per_molecule))], axis=1)
+    base = np.stack(
+        [
+            np.arange(len(numbers_per_molecule)) * 1.1,
+            np.zeros(len(numbers_per_molecule)),
+            np.zeros(len(numbers_per_molecule)),
+        ],
+        axis=1,
+    )
     x_s = np.concatenate([base + np.array([0.0, m * spacing, 0.0]) for m in range(n_mol)])
     x_w = x_s + shift * mol_index[:, None] * np.array([0.0, 0.0, 1.0])
     codcluster17.write_cluster(root, codcluster17.Cluster(cluster_id, numbers, mol_index, x_w, x_s))
@@ -60,11 +66,14 @@ def curated(tmp_path):
     root = tmp_path / "data"
     _write_cluster(root, "A", [6, 1, 1], n_mol=3, spacing=4.0, shift=1.0)
     _write_cluster(root, "B", [6, 8, 7, 1], n_mol=3, spacing=5.0, shift=0.0)
-    pd.DataFrame({
-        "id": ["A", "B", "C", "D", "E"], "status": ["curated", "curated", "rejected", "duplicate", "duplicate"],
-        "reason": ["", "", "polymeric", "duplicate_of:A", "duplicate_of:B"],
-        "space_group": ["P-1", "P2_1/c", "", "", ""],
-    }).to_csv(root / "manifest.csv", index=False)
+    pd.DataFrame(
+        {
+            "id": ["A", "B", "C", "D", "E"],
+            "status": ["curated", "curated", "rejected", "duplicate", "duplicate"],
+            "reason": ["", "", "polymeric", "duplicate_of:A", "duplicate_of:B"],
+            "space_group": ["P-1", "P2_1/c", "", "", ""],
+        }
+    ).to_csv(root / "manifest.csv", index=False)
     return root
 
 
@@ -104,7 +113,11 @@ def test_rejection_and_status_tables(curated):
     manifest = pd.read_csv(curated / "manifest.csv", keep_default_na=False)
     rejections = statistics.rejection_table(manifest)
     assert rejections.iloc[0][["status", "reason", "structures", "examples"]].tolist() == [
-        "duplicate", "duplicate", 2, "D, E"]
+        "duplicate",
+        "duplicate",
+        2,
+        "D, E",
+    ]
     assert rejections.iloc[1][["reason", "structures"]].tolist() == ["polymeric", 1]
     status = statistics.status_table({"a": manifest, "b": manifest.iloc[:2]})
     assert status.loc["duplicate", "a"] == 2 and status.loc["duplicate", "b"] == 0

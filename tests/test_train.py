@@ -37,8 +37,19 @@ def small_data(tmp_path_factory):
 
 
 def _tiny(small_data, out, path, epochs):
-    return TrainConfig(data=str(small_data), out=str(out), path=path, epochs=epochs, batch_size=2, lr=3e-3,
-                       hidden=32, layers=2, cutoff=4.0, progress=False, checkpoint_every=1000)
+    return TrainConfig(
+        data=str(small_data),
+        out=str(out),
+        path=path,
+        epochs=epochs,
+        batch_size=2,
+        lr=3e-3,
+        hidden=32,
+        layers=2,
+        cutoff=4.0,
+        progress=False,
+        checkpoint_every=1000,
+    )
 
 
 @pytest.mark.parametrize("path", ["gnn_md", "lerp"])

@@ -131,9 +131,7 @@ def read_cluster(root: Path, cluster_id: str) -> Cluster:
     numbers, mol_index, x_s = read_positions_csv(final_path(root, cluster_id))
     numbers_w, mol_index_w, x_w = read_positions_csv(initial_path(root, cluster_id))
     if not (np.array_equal(numbers, numbers_w) and np.array_equal(mol_index, mol_index_w)):
-        raise ClusterFileError(
-            f"{initial_path(root, cluster_id)}: atoms differ from {final_path(root, cluster_id)}"
-        )
+        raise ClusterFileError(f"{initial_path(root, cluster_id)}: atoms differ from {final_path(root, cluster_id)}")
     return Cluster(cluster_id, numbers, mol_index, x_w, x_s)
 
 

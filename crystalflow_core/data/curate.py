@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import multiprocessing
 import os
 import traceback
 from collections.abc import Iterable
@@ -31,8 +32,18 @@ from .sources import StructureRef, load_crystals
 MANIFEST = "manifest.csv"
 SETTINGS = "curation.json"
 MANIFEST_COLUMNS = [
-    "id", "source", "location", "formula", "n_atoms", "space_group", "z", "z_prime",
-    "volume_per_molecule", "status", "reason", "detail",
+    "id",
+    "source",
+    "location",
+    "formula",
+    "n_atoms",
+    "space_group",
+    "z",
+    "z_prime",
+    "volume_per_molecule",
+    "status",
+    "reason",
+    "detail",
 ]
 #: Two curated crystals with the same molecular formula whose volumes per molecule differ by less than this
 #: fraction are taken as the same crystal reported twice (e.g. a COD and a CSD entry, or two temperatures).
@@ -89,12 +100,15 @@ def curate_structure(ref: StructureRef, out_dir: Path, settings: CurationSetting
     except Exception as error:  # noqa: BLE001 - a batch job records every failure and goes on
         return [{**base, "id": ref.id, "status": "failed", "reason": type(error).__name__, "detail": str(error)}]
     rows = []
-    for cluster_id, crystal in zip(_crystal_ids(ref, len(crystals)), crystals):
+    for cluster_id, crystal in zip(_crystal_ids(ref, len(crystals)), crystals, strict=True):
         row = {**base, "id": cluster_id, "space_group": crystal.spacegroup}
         try:
             mc = select_molecular_crystal(crystal)
             row.update(
-                formula=mc.formula, n_atoms=len(mc.numbers), z=mc.z, z_prime=mc.z_prime,
+                formula=mc.formula,
+                n_atoms=len(mc.numbers),
+                z=mc.z,
+                z_prime=mc.z_prime,
                 volume_per_molecule=abs(np.linalg.det(crystal.lattice)) / mc.z,
             )
             codcluster17.write_cluster(out_dir, make_cluster(mc, cluster_id, settings))
@@ -185,7 +199,8 @@ def curate(
             rows.extend(curate_structure(ref, out_dir, settings))
             bar.update()
     else:
-        with ProcessPoolExecutor(max_workers=workers) as pool:
+        # "spawn": forking a process whose torch/OpenMP threads are already running can deadlock the children.
+        with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
             futures = {pool.submit(curate_structure, ref, out_dir, settings): ref for ref in todo}
             for count, future in enumerate(as_completed(futures), start=1):
                 rows.extend(future.result())
@@ -199,4 +214,3 @@ def curate(
     manifest = mark_duplicates(pd.DataFrame(rows, columns=MANIFEST_COLUMNS), out_dir)
     write_manifest(manifest, out_dir)
     return manifest
-

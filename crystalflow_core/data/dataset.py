@@ -109,9 +109,7 @@ class ClusterDataset(torch.utils.data.Dataset):
         elif subset is not None:
             ids = sorted(hash_order(ids, seed)[:subset])
         self.ids = ids
-        self._items = [
-            Data(cluster_id=cid, num_nodes=len(tensors[cid]["z"]), **tensors[cid]) for cid in ids
-        ]
+        self._items = [Data(cluster_id=cid, num_nodes=len(tensors[cid]["z"]), **tensors[cid]) for cid in ids]
 
     def __len__(self) -> int:
         return len(self._items)

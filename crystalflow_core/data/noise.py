@@ -39,8 +39,9 @@ class NoiseConfig:
         return asdict(self)
 
 
-def random_rotations(n: int, max_angle_deg: float, generator: torch.Generator | None = None,
-                     dtype: torch.dtype = torch.float64) -> Tensor:
+def random_rotations(
+    n: int, max_angle_deg: float, generator: torch.Generator | None = None, dtype: torch.dtype = torch.float64
+) -> Tensor:
     """``[n, 3, 3]`` proper rotation matrices.
 
     ``max_angle_deg = 180`` gives the uniform (Haar) distribution on SO(3) via normalised Gaussian quaternions;
@@ -59,9 +60,15 @@ def random_rotations(n: int, max_angle_deg: float, generator: torch.Generator | 
     w, x, y, z = q.unbind(dim=1)
     return torch.stack(
         [
-            1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w),
-            2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w),
-            2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y),
+            1 - 2 * (y * y + z * z),
+            2 * (x * y - z * w),
+            2 * (x * z + y * w),
+            2 * (x * y + z * w),
+            1 - 2 * (x * x + z * z),
+            2 * (y * z - x * w),
+            2 * (x * z - y * w),
+            2 * (y * z + x * w),
+            1 - 2 * (x * x + y * y),
         ],
         dim=1,
     ).reshape(n, 3, 3)
@@ -72,8 +79,7 @@ def molecule_centroids(x: Tensor, molecule: Tensor, n_molecules: int) -> Tensor:
     return scatter(x, molecule, dim=0, dim_size=n_molecules, reduce="mean")
 
 
-def rigid_noise(x_s: Tensor, molecule: Tensor, config: NoiseConfig,
-                generator: torch.Generator | None = None) -> Tensor:
+def rigid_noise(x_s: Tensor, molecule: Tensor, config: NoiseConfig, generator: torch.Generator | None = None) -> Tensor:
     """Apply an independent random rigid motion (and optional inversion) to every molecule.
 
     ``x_s`` is ``[N, 3]``; ``molecule`` ``[N]`` holds a global molecule id (0..M-1, each id one whole molecule).
