@@ -94,7 +94,13 @@ def _add_sample(sub) -> None:
     p.add_argument("--split", default="test", choices=("train", "val", "test"), help="default: %(default)s")
     p.add_argument("--samples", type=int, default=1, help="samples per cluster, K (default: %(default)s)")
     p.add_argument("--out", required=True, type=Path, help="output directory for predictions")
-    p.add_argument("--steps", type=int, default=20, help="solver steps (default: %(default)s)")
+    p.add_argument(
+        "--steps",
+        type=int,
+        default=None,
+        help="solver steps (default: the path's own: lerp 1 Euler step, i.e. the conditional mean; "
+        "ve/vp 100 reverse-SDE steps); more steps draw whole trajectories",
+    )
     p.add_argument(
         "--method",
         default="auto",

@@ -13,7 +13,7 @@ from tqdm.auto import tqdm
 
 from . import metrics
 from .data import codcluster17
-from .data.dataset import ClusterDataset
+from .data.dataset import ClusterDataset, global_molecule_index
 from .paths import ProbabilityPath
 from .sampling import sample
 
@@ -32,7 +32,7 @@ def predict_dataset(
     path: ProbabilityPath,
     dataset: ClusterDataset,
     samples: int = 1,
-    steps: int = 20,
+    steps: int | None = None,
     method: str = "auto",
     batch_size: int = 8,
     seed: int = 0,
@@ -50,8 +50,17 @@ def predict_dataset(
         generator = torch.Generator(device=device).manual_seed(seed + k)
         for batch in DataLoader(dataset, batch_size=batch_size):
             batch = batch.to(device)
+            molecule = global_molecule_index(batch.batch, batch.mol_index)
             trajectory = sample(
-                model, path, batch.z, batch.x_w, batch.batch, steps=steps, method=method, generator=generator
+                model,
+                path,
+                batch.z,
+                batch.x_w,
+                batch.batch,
+                steps=steps,
+                method=method,
+                generator=generator,
+                molecule=molecule,
             )  # [T, N, 3]
             n_frames = trajectory.shape[0]
             ptr = batch.ptr.tolist()

@@ -142,7 +142,7 @@ def write_run_record(
 def evaluate_run(
     run_dir: str | Path,
     samples: int = 1,
-    steps: int = 20,
+    steps: int | None = None,
     split: str = "test",
     device: str = "auto",
     seed: int = 0,

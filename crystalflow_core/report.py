@@ -173,7 +173,7 @@ def cluster_views(
 
     from crystalviz.views import ClusterView
 
-    from .data.dataset import ClusterDataset
+    from .data.dataset import ClusterDataset, global_molecule_index
     from .metrics import cluster_metrics
     from .paths import get_path
     from .sampling import sample
@@ -190,7 +190,16 @@ def cluster_views(
         for k in range(samples):
             generator = torch.Generator(device=device_).manual_seed(seed + k)
             with torch.no_grad():
-                trajectory = sample(model, path, batch.z, batch.x_w, batch.batch, steps=steps, generator=generator)
+                trajectory = sample(
+                    model,
+                    path,
+                    batch.z,
+                    batch.x_w,
+                    batch.batch,
+                    steps=steps,
+                    generator=generator,
+                    molecule=global_molecule_index(batch.batch, batch.mol_index),
+                )
             trajectories.append(trajectory.double().cpu().numpy())
         trajectories = np.stack(trajectories)  # [K, T, N, 3]
         times = np.linspace(0.0, 1.0, trajectories.shape[1])
@@ -215,7 +224,7 @@ def scale_parameters(scale: str, work_dir: str | Path, source: str = "default") 
     """Papermill parameters of every notebook for a scale; all data and runs live under ``work_dir``.
 
     ``smoke``: a few structures, a tiny model, one method (the benchmark shows the others as missing).
-    ``default``: the notebooks' own defaults (03: ``subset=100``, 5 epochs) and the benchmark trains every
+    ``default``: the notebooks' own defaults (03: ``subset=100`` here, 30 epochs) and the benchmark trains every
     missing method and data variant through 03 — about ten minutes per run on a 2-core CPU.
     """
     if scale not in SCALES:

@@ -1,9 +1,9 @@
 """Generic samplers that integrate a learned velocity field from the prior (t = 0) to the crystal (t = 1).
 
 The samplers only use the path interface (`prior`, `score_from_velocity`, `diffusion_coefficient`,
-`default_sampler`); `model(numbers, x_t, x_w, t, batch)` returns velocities `[N, 3]` for per-graph times
-`t [B]`. Every sampler returns the whole trajectory `[T, N, 3]`, starting frame included, on the model's
-device.
+`default_sampler`); `model(numbers, x_t, x_w, t, batch[, molecule=...])` returns velocities `[N, 3]` for
+per-graph times `t [B]`; `molecule [N]` (global molecule ids) is passed on only when given. Every sampler
+returns the whole trajectory `[T, N, 3]`, starting frame included, on the model's device.
 """
 
 import torch
@@ -28,16 +28,19 @@ def _model_device(model: VelocityModel, fallback: torch.device) -> torch.device:
 class _Field:
     """Velocity field v(t, x) `[N, 3]` at one scalar time shared by all graphs of the batch."""
 
-    def __init__(self, model: VelocityModel, numbers: Tensor, x_w: Tensor, batch: Tensor) -> None:
+    def __init__(
+        self, model: VelocityModel, numbers: Tensor, x_w: Tensor, batch: Tensor, molecule: Tensor | None
+    ) -> None:
         self.model = model
         self.numbers = numbers
         self.x_w = x_w
         self.batch = batch
         self.n_graphs = int(batch.max()) + 1
+        self.extra = {} if molecule is None else {"molecule": molecule}
 
     def __call__(self, t: float | Tensor, x: Tensor) -> Tensor:
         t_graph = torch.full((self.n_graphs,), float(t), dtype=x.dtype, device=x.device)
-        return self.model(self.numbers, x, self.x_w, t_graph, self.batch)
+        return self.model(self.numbers, x, self.x_w, t_graph, self.batch, **self.extra)
 
 
 def _prepare(
@@ -48,12 +51,14 @@ def _prepare(
     batch: Tensor,
     generator: torch.Generator | None,
     x_0: Tensor | None,
+    molecule: Tensor | None = None,
 ) -> tuple[_Field, Tensor]:
     """Move inputs to the model's device and pick the start `[N, 3]`: `x_0` if given, else the path's prior."""
     device = _model_device(model, x_w.device)
     numbers, x_w, batch = numbers.to(device), x_w.to(device), batch.to(device)
     start = path.prior(x_w, generator=generator) if x_0 is None else x_0.to(device=device, dtype=x_w.dtype)
-    return _Field(model, numbers, x_w, batch), start
+    molecule = None if molecule is None else molecule.to(device)
+    return _Field(model, numbers, x_w, batch, molecule), start
 
 
 @torch.no_grad()
@@ -67,6 +72,7 @@ def sample_ode(
     method: str = "euler",
     generator: torch.Generator | None = None,
     x_0: Tensor | None = None,
+    molecule: Tensor | None = None,
     rtol: float = 1e-5,
     atol: float = 1e-5,
 ) -> Tensor:
@@ -77,7 +83,7 @@ def sample_ode(
     """
     if method not in ODE_METHODS:
         raise ValueError(f"unknown ODE method {method!r}; choose one of {', '.join(ODE_METHODS)}")
-    field, x = _prepare(model, path, numbers, x_w, batch, generator, x_0)
+    field, x = _prepare(model, path, numbers, x_w, batch, generator, x_0, molecule)
     times = torch.linspace(0.0, 1.0, steps + 1, dtype=x.dtype, device=x.device)
     if method == "dopri5":
         return odeint(field, x, times, method="dopri5", rtol=rtol, atol=atol)
@@ -106,12 +112,13 @@ def sample_sde(
     steps: int = 100,
     generator: torch.Generator | None = None,
     x_0: Tensor | None = None,
+    molecule: Tensor | None = None,
 ) -> Tensor:
     """Euler–Maruyama for the reverse diffusion dx = [v + ½g²·score] dt + g dW, t: 0 → 1; `[steps + 1, N, 3]`.
 
     The score comes from the velocity via `path.score_from_velocity`; the last step adds no noise.
     """
-    field, x = _prepare(model, path, numbers, x_w, batch, generator, x_0)
+    field, x = _prepare(model, path, numbers, x_w, batch, generator, x_0, molecule)
     times = torch.linspace(0.0, 1.0, steps + 1, dtype=x.dtype, device=x.device)
     frames = [x]
     for step in range(steps):
@@ -137,19 +144,44 @@ def sample(
     method: str = "auto",
     generator: torch.Generator | None = None,
     x_0: Tensor | None = None,
+    molecule: Tensor | None = None,
 ) -> Tensor:
     """Sample x_s given x_w with the path's own sampler; trajectory `[T, N, 3]`, the last frame is the prediction.
 
     `method="auto"` follows `path.default_sampler`: "direct" (gnn_md) takes one Euler step of dt = 1 from
-    t = 0 (trajectory [x_w, x_w + v]); "ode" (lerp) integrates with Euler, 20 steps by default; "sde"
-    (ve, vp) runs the reverse SDE, 100 steps by default. "euler", "rk4", "dopri5" or "sde" force a sampler.
+    t = 0 (trajectory [x_w, x_w + v]); "ode" (lerp) integrates with Euler; "sde" (ve, vp) runs the reverse SDE.
+    "euler", "rk4", "dopri5" or "sde" force a sampler. `steps` defaults to `path.default_steps`
+    (lerp 1, ve/vp 100).
     """
     if method not in METHODS:
         raise ValueError(f"unknown sampling method {method!r}; choose one of {', '.join(METHODS)}")
     if method == "auto":
         method = {"ode": "euler", "sde": "sde", "direct": "direct"}[path.default_sampler]
     if method == "direct":
-        return sample_ode(model, path, numbers, x_w, batch, steps=1, method="euler", generator=generator, x_0=x_0)
+        return sample_ode(
+            model, path, numbers, x_w, batch, steps=1, method="euler", generator=generator, x_0=x_0, molecule=molecule
+        )
     if method == "sde":
-        return sample_sde(model, path, numbers, x_w, batch, steps=steps or 100, generator=generator, x_0=x_0)
-    return sample_ode(model, path, numbers, x_w, batch, steps=steps or 20, method=method, generator=generator, x_0=x_0)
+        return sample_sde(
+            model,
+            path,
+            numbers,
+            x_w,
+            batch,
+            steps=steps or path.default_steps,
+            generator=generator,
+            x_0=x_0,
+            molecule=molecule,
+        )
+    return sample_ode(
+        model,
+        path,
+        numbers,
+        x_w,
+        batch,
+        steps=steps or path.default_steps,
+        method=method,
+        generator=generator,
+        x_0=x_0,
+        molecule=molecule,
+    )

@@ -19,7 +19,7 @@ import torch
 from torch_geometric.loader import DataLoader
 from tqdm.auto import tqdm
 
-from .data.dataset import ClusterDataset
+from .data.dataset import ClusterDataset, global_molecule_index
 from .data.noise import NoiseConfig, centre_on_weak, rigid_noise
 from .nn.painn import PaiNNVelocity
 from .paths import PATHS, flow_matching_loss, get_path
@@ -38,7 +38,7 @@ class TrainConfig:
     path: str = "lerp"
     seed: int = 0
     subset: int | None = None
-    epochs: int = 8
+    epochs: int = 30
     batch_size: int = 4
     lr: float = 1e-3
     weight_decay: float = 1e-4
@@ -92,8 +92,7 @@ def seed_everything(seed: int) -> None:
 
 def redraw_weak(batch, noise: NoiseConfig, generator: torch.Generator) -> torch.Tensor:
     """Augmentation: fresh rigid noise for every molecule of a batch, centred per graph as curation does."""
-    molecule = batch.batch * (int(batch.mol_index.max()) + 1) + batch.mol_index
-    _, molecule = torch.unique(molecule, return_inverse=True)
+    molecule = global_molecule_index(batch.batch, batch.mol_index)
     x_w = rigid_noise(batch.x_s.cpu(), molecule.cpu(), noise, generator).to(batch.x_s)
     x_w, _ = centre_on_weak(x_w, batch.x_s, batch.batch)
     return x_w
@@ -107,7 +106,10 @@ def validation_loss(model, path, loader, device: torch.device, seed: int) -> flo
     total, count = 0.0, 0
     for batch in loader:
         batch = batch.to(device)
-        loss = flow_matching_loss(model, path, batch.z, batch.x_w, batch.x_s, batch.batch, generator=generator)
+        molecule = global_molecule_index(batch.batch, batch.mol_index)
+        loss = flow_matching_loss(
+            model, path, batch.z, batch.x_w, batch.x_s, batch.batch, generator=generator, molecule=molecule
+        )
         total += float(loss) * batch.num_graphs
         count += batch.num_graphs
     model.train()
@@ -208,7 +210,8 @@ def train(config: TrainConfig) -> pd.DataFrame:
             x_w = redraw_weak(batch, noise, noise_generator) if config.augment else batch.x_w
             for group in optimizer.param_groups:
                 group["lr"] = config.lr * scheduler_fn(step)
-            loss = flow_matching_loss(model, path, batch.z, x_w, batch.x_s, batch.batch)
+            molecule = global_molecule_index(batch.batch, batch.mol_index)
+            loss = flow_matching_loss(model, path, batch.z, x_w, batch.x_s, batch.batch, molecule=molecule)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)

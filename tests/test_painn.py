@@ -114,10 +114,30 @@ def test_output_depends_on_time_condition_and_atom_types():
     assert not torch.allclose(out, model(numbers % 5 + 1, x_t, x_w, t, batch))
 
 
+def _molecules(batch: torch.Tensor, atoms_per_molecule: int = 2) -> torch.Tensor:
+    """Global molecule ids: consecutive atoms of a graph grouped in pairs (an odd last atom alone)."""
+    start = torch.cat([torch.zeros(1, dtype=torch.long), torch.bincount(batch).cumsum(0)[:-1]])
+    local = torch.arange(len(batch)) - start[batch]
+    return torch.unique(batch * 1000 + local // atoms_per_molecule, return_inverse=True)[1]
+
+
+@pytest.mark.parametrize("proper", [True, False])
+def test_molecule_pooling_keeps_equivariance_and_changes_the_output(proper):
+    model = _model()
+    numbers, x_t, x_w, t, batch = _graphs()
+    molecule = _molecules(batch)
+    transform = _rotation(4) if proper else -_rotation(4)
+    shift = torch.tensor([-2.0, 5.0, 1.0], dtype=torch.float64)
+    out = model(numbers, x_t, x_w, t, batch, molecule=molecule)
+    moved = model(numbers, x_t @ transform.T + shift, x_w @ transform.T + shift, t, batch, molecule=molecule)
+    torch.testing.assert_close(moved, out @ transform.T, rtol=0.0, atol=1e-5)
+    assert (out - model(numbers, x_t, x_w, t, batch)).abs().max() > 1e-4
+
+
 def test_gradients_are_finite_when_x_t_equals_x_w():
     model = _model()
     numbers, x_t, _, t, batch = _graphs()
-    out = model(numbers, x_t, x_t.clone(), torch.zeros_like(t), batch)
+    out = model(numbers, x_t, x_t.clone(), torch.zeros_like(t), batch, molecule=_molecules(batch))
     out.pow(2).sum().backward()
     grads = [p.grad for p in model.parameters() if p.grad is not None]
     assert len(grads) == len(list(model.parameters()))

@@ -102,6 +102,9 @@ def test_auto_gnn_md_is_one_step_x_w_plus_velocity():
 def test_auto_picks_ode_for_lerp_and_sde_for_diffusion_paths():
     numbers, x_w, x_s, batch = _cluster(seed=5)
     lerp = sample(_lerp_oracle(x_s), get_path("lerp"), numbers, x_w, batch, x_0=x_w)
+    assert get_path("lerp").default_steps == 1 and lerp.shape == (2, 9, 3)
+    assert (lerp[-1] - x_s).abs().max() < 1e-4  # straight conditional paths: one Euler step lands exactly
+    lerp = sample(_lerp_oracle(x_s), get_path("lerp"), numbers, x_w, batch, x_0=x_w, steps=20)
     assert lerp.shape == (21, 9, 3)
     assert (lerp[-1] - x_s).abs().max() < 1e-4
     ve = sample(_ve_oracle(x_s), get_path("ve"), numbers, x_w, batch, generator=torch.Generator().manual_seed(0))

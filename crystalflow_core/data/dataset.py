@@ -10,6 +10,7 @@ import hashlib
 from pathlib import Path
 
 import torch
+from torch import Tensor
 from torch_geometric.data import Data
 from tqdm.auto import tqdm
 
@@ -85,6 +86,12 @@ def load_cluster_tensors(root: str | Path, progress: bool = True) -> dict[str, d
     torch.save(tensors, tmp)
     tmp.replace(cache)
     return tensors
+
+
+def global_molecule_index(batch: Tensor, mol_index: Tensor) -> Tensor:
+    """Molecule ids ``[N]`` unique across the graphs of a batch (0..M-1), from ``batch`` and per-graph ``mol_index``."""
+    combined = batch * (int(mol_index.max()) + 1) + mol_index
+    return torch.unique(combined, return_inverse=True)[1]
 
 
 class ClusterDataset(torch.utils.data.Dataset):

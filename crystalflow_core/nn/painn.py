@@ -10,7 +10,7 @@ import math
 
 import torch
 from torch import Tensor, nn
-from torch_geometric.utils import to_dense_batch
+from torch_geometric.utils import scatter, to_dense_batch
 
 from crystalflow_core.nn.radial import CosineCutoff, GaussianRBF
 
@@ -143,6 +143,9 @@ class PaiNNVelocity(nn.Module):
         self.updates = nn.ModuleList(PaiNNUpdate(hidden) for _ in range(layers))
         self.message_norms = nn.ModuleList(EquivariantNorm(hidden) for _ in range(layers))
         self.update_norms = nn.ModuleList(EquivariantNorm(hidden) for _ in range(layers))
+        self.pool_norms = nn.ModuleList(EquivariantNorm(hidden) for _ in range(layers))
+        self.pool_scalar = nn.ModuleList(nn.Linear(hidden, hidden) for _ in range(layers))
+        self.pool_vector = nn.ModuleList(nn.Linear(hidden, hidden, bias=False) for _ in range(layers))
         self.readout = nn.Linear(hidden, 1, bias=False)
 
     def describe(self) -> dict[str, float | int]:
@@ -157,8 +160,14 @@ class PaiNNVelocity(nn.Module):
             "parameters": sum(p.numel() for p in self.parameters()),
         }
 
-    def forward(self, numbers: Tensor, x_t: Tensor, x_w: Tensor, t: Tensor, batch: Tensor) -> Tensor:
-        """Velocity `[N, 3]` from `numbers [N]`, `x_t`, `x_w` `[N, 3]`, one time per graph `t [B]`, `batch [N]`."""
+    def forward(
+        self, numbers: Tensor, x_t: Tensor, x_w: Tensor, t: Tensor, batch: Tensor, molecule: Tensor | None = None
+    ) -> Tensor:
+        """Velocity `[N, 3]` from `numbers [N]`, `x_t`, `x_w` `[N, 3]`, one time per graph `t [B]`, `batch [N]`.
+
+        With `molecule [N]` (global molecule ids) every layer also adds each molecule's mean features to its
+        atoms, so a whole molecule can move coherently although the cutoff is shorter than the molecule.
+        """
         offset = x_w - x_t
         offset_norm = torch.sqrt((offset**2).sum(dim=-1, keepdim=True) + _NORM_EPS)
         t_features = self.time_mlp(self.time_features(t.to(x_t.dtype)))
@@ -176,12 +185,14 @@ class PaiNNVelocity(nn.Module):
         # Messages are averaged over neighbours (degree is invariant), so the scale does not grow with cutoff.
         degree = torch.zeros(len(x_t), dtype=x_t.dtype, device=x_t.device).index_add_(0, target, weight)
         inverse_degree = 1.0 / degree.clamp(min=1.0)
-        for message, update, message_norm, update_norm in zip(
-            self.messages, self.updates, self.message_norms, self.update_norms, strict=True
-        ):
-            d_s, d_v = message(*message_norm(h_s, h_v), edges, rbf, weight, unit)
+        for layer, (message, update) in enumerate(zip(self.messages, self.updates, strict=True)):
+            d_s, d_v = message(*self.message_norms[layer](h_s, h_v), edges, rbf, weight, unit)
             h_s = h_s + d_s * inverse_degree[:, None]
             h_v = h_v + d_v * inverse_degree[:, None, None]
-            d_s, d_v = update(*update_norm(h_s, h_v))
+            if molecule is not None:
+                n_s, n_v = self.pool_norms[layer](h_s, h_v)
+                h_s = h_s + self.pool_scalar[layer](scatter(n_s, molecule, dim=0, reduce="mean"))[molecule]
+                h_v = h_v + self.pool_vector[layer](scatter(n_v, molecule, dim=0, reduce="mean"))[molecule]
+            d_s, d_v = update(*self.update_norms[layer](h_s, h_v))
             h_s, h_v = h_s + d_s, h_v + d_v
         return self.readout(h_v).squeeze(-1)

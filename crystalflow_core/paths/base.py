@@ -53,6 +53,8 @@ class ProbabilityPath(ABC):
     deterministic: bool = False
     default_sampler: str = "ode"
     """Sampler that `crystalflow_core.sampling.sample` picks for `method="auto"`: "ode", "sde" or "direct"."""
+    default_steps: int = 20
+    """Solver steps that `crystalflow_core.sampling.sample` takes when none are given."""
 
     @abstractmethod
     def coefficients(self, t: Tensor) -> PathCoefficients:
@@ -129,14 +131,17 @@ def flow_matching_loss(
     x_s: Tensor,
     batch: Tensor,
     generator: torch.Generator | None = None,
+    molecule: Tensor | None = None,
 ) -> Tensor:
     """Conditional flow-matching loss (Eq. 23): mean squared error per coordinate of v_θ(x_t, x_w, t) − u_t.
 
-    `numbers [N]`, `x_w`, `x_s [N, 3]`, `batch [N]`; times and noise are drawn from `generator`.
+    `numbers [N]`, `x_w`, `x_s [N, 3]`, `batch [N]`; times and noise are drawn from `generator`; `molecule [N]`
+    (global molecule ids) is passed to the model when given.
     """
     n_graphs = int(batch.max()) + 1
     t = path.sample_t(n_graphs, generator=generator, device=x_w.device).to(x_w.dtype)
     noise = torch.randn(x_w.shape, generator=generator, device=x_w.device, dtype=x_w.dtype)
     point = path.sample(x_w, x_s, t, batch, noise=noise)
-    velocity = model(numbers, point.x_t, x_w, point.t, batch)
+    extra = {} if molecule is None else {"molecule": molecule}
+    velocity = model(numbers, point.x_t, x_w, point.t, batch, **extra)
     return ((velocity - point.target) ** 2).mean()

@@ -15,6 +15,7 @@ class DirectPath(ProbabilityPath):
     name = "gnn_md"
     deterministic = True
     default_sampler = "direct"
+    default_steps = 1
 
     def coefficients(self, t: Tensor) -> PathCoefficients:
         zeros = torch.zeros_like(t)

@@ -20,6 +20,11 @@ class LerpPath(ProbabilityPath):
 
     name = "lerp"
     default_sampler = "ode"
+    #: One Euler step from t = 0 gives x_0 + v(x_0, 0), the model's conditional mean of x_s, which is what the
+    #: packing-matching metrics reward; more steps follow the flow to a sample of the learned distribution (more
+    #: diverse and with fewer collisions, but further from x_s while the packing is uncertain). Pass ``steps`` to
+    #: draw whole trajectories.
+    default_steps = 1
 
     def __init__(self, sigma0: float = 0.1, sigma_min: float = 1e-3) -> None:
         self.sigma0 = sigma0

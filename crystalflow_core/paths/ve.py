@@ -18,6 +18,7 @@ class VEPath(ProbabilityPath):
 
     name = "ve"
     default_sampler = "sde"
+    default_steps = 100
 
     def __init__(self, sigma_min: float = 0.01, sigma_max: float = 20.0) -> None:
         self.sigma_min = sigma_min

@@ -20,6 +20,7 @@ class VPPath(ProbabilityPath):
 
     name = "vp"
     default_sampler = "sde"
+    default_steps = 100
 
     def __init__(self, beta_min: float = 0.1, beta_max: float = 20.0, scale: float = 10.0, eps: float = 1e-3) -> None:
         self.beta_min = beta_min
