@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import numpy as np
+import torch
 
+from crystalflow_core.data.noise import NoiseConfig, random_rotations, rigid_noise
 from crystalviz.views import ClusterView
 
 ETHANOL_NUMBERS = np.array([6, 6, 8, 1, 1, 1, 1, 1, 1])
@@ -23,15 +25,6 @@ ETHANOL_POSITIONS = np.array(
 N_MOLECULES = 17
 
 
-def random_rotation(rng: np.random.Generator, angle_scale: float = np.pi) -> np.ndarray:
-    """Rotation matrix [3, 3] about a random axis by an angle drawn uniformly from [0, angle_scale)."""
-    axis = rng.normal(size=3)
-    axis /= np.linalg.norm(axis)
-    angle = rng.uniform(0.0, angle_scale)
-    cross = np.array([[0.0, -axis[2], axis[1]], [axis[2], 0.0, -axis[0]], [-axis[1], axis[0], 0.0]])
-    return np.eye(3) + np.sin(angle) * cross + (1.0 - np.cos(angle)) * cross @ cross
-
-
 def _lattice_sites(spacing: float) -> np.ndarray:
     """Centre and 16 nearest sites of a simple cubic lattice: [17, 3], site 0 at the origin."""
     grid = np.stack(np.meshgrid(*[np.arange(-1, 2)] * 3, indexing="ij"), axis=-1).reshape(-1, 3)
@@ -39,29 +32,31 @@ def _lattice_sites(spacing: float) -> np.ndarray:
     return grid[order[:N_MOLECULES]] * spacing
 
 
-def _rigid_noise(positions: np.ndarray, mol_index: np.ndarray, rng, angle: float, shift: float) -> np.ndarray:
-    """Rotate each molecule about its centroid by up to `angle` rad and shift it by ~`shift` Å."""
-    moved = positions.copy()
-    for molecule in range(N_MOLECULES):
-        atoms = mol_index == molecule
-        center = positions[atoms].mean(axis=0)
-        rotation = random_rotation(rng, angle)
-        moved[atoms] = (positions[atoms] - center) @ rotation.T + center + rng.normal(scale=shift, size=3)
-    return moved
+def _rigid_noise(
+    positions: np.ndarray, mol_index: np.ndarray, generator: torch.Generator, rotation_deg: float, shift: float
+) -> np.ndarray:
+    """Rotate each molecule about its centroid by up to ``rotation_deg`` and shift it by ~``shift`` Å."""
+    config = NoiseConfig(rotation_deg=rotation_deg, translation_sigma=shift)
+    return rigid_noise(torch.from_numpy(positions), torch.from_numpy(mol_index), config, generator).numpy()
 
 
 def demo_cluster_view(n_samples: int = 2, n_frames: int = 11, seed: int = 0) -> ClusterView:
     """Ethanol molecules on a cubic lattice (x_s), rigidly perturbed and expanded (x_w), noisy predictions
     (samples [K, N, 3]) and straight-line trajectories x_w -> sample ([K, T, N, 3]) at T evenly spaced times.
     """
-    rng = np.random.default_rng(seed)
+    generator = torch.Generator().manual_seed(seed)
     sites = _lattice_sites(spacing=5.5)
-    x_s = np.concatenate([ETHANOL_POSITIONS @ random_rotation(rng).T + site for site in sites])
+    rotations = random_rotations(N_MOLECULES, 180.0, generator).numpy()
+    x_s = np.concatenate(
+        [ETHANOL_POSITIONS @ rotation.T + site for rotation, site in zip(rotations, sites, strict=True)]
+    )
     numbers = np.tile(ETHANOL_NUMBERS, N_MOLECULES)
     mol_index = np.repeat(np.arange(N_MOLECULES), len(ETHANOL_NUMBERS))
-    x_w = _rigid_noise(x_s, mol_index, rng, angle=0.8, shift=1.0)
+    x_w = _rigid_noise(x_s, mol_index, generator, rotation_deg=45.0, shift=1.0)
     x_w += np.repeat(sites, len(ETHANOL_NUMBERS), axis=0) * 0.3
-    samples = np.stack([_rigid_noise(x_s, mol_index, rng, angle=0.15, shift=0.25) for _ in range(n_samples)])
+    samples = np.stack(
+        [_rigid_noise(x_s, mol_index, generator, rotation_deg=8.6, shift=0.25) for _ in range(n_samples)]
+    )
     times = np.linspace(0.0, 1.0, n_frames)
     trajectories = (1.0 - times[None, :, None, None]) * x_w + times[None, :, None, None] * samples[:, None]
     return ClusterView(numbers, mol_index, x_w, x_s, samples, trajectories, times)
