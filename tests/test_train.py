@@ -9,7 +9,8 @@ from torch_geometric.loader import DataLoader
 
 from crystalflow_core import metrics
 from crystalflow_core.data.curate import curate
-from crystalflow_core.data.dataset import ClusterDataset
+from crystalflow_core.data.dataset import ClusterDataset, global_molecule_index
+from crystalflow_core.data.noise import NoiseConfig
 from crystalflow_core.data.sources import bundled_cod_directory, cif_directory_refs
 from crystalflow_core.inference import predict_dataset
 from crystalflow_core.paths import get_path
@@ -18,6 +19,7 @@ from crystalflow_core.train import (
     TrainConfig,
     build_model,
     load_model,
+    redraw_weak,
     resolve_device,
     train,
     validation_loss,
@@ -92,3 +94,17 @@ def test_config_rejects_unknown_path_and_device_auto_picks_cpu_here():
         TrainConfig(data="d", out="o", path="rectified")
     expected = "cuda" if torch.cuda.is_available() else "cpu"
     assert resolve_device("auto").type == expected
+
+
+def test_augmentation_redraws_rigid_centred_noise(small_data):
+    batch = next(iter(DataLoader(ClusterDataset(small_data, progress=False), batch_size=3)))
+    x_w = redraw_weak(batch, NoiseConfig(), torch.Generator().manual_seed(0))
+    assert not torch.allclose(x_w, batch.x_w, atol=0.1)
+    molecule = global_molecule_index(batch.batch, batch.mol_index)
+    for m in range(int(molecule.max()) + 1):
+        atoms = molecule == m
+        torch.testing.assert_close(
+            torch.cdist(x_w[atoms], x_w[atoms]), torch.cdist(batch.x_s[atoms], batch.x_s[atoms]), atol=1e-4, rtol=0
+        )
+    for g in range(batch.num_graphs):
+        torch.testing.assert_close(x_w[batch.batch == g].mean(0), torch.zeros(3), atol=1e-4, rtol=0)

@@ -97,8 +97,8 @@ def read_positions_csv(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     if unknown:
         raise ClusterFileError(f"{path}: unknown element symbol(s) {unknown}")
     try:
-        x = frame[["x", "y", "z"]].to_numpy(dtype=np.float64)
-        mol_index = frame["mol_idx"].to_numpy(dtype=np.int64)
+        x = frame[["x", "y", "z"]].to_numpy(dtype=np.float64, copy=True)
+        mol_index = frame["mol_idx"].to_numpy(dtype=np.int64, copy=True)
     except ValueError as error:
         raise ClusterFileError(f"{path}: non-numeric coordinates or mol_idx ({error})") from error
     if not np.isfinite(x).all():
