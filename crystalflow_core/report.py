@@ -168,43 +168,27 @@ def cluster_views(
     """Sample the first ``n_clusters`` clusters of a run's ``split`` with trajectories: ``{cluster_id:
     ClusterView}`` (``samples`` ``[K, N, 3]``, metrics per sample, ``trajectories`` ``[K, T, N, 3]`` thinned to
     at most ``frames`` evenly spaced frames, first and last kept, with their solver times)."""
-    import torch
-    from torch_geometric.data import Batch
-
     from crystalviz.views import ClusterView
 
-    from .data.dataset import ClusterDataset, global_molecule_index
+    from .data.dataset import ClusterDataset
+    from .inference import predict_dataset
     from .metrics import cluster_metrics
     from .paths import get_path
-    from .sampling import sample
     from .train import load_model
 
     model, config = load_model(run_dir, device)
-    device_ = next(model.parameters()).device
     path = get_path(config.path, **config.path_kwargs)
     dataset = ClusterDataset(config.data, split=split, seed=config.seed, subset=config.subset, progress=False)
+    dataset = dataset.select(dataset.ids[:n_clusters])
+    predictions = predict_dataset(
+        model, path, dataset, samples=samples, steps=steps, seed=seed, keep_trajectories=True, progress=False
+    )
     views = {}
-    for item in list(dataset)[:n_clusters]:
-        batch = Batch.from_data_list([item]).to(device_)
-        trajectories = []
-        for k in range(samples):
-            generator = torch.Generator(device=device_).manual_seed(seed + k)
-            with torch.no_grad():
-                trajectory = sample(
-                    model,
-                    path,
-                    batch.z,
-                    batch.x_w,
-                    batch.batch,
-                    steps=steps,
-                    generator=generator,
-                    molecule=global_molecule_index(batch.batch, batch.mol_index),
-                )
-            trajectories.append(trajectory.double().cpu().numpy())
-        trajectories = np.stack(trajectories)  # [K, T, N, 3]
-        times = np.linspace(0.0, 1.0, trajectories.shape[1])
-        keep = np.unique(np.linspace(0, trajectories.shape[1] - 1, min(frames, trajectories.shape[1])).round())
-        trajectories, times = trajectories[:, keep.astype(int)], times[keep.astype(int)]
+    for item in dataset:
+        prediction = predictions[item.cluster_id]
+        n_frames = prediction.trajectories.shape[1]
+        keep = np.unique(np.linspace(0, n_frames - 1, min(frames, n_frames)).round()).astype(int)
+        trajectories, times = prediction.trajectories[:, keep], prediction.times[keep]  # [K, T, N, 3], [T]
         numbers, mol_index = item.z.numpy(), item.mol_index.numpy()
         x_s = item.x_s.double().numpy()
         views[item.cluster_id] = ClusterView(

@@ -71,3 +71,14 @@ def test_dataset_splits_and_batches(tmp_path):
 def test_empty_directory_is_a_clear_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="no clusters"):
         ClusterDataset(tmp_path)
+
+
+def test_select_restricts_without_rereading(tmp_path):
+    for i in range(5):
+        codcluster17.write_cluster(tmp_path, make_cluster(f"s{i}", seed=i))
+    dataset = ClusterDataset(tmp_path, progress=False)
+    chosen = dataset.select(["s3", "s1"])
+    assert chosen.ids == ["s3", "s1"] and len(chosen) == 2
+    assert chosen[0] is dataset[3]
+    with pytest.raises(KeyError, match="s9"):
+        dataset.select(["s9"])

@@ -118,6 +118,16 @@ class ClusterDataset(torch.utils.data.Dataset):
         self.ids = ids
         self._items = [Data(cluster_id=cid, num_nodes=len(tensors[cid]["z"]), **tensors[cid]) for cid in ids]
 
+    def select(self, ids: list[str]) -> ClusterDataset:
+        """The same dataset restricted to ``ids`` (in that order); items are shared, nothing is re-read."""
+        by_id = dict(zip(self.ids, self._items, strict=True))
+        missing = [cid for cid in ids if cid not in by_id]
+        if missing:
+            raise KeyError(f"{self.root}: clusters {missing} are not in this dataset")
+        chosen = ClusterDataset.__new__(ClusterDataset)
+        chosen.root, chosen.ids, chosen._items = self.root, list(ids), [by_id[cid] for cid in ids]
+        return chosen
+
     def __len__(self) -> int:
         return len(self._items)
 
