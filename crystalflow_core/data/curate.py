@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import multiprocessing
 import os
 import traceback
 from collections.abc import Iterable
@@ -79,6 +78,12 @@ def make_cluster(mc: MolecularCrystal, cluster_id: str, settings: CurationSettin
     x_w, x_s = centre_on_weak(x_w, x_s)
     numbers = np.tile(np.asarray(mc.numbers, dtype=np.int64), n_mol)
     return codcluster17.Cluster(cluster_id, numbers, mol_index.numpy(), x_w.numpy(), x_s.numpy())
+
+
+def _single_threaded_worker() -> None:
+    """Forked workers run torch single-threaded: a child must not enter the OpenMP pool it inherited from a parent
+    that already used it (the same precaution torch's DataLoader workers take); it also avoids oversubscription."""
+    torch.set_num_threads(1)
 
 
 def location_key(ref: StructureRef) -> str:
@@ -199,8 +204,7 @@ def curate(
             rows.extend(curate_structure(ref, out_dir, settings))
             bar.update()
     else:
-        # "spawn": forking a process whose torch/OpenMP threads are already running can deadlock the children.
-        with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        with ProcessPoolExecutor(max_workers=workers, initializer=_single_threaded_worker) as pool:
             futures = {pool.submit(curate_structure, ref, out_dir, settings): ref for ref in todo}
             for count, future in enumerate(as_completed(futures), start=1):
                 rows.extend(future.result())
