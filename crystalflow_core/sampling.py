@@ -157,31 +157,10 @@ def sample(
         raise ValueError(f"unknown sampling method {method!r}; choose one of {', '.join(METHODS)}")
     if method == "auto":
         method = {"ode": "euler", "sde": "sde", "direct": "direct"}[path.default_sampler]
+    inputs = (model, path, numbers, x_w, batch)
+    options = {"generator": generator, "x_0": x_0, "molecule": molecule}
     if method == "direct":
-        return sample_ode(
-            model, path, numbers, x_w, batch, steps=1, method="euler", generator=generator, x_0=x_0, molecule=molecule
-        )
+        return sample_ode(*inputs, steps=1, method="euler", **options)
     if method == "sde":
-        return sample_sde(
-            model,
-            path,
-            numbers,
-            x_w,
-            batch,
-            steps=steps or path.default_steps,
-            generator=generator,
-            x_0=x_0,
-            molecule=molecule,
-        )
-    return sample_ode(
-        model,
-        path,
-        numbers,
-        x_w,
-        batch,
-        steps=steps or path.default_steps,
-        method=method,
-        generator=generator,
-        x_0=x_0,
-        molecule=molecule,
-    )
+        return sample_sde(*inputs, steps=steps or path.default_steps, **options)
+    return sample_ode(*inputs, steps=steps or path.default_steps, method=method, **options)

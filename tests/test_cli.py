@@ -1,25 +1,14 @@
 """The command-line contract: curate → train → sample → evaluate on real bundled CIFs, and clear errors."""
 
-import shutil
 import subprocess
 import sys
 
 import pandas as pd
 import pytest
+from conftest import SMALL_MOLECULES
 
 from crystalflow_core.cli import build_parser, main
 from crystalflow_core.data import codcluster17
-from crystalflow_core.data.sources import bundled_cod_directory
-
-SMALL_MOLECULES = ["2100840", "7206161", "1504385", "2006099", "2105702", "4507991", "2019369", "2007511"]
-
-
-@pytest.fixture(scope="module")
-def small_cifs(tmp_path_factory):
-    directory = tmp_path_factory.mktemp("small_cifs")
-    for cod_id in SMALL_MOLECULES:
-        shutil.copy(bundled_cod_directory() / f"{cod_id}.cif.gz", directory)
-    return directory
 
 
 def test_end_to_end_commands(small_cifs, tmp_path, capsys):

@@ -1,13 +1,9 @@
 """crystalviz on real data: a cluster curated from a bundled COD CIF and a tiny trained model's trajectories."""
 
-import shutil
-
 import numpy as np
 import pytest
 from ase.io import read
 
-from crystalflow_core.data.curate import curate
-from crystalflow_core.data.sources import bundled_cod_directory, cif_directory_refs
 from crystalflow_core.report import cluster_views
 from crystalflow_core.train import TrainConfig, train
 from crystalviz.align import kabsch
@@ -15,19 +11,13 @@ from crystalviz.export import write_cluster_sdf, write_trajectory_xyz
 from crystalviz.figures import overlay_figure, trajectory_figure
 from crystalviz.widgets import ClusterBrowser, OverlayViewer, TrajectoryViewer
 
-SMALL_MOLECULES = ["2100840", "7206161", "1504385", "2006099", "2105702", "4507991"]
-
 
 @pytest.fixture(scope="module")
-def views(tmp_path_factory):
-    cifs = tmp_path_factory.mktemp("cifs")
-    for cod_id in SMALL_MOLECULES:
-        shutil.copy(bundled_cod_directory() / f"{cod_id}.cif.gz", cifs)
-    data, run = tmp_path_factory.mktemp("data"), tmp_path_factory.mktemp("run")
-    curate(cif_directory_refs(cifs), data, workers=1, progress=False)
+def views(small_data, tmp_path_factory):
+    run = tmp_path_factory.mktemp("run")
     train(
         TrainConfig(
-            data=str(data),
+            data=str(small_data),
             out=str(run),
             path="lerp",
             epochs=3,

@@ -1,17 +1,13 @@
 """Training on a handful of real clusters: the loss falls, the model beats the identity baseline, runs resume."""
 
-import shutil
-
 import pandas as pd
 import pytest
 import torch
 from torch_geometric.loader import DataLoader
 
 from crystalflow_core import metrics
-from crystalflow_core.data.curate import curate
 from crystalflow_core.data.dataset import ClusterDataset, global_molecule_index
 from crystalflow_core.data.noise import NoiseConfig
-from crystalflow_core.data.sources import bundled_cod_directory, cif_directory_refs
 from crystalflow_core.inference import predict_dataset
 from crystalflow_core.paths import get_path
 from crystalflow_core.train import (
@@ -24,18 +20,6 @@ from crystalflow_core.train import (
     train,
     validation_loss,
 )
-
-SMALL_MOLECULES = ["2100840", "7206161", "1504385", "2006099", "2105702", "4507991"]
-
-
-@pytest.fixture(scope="module")
-def small_data(tmp_path_factory):
-    cifs = tmp_path_factory.mktemp("cifs")
-    for cod_id in SMALL_MOLECULES:
-        shutil.copy(bundled_cod_directory() / f"{cod_id}.cif.gz", cifs)
-    out = tmp_path_factory.mktemp("data")
-    curate(cif_directory_refs(cifs), out, workers=1, progress=False)
-    return out
 
 
 def _tiny(small_data, out, path, epochs):
