@@ -111,6 +111,9 @@ def execute_notebook(
         cwd=str(cwd) if cwd is not None else None,
         kernel_name=kernel_name,
         progress_bar=False,
+        # The kernel's start-up warnings (e.g. about its local TCP transport) would land in the cells of a notebook
+        # that launches other notebooks (04 launching 03), so only errors are logged.
+        extra_arguments=["--IPKernelApp.log_level=ERROR"],
     )
     return output_path
 
