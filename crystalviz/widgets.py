@@ -61,6 +61,12 @@ def _molecule_representations(n_molecules: int, highlight_central: bool) -> list
     return representations
 
 
+def _size_view(view: nglview.NGLWidget, width: str = "100%", height: str = "420px") -> None:
+    """Size the NGL stage explicitly: created inside a box, it would otherwise measure a zero-width parent and draw
+    into a 1-pixel canvas. The call is queued until the front end has displayed the view."""
+    view._set_size(width, height)
+
+
 class TrajectoryViewer(widgets.VBox):
     """Play a trajectory [T, N, 3] in nglview with play/pause, time slider, speed control and frame counter.
 
@@ -95,6 +101,7 @@ class TrajectoryViewer(widgets.VBox):
 
         topology = pdb_string(self.numbers, self.mol_index, self.trajectory[0], self.bonds)
         self.view = nglview.NGLWidget(ClusterTrajectory(topology, self.trajectory), default_representation=False)
+        _size_view(self.view)
         self.view.representations = self.representations
         self.play = widgets.Play(value=0, min=0, max=self.n_frames - 1, interval=interval_ms, description="play")
         self.slider = widgets.IntSlider(value=0, min=0, max=self.n_frames - 1, description="frame")
@@ -172,6 +179,7 @@ class OverlayViewer(widgets.VBox):
             pdb_string(self.numbers, self.mol_index, self.overlay.x_aligned, self.bonds, self.overlay.atom_error)
         )
         self.view = nglview.NGLWidget(default_representation=False)
+        _size_view(self.view)
         self.view.add_structure(truth, default_representation=False)
         self.view.add_structure(prediction, default_representation=False)
         self.view.add_representation("licorice", color=TRUTH_COLOR, opacity=0.4, radius=0.12, component=0)

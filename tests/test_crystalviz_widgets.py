@@ -44,6 +44,8 @@ def test_trajectory_viewer_state(cluster, trajectory):
         assert representation["params"]["color"] == viewer.colors[molecule]
         assert representation["params"]["opacity"] == 1.0
     assert len(_calls(viewer.view, "loadFile")) == 1
+    # an explicit stage size: inside a box the stage would otherwise measure zero width (a 1-pixel canvas)
+    assert [call["args"] for call in _calls(viewer.view, "setSize")] == [["100%", "420px"]]
 
 
 def test_trajectory_viewer_moves_frames_and_speed(cluster, trajectory):
@@ -97,6 +99,7 @@ def test_overlay_viewer_aligns_and_draws(cluster):
     assert viewer.overlay.atom_error.max() < 1e-9
     assert viewer.caption.startswith("PM(atom) 0.500 Å") and viewer.caption in viewer.label.value
     assert len(_calls(viewer.view, "loadFile")) == 2
+    assert [call["args"] for call in _calls(viewer.view, "setSize")] == [["100%", "420px"]]
     representations = _calls(viewer.view, "addRepresentation")
     assert len(representations) == 1 + 17
     assert {r["kwargs"]["color"] for r in representations[1:]} == set(molecule_colors(17))
