@@ -199,14 +199,13 @@ def run_sample(args: argparse.Namespace) -> None:
 
     model, config = load_model(args.run, resolve_device(args.device))
     dataset = ClusterDataset(args.data, split=args.split, seed=config.seed, subset=config.subset)
-    method = "sde" if args.method == "sde" else args.method
     predictions = predict_dataset(
         model,
         get_path(config.path, **config.path_kwargs),
         dataset,
         samples=args.samples,
         steps=args.steps,
-        method=method,
+        method=args.method,
         batch_size=args.batch_size,
         seed=args.seed,
         keep_trajectories=args.trajectories,

@@ -302,6 +302,11 @@ def benchmark_table(
     Cells are "mean ± std" over seeds (see :func:`benchmark_stats`) and "—" where no run exists.
     """
     mean, std, _ = benchmark_stats(records, metric_cols, methods, subsets, inversion)
+    return _cell_table(mean, std, digits)
+
+
+def _cell_table(mean: pd.DataFrame, std: pd.DataFrame, digits: int) -> pd.DataFrame:
+    """Labelled "mean ± std" / "—" string cells from the statistics of :func:`benchmark_stats`."""
     cells = pd.DataFrame(
         [
             [format_cell(m, s, digits) for m, s in zip(mean_row, std_row, strict=True)]
@@ -324,8 +329,8 @@ def benchmark_styler(
     caption: str | None = None,
 ):
     """:func:`benchmark_table` as a pandas ``Styler`` with the lowest mean of each column in bold."""
-    mean, _, _ = benchmark_stats(records, metric_cols, methods, subsets, inversion)
-    table = benchmark_table(records, metric_cols, methods, subsets, inversion, digits)
+    mean, std, _ = benchmark_stats(records, metric_cols, methods, subsets, inversion)
+    table = _cell_table(mean, std, digits)
     mask = best_mask(mean) if bold_best else pd.DataFrame(False, index=mean.index, columns=mean.columns)
     css = pd.DataFrame(np.where(mask.to_numpy(), "font-weight: bold", ""), index=table.index, columns=table.columns)
     styler = table.style.apply(lambda _: css, axis=None)
