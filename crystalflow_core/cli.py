@@ -12,6 +12,7 @@ import pandas as pd
 from .data.codcluster17 import ClusterFileError
 from .errors import CurationError
 from .paths import PATHS
+from .sampling import METHODS
 
 EXPECTED_ERRORS = (FileNotFoundError, ValueError, CurationError, ClusterFileError, KeyError)
 
@@ -98,14 +99,15 @@ def _add_sample(sub) -> None:
         "--steps",
         type=int,
         default=None,
-        help="solver steps (default: the path's own: lerp 1 Euler step, i.e. the conditional mean; "
-        "ve/vp 100 reverse-SDE steps); more steps draw whole trajectories",
+        help="solver steps (default with --method auto: one step, i.e. the model's conditional mean of x_s — "
+        "an Euler step for lerp, a DDIM step for ve/vp; other methods: 20, sde 100); more steps draw whole "
+        "trajectories",
     )
     p.add_argument(
         "--method",
         default="auto",
-        choices=("auto", "euler", "rk4", "dopri5", "sde"),
-        help="auto: ODE (Euler) for lerp, reverse SDE for ve/vp, one step for gnn_md",
+        choices=METHODS,
+        help="auto: Euler ODE for lerp, deterministic DDIM for ve/vp, one step for gnn_md; sde: reverse SDE (ve/vp)",
     )
     p.add_argument("--trajectories", action="store_true", help="also store every sampled trajectory")
     p.add_argument("--batch-size", type=int, default=8, help="default: %(default)s")

@@ -1,8 +1,9 @@
 """Generic samplers that integrate a learned velocity field from the prior (t = 0) to the crystal (t = 1).
 
-The samplers only use the path interface (`prior`, `score_from_velocity`, `diffusion_coefficient`,
-`default_sampler`); `model(numbers, x_t, x_w, t, batch[, molecule=...])` returns velocities `[N, 3]` for
-per-graph times `t [B]`; `molecule [N]` (global molecule ids) is passed on only when given. Every sampler
+The samplers only use the path interface (`prior`, `field`, `crystal_from_velocity`, `score_from_velocity`,
+`diffusion_coefficient`, `default_sampler`); `model(numbers, x_t, x_w, t, batch[, molecule=...])` returns an
+output `[N, 3]` for per-graph times `t [B]` that `path.field` reads as a velocity; `molecule [N]` (global
+molecule ids) is passed on only when given. Every sampler
 returns the whole trajectory `[T, N, 3]`, starting frame included, on the model's device.
 """
 
@@ -13,7 +14,9 @@ from torchdiffeq import odeint
 from crystalflow_core.paths.base import ProbabilityPath, VelocityModel
 
 ODE_METHODS = ("euler", "rk4", "dopri5")
-METHODS = ("auto", *ODE_METHODS, "sde", "direct")
+METHODS = ("auto", *ODE_METHODS, "ddim", "sde", "direct")
+#: Steps of each method when neither `steps` nor the path's default (for its own default sampler) applies.
+METHOD_STEPS = {"euler": 20, "rk4": 20, "dopri5": 20, "ddim": 20, "sde": 100, "direct": 1}
 
 
 def _model_device(model: VelocityModel, fallback: torch.device) -> torch.device:
@@ -29,18 +32,25 @@ class _Field:
     """Velocity field v(t, x) `[N, 3]` at one scalar time shared by all graphs of the batch."""
 
     def __init__(
-        self, model: VelocityModel, numbers: Tensor, x_w: Tensor, batch: Tensor, molecule: Tensor | None
+        self,
+        model: VelocityModel,
+        path: ProbabilityPath,
+        numbers: Tensor,
+        x_w: Tensor,
+        batch: Tensor,
+        molecule: Tensor | None,
     ) -> None:
         self.model = model
+        self.path = path
         self.numbers = numbers
         self.x_w = x_w
         self.batch = batch
         self.n_graphs = int(batch.max()) + 1
-        self.extra = {} if molecule is None else {"molecule": molecule}
+        self.molecule = molecule
 
     def __call__(self, t: float | Tensor, x: Tensor) -> Tensor:
         t_graph = torch.full((self.n_graphs,), float(t), dtype=x.dtype, device=x.device)
-        return self.model(self.numbers, x, self.x_w, t_graph, self.batch, **self.extra)
+        return self.path.field(self.model, self.numbers, x, self.x_w, t_graph, self.batch, self.molecule)
 
 
 def _prepare(
@@ -58,7 +68,7 @@ def _prepare(
     numbers, x_w, batch = numbers.to(device), x_w.to(device), batch.to(device)
     start = path.prior(x_w, generator=generator) if x_0 is None else x_0.to(device=device, dtype=x_w.dtype)
     molecule = None if molecule is None else molecule.to(device)
-    return _Field(model, numbers, x_w, batch, molecule), start
+    return _Field(model, path, numbers, x_w, batch, molecule), start
 
 
 @torch.no_grad()
@@ -98,6 +108,41 @@ def sample_ode(
             k3 = field(t + dt / 2, x + dt / 2 * k2)
             k4 = field(t_next, x + dt * k3)
             x = x + dt / 6 * (k1 + 2 * k2 + 2 * k3 + k4)
+        frames.append(x)
+    return torch.stack(frames)
+
+
+@torch.no_grad()
+def sample_ddim(
+    model: VelocityModel,
+    path: ProbabilityPath,
+    numbers: Tensor,
+    x_w: Tensor,
+    batch: Tensor,
+    steps: int = 20,
+    generator: torch.Generator | None = None,
+    x_0: Tensor | None = None,
+    molecule: Tensor | None = None,
+) -> Tensor:
+    """Deterministic DDIM steps along a Gaussian path, t: 0 → 1 on `steps` even times; `[steps + 1, N, 3]`.
+
+    At each time the model's velocity gives its end point x̂_s (`path.crystal_from_velocity`) and the implied
+    noise ε̂ = (x − a x̂_s − b x_w) / σ; the step carries both exactly along the conditional path,
+    x' = a' x̂_s + b' x_w + σ' ε̂. This first-order exponential integrator of the probability-flow ODE is exact
+    when x̂_s stays put, and, unlike Euler, does not overshoot on the exponential noise schedules of VE and VP:
+    one step from the prior returns the model's conditional mean of x_s given x_w.
+    """
+    if path.deterministic:
+        raise ValueError(f"path {path.name!r} has no noise to carry; sample it with 'direct' or an ODE method")
+    field, x = _prepare(model, path, numbers, x_w, batch, generator, x_0, molecule)
+    times = torch.linspace(0.0, 1.0, steps + 1, dtype=x.dtype, device=x.device)
+    frames = [x]
+    for t, t_next in zip(times[:-1], times[1:], strict=True):
+        t_atom = t.expand(x.shape[0])
+        x_s = path.crystal_from_velocity(field(t, x), x, field.x_w, t_atom)
+        now, later = path.coefficients(t), path.coefficients(t_next)
+        eps = (x - now.a * x_s - now.b * field.x_w) / now.sigma
+        x = later.a * x_s + later.b * field.x_w + later.sigma * eps
         frames.append(x)
     return torch.stack(frames)
 
@@ -148,19 +193,23 @@ def sample(
 ) -> Tensor:
     """Sample x_s given x_w with the path's own sampler; trajectory `[T, N, 3]`, the last frame is the prediction.
 
-    `method="auto"` follows `path.default_sampler`: "direct" (gnn_md) takes one Euler step of dt = 1 from
-    t = 0 (trajectory [x_w, x_w + v]); "ode" (lerp) integrates with Euler; "sde" (ve, vp) runs the reverse SDE.
-    "euler", "rk4", "dopri5" or "sde" force a sampler. `steps` defaults to `path.default_steps`
-    (lerp 1, ve/vp 100).
+    `method="auto"` uses `path.default_sampler`: "direct" for gnn_md (one Euler step of dt = 1 from t = 0,
+    trajectory [x_w, x_w + v]), "euler" for lerp, "ddim" for ve and vp. "euler", "rk4", "dopri5", "ddim" or "sde"
+    force a sampler. `steps` defaults to `path.default_steps` with the path's default sampler (lerp 1, the
+    conditional mean; ve and vp 1) and to `METHOD_STEPS` with any other (e.g. 100 reverse-SDE steps).
     """
     if method not in METHODS:
         raise ValueError(f"unknown sampling method {method!r}; choose one of {', '.join(METHODS)}")
     if method == "auto":
-        method = {"ode": "euler", "sde": "sde", "direct": "direct"}[path.default_sampler]
+        method = path.default_sampler
+    if steps is None:
+        steps = path.default_steps if method == path.default_sampler else METHOD_STEPS[method]
     inputs = (model, path, numbers, x_w, batch)
     options = {"generator": generator, "x_0": x_0, "molecule": molecule}
     if method == "direct":
         return sample_ode(*inputs, steps=1, method="euler", **options)
+    if method == "ddim":
+        return sample_ddim(*inputs, steps=steps, **options)
     if method == "sde":
-        return sample_sde(*inputs, steps=steps or path.default_steps, **options)
-    return sample_ode(*inputs, steps=steps or path.default_steps, method=method, **options)
+        return sample_sde(*inputs, steps=steps, **options)
+    return sample_ode(*inputs, steps=steps, method=method, **options)

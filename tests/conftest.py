@@ -1,8 +1,9 @@
-"""Shared fixtures: a handful of real COD crystals of small molecules, shipped with the package."""
+"""Shared fixtures: a handful of real COD crystals of small molecules shipped with the package, and exact models."""
 
 import shutil
 
 import pytest
+import torch
 
 from crystalflow_core.data.curate import curate
 from crystalflow_core.data.sources import bundled_cod_directory, cif_directory_refs
@@ -29,3 +30,31 @@ def small_data(small_cifs, tmp_path_factory):
     out = tmp_path_factory.mktemp("small_data")
     curate(cif_directory_refs(cifs), out, workers=1, progress=False)
     return out
+
+
+def _exact_output(path, x_s: torch.Tensor, x: torch.Tensor, x_w: torch.Tensor, t_atom: torch.Tensor) -> torch.Tensor:
+    """The network output that `path.field` reads as the exact conditional field towards `x_s` `[N, 3]`.
+
+    A "velocity" path shows the network x_t and takes the field itself. A "crystal" path shows it the posterior
+    mean m of x_s ~ N(x_w, σ_d²) given x_t = a x_s + b x_w + σ ε and reads its output o as x̂_s = m + s·o, so the
+    exact output is (x_s − m) / s, with the posterior spread s written out here as a Schur complement.
+    """
+    if path.prediction == "velocity":
+        return path.conditional_velocity(x, x_w, x_s, t_atom)
+    c = path.coefficients(t_atom.reshape(-1, 1).to(x.dtype))
+    var_d = path.data_scale**2
+    gain = c.a * var_d / (c.a**2 * var_d + c.sigma**2)
+    return (x_s - x) / torch.sqrt(var_d - gain * c.a * var_d)
+
+
+@pytest.fixture
+def exact_model():
+    """Factory `exact_model(path, x_s)`: a parameter-free model whose output is the exact conditional field."""
+
+    def build(path, x_s: torch.Tensor):
+        def model(numbers, x, x_w, t, batch, **_):
+            return _exact_output(path, x_s, x, x_w, t[batch])
+
+        return model
+
+    return build

@@ -28,6 +28,10 @@ def test_registry_builds_every_path_and_rejects_unknown_names():
     assert get_path("lerp", sigma_min=0.1).sigma_min == 0.1
     with pytest.raises(ValueError, match="lerp, ve, vp, gnn_md"):
         get_path("ddpm")
+    assert [get_path(name).prediction for name in PATHS] == ["crystal", "crystal", "crystal", "velocity"]
+    assert get_path("ve", prediction="velocity").prediction == "velocity"
+    with pytest.raises(ValueError, match="prediction must be one of velocity, crystal"):
+        get_path("vp", prediction="score")
 
 
 @pytest.mark.parametrize("name", GAUSSIAN_PATHS)
@@ -122,15 +126,16 @@ def test_score_from_exact_velocity_is_conditional_score(name):
 
 
 @pytest.mark.parametrize("name", PATHS)
-def test_model_returning_exact_target_has_zero_loss_and_others_do_not(name):
+def test_model_returning_exact_target_has_zero_loss_and_others_do_not(name, exact_model):
     path = get_path(name)
     x_w, x_s, _, batch = _cluster(seed=6)
     numbers = torch.ones(len(batch), dtype=torch.long)
     seen = {}
+    exact = exact_model(path, x_s)
 
     def oracle(numbers, x_t, x_w_in, t, batch_in):
         seen["t"] = t
-        return path.conditional_velocity(x_t, x_w_in, x_s, t[batch_in])
+        return exact(numbers, x_t, x_w_in, t, batch_in)
 
     loss = flow_matching_loss(oracle, path, numbers, x_w, x_s, batch, torch.Generator().manual_seed(11))
     assert loss.item() < 1e-24
@@ -163,7 +168,7 @@ def test_sample_t_is_uniform_per_graph_and_reproducible():
 
 @pytest.mark.parametrize("method", ["euler", "rk4"])
 def test_integrating_exact_lerp_field_from_x_w_lands_on_x_s(method):
-    path = LerpPath()
+    path = LerpPath(prediction="velocity")
     x_w, x_s, _, batch = _cluster(seed=8)
     numbers = torch.ones(len(batch), dtype=torch.long)
 
@@ -189,3 +194,50 @@ def test_diffusion_coefficient_matches_forward_sde_of_the_path(name):
     d_log_a = (torch.log(plus.a) - torch.log(minus.a)) / (2 * h)
     expected = -d_sigma2 + 2 * d_log_a * here.sigma**2
     torch.testing.assert_close(path.diffusion_coefficient(t) ** 2, expected, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", GAUSSIAN_PATHS)
+def test_crystal_from_exact_velocity_is_x_s(name):
+    path = get_path(name)
+    x_w, x_s, eps, batch = _cluster(seed=8)
+    t = torch.tensor([0.0, 0.6], dtype=torch.float64)
+    point = path.sample(x_w, x_s, t, batch, noise=eps)
+    torch.testing.assert_close(path.crystal_from_velocity(point.target, point.x_t, x_w, t[batch]), x_s)
+
+
+@pytest.mark.parametrize("name", GAUSSIAN_PATHS)
+def test_crystal_prediction_reads_a_correction_to_the_posterior_mean(name):
+    """The network sees E[x_s | x_t] under x_s ~ N(x_w, σ_d²) (checked by regression on samples), and its output o
+    moves the end point x̂_s from there by o times the posterior spread."""
+    path = get_path(name)
+    assert path.prediction == "crystal"
+    n, t_value = 200_000, 0.7
+    gen = torch.Generator().manual_seed(3)
+    x_w = torch.zeros(n, 3, dtype=torch.float64)
+    x_s = path.data_scale * torch.randn(n, 3, generator=gen, dtype=torch.float64)
+    t, batch = torch.tensor([t_value], dtype=torch.float64), torch.zeros(n, dtype=torch.long)
+    x_t = path.sample(x_w, x_s, t, batch).x_t
+    slope = (x_t * x_s).sum() / (x_t * x_t).sum()  # E[x_s | x_t] is linear in x_t here
+    spread = (x_s - slope * x_t).std()
+    seen = {}
+
+    def model(numbers, x_in, x_w_in, t_in, batch_in):
+        seen["x"] = x_in
+        return torch.full_like(x_in, 2.0)
+
+    v = path.field(model, torch.ones(n, dtype=torch.long), x_t, x_w, t, batch)
+    torch.testing.assert_close(seen["x"], slope * x_t, rtol=0.02, atol=1e-3)
+    x_hat = path.crystal_from_velocity(v, x_t, x_w, t[batch])
+    torch.testing.assert_close(x_hat - seen["x"], torch.full_like(x_t, 2.0 * spread.item()), rtol=0.02, atol=0)
+
+
+@pytest.mark.parametrize("name", GAUSSIAN_PATHS)
+def test_crystal_prediction_is_finite_at_the_ends(name):
+    path = get_path(name)
+    x_w, x_s, eps, batch = _cluster(seed=9)
+    output = torch.randn(x_w.shape, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    numbers = torch.ones(len(batch), dtype=torch.long)
+    for t_end in (0.0, 1.0):
+        t = torch.full((2,), t_end, dtype=torch.float64)
+        x_t = path.sample(x_w, x_s, t, batch, noise=eps).x_t
+        assert torch.isfinite(path.field(lambda *args: output, numbers, x_t, x_w, t, batch)).all()

@@ -7,7 +7,7 @@ import torch
 
 from crystalflow_core.nn import PaiNNVelocity
 from crystalflow_core.paths import get_path
-from crystalflow_core.sampling import sample, sample_ode, sample_sde
+from crystalflow_core.sampling import sample, sample_ddim, sample_ode, sample_sde
 
 
 def _cluster(seed: int = 0, n_atoms: int = 9):
@@ -31,19 +31,10 @@ def _lerp_oracle(x_s, sigma_min=1e-3):
     return field
 
 
-def _ve_oracle(x_s, sigma_min=0.01, sigma_max=20.0):
-    """Exact conditional VE field (paper Eq. 28): −(dσ/ds / σ)(x − x_s) = −ln(σ_max/σ_min)(x − x_s)."""
-
-    def field(numbers, x, x_w, t, batch):
-        return -math.log(sigma_max / sigma_min) * (x - x_s)
-
-    return field
-
-
 @pytest.mark.parametrize("method", ["euler", "rk4", "dopri5"])
 def test_ode_trajectory_shape_start_and_oracle_reaches_x_s(method):
     numbers, x_w, x_s, batch = _cluster()
-    path = get_path("lerp")
+    path = get_path("lerp", prediction="velocity")
     trajectory = sample_ode(_lerp_oracle(x_s), path, numbers, x_w, batch, steps=10, method=method, x_0=x_w)
     assert trajectory.shape == (11, 9, 3)
     torch.testing.assert_close(trajectory[0], x_w)
@@ -52,7 +43,7 @@ def test_ode_trajectory_shape_start_and_oracle_reaches_x_s(method):
 
 def test_ode_from_the_prior_starts_at_the_prior_and_ends_near_x_s():
     numbers, x_w, x_s, batch = _cluster(seed=1)
-    path = get_path("lerp")
+    path = get_path("lerp", prediction="velocity")
     expected_start = path.prior(x_w, generator=torch.Generator().manual_seed(5))
     trajectory = sample_ode(
         _lerp_oracle(x_s), path, numbers, x_w, batch, steps=40, method="rk4", generator=torch.Generator().manual_seed(5)
@@ -62,26 +53,34 @@ def test_ode_from_the_prior_starts_at_the_prior_and_ends_near_x_s():
     torch.testing.assert_close(trajectory[-1], x_s + 1e-3 * eps, rtol=0.0, atol=1e-6)
 
 
-def test_sde_trajectory_with_exact_ve_score_reaches_x_s():
+def test_exact_ve_output_is_the_paper_field(exact_model):
+    """The exact model's output, read by the VE path, is Eq. 28: −(dσ/ds / σ)(x − x_s) = −ln(σ_max/σ_min)(x − x_s)."""
+    numbers, x_w, x_s, batch = _cluster(seed=2)
+    path = get_path("ve")
+    x = x_w + 5.0 * torch.randn(x_w.shape, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    t = torch.tensor([0.1, 0.9], dtype=torch.float64)
+    velocity = path.field(exact_model(path, x_s), numbers, x, x_w, t, batch)
+    torch.testing.assert_close(velocity, -math.log(20.0 / 0.01) * (x - x_s))
+
+
+def test_sde_trajectory_with_exact_ve_score_reaches_x_s(exact_model):
     numbers, x_w, x_s, batch = _cluster(seed=2)
     path = get_path("ve")
     gen = torch.Generator().manual_seed(0)
     expected_start = path.prior(x_w, generator=torch.Generator().manual_seed(0))
-    trajectory = sample_sde(_ve_oracle(x_s), path, numbers, x_w, batch, steps=100, generator=gen)
+    trajectory = sample_sde(exact_model(path, x_s), path, numbers, x_w, batch, steps=100, generator=gen)
     assert trajectory.shape == (101, 9, 3)
     torch.testing.assert_close(trajectory[0], expected_start)
     assert (trajectory[0] - x_s).abs().max() > 5.0
     assert (trajectory[-1] - x_s).norm(dim=-1).max() < 0.1
 
 
-def test_sde_with_exact_vp_score_reaches_x_s():
+def test_sde_with_exact_vp_score_reaches_x_s(exact_model):
     numbers, x_w, x_s, batch = _cluster(seed=3)
     path = get_path("vp")
-
-    def field(numbers, x, x_w_in, t, batch_in):
-        return path.conditional_velocity(x, x_w_in, x_s, t[batch_in])
-
-    trajectory = sample_sde(field, path, numbers, x_w, batch, steps=200, generator=torch.Generator().manual_seed(1))
+    trajectory = sample_sde(
+        exact_model(path, x_s), path, numbers, x_w, batch, steps=200, generator=torch.Generator().manual_seed(1)
+    )
     assert torch.isfinite(trajectory).all()
     # the last noisy step leaves σ_t ≈ 0.3 Å of noise at t = 1 − dt (scale 10 Å), hence the loose bound
     assert (trajectory[-1] - x_s).norm(dim=-1).max() < 1.0
@@ -99,18 +98,25 @@ def test_auto_gnn_md_is_one_step_x_w_plus_velocity():
     torch.testing.assert_close(trajectory[1], x_w + velocity)
 
 
-def test_auto_picks_ode_for_lerp_and_sde_for_diffusion_paths():
+def test_auto_picks_euler_for_lerp_and_ddim_for_diffusion_paths(exact_model):
     numbers, x_w, x_s, batch = _cluster(seed=5)
-    lerp = sample(_lerp_oracle(x_s), get_path("lerp"), numbers, x_w, batch, x_0=x_w)
+    lerp_oracle = exact_model(get_path("lerp"), x_s)
+    lerp = sample(lerp_oracle, get_path("lerp"), numbers, x_w, batch, x_0=x_w)
     assert get_path("lerp").default_steps == 1 and lerp.shape == (2, 9, 3)
     assert (lerp[-1] - x_s).abs().max() < 1e-4  # straight conditional paths: one Euler step lands exactly
-    lerp = sample(_lerp_oracle(x_s), get_path("lerp"), numbers, x_w, batch, x_0=x_w, steps=20)
+    lerp = sample(lerp_oracle, get_path("lerp"), numbers, x_w, batch, x_0=x_w, steps=20)
     assert lerp.shape == (21, 9, 3)
     assert (lerp[-1] - x_s).abs().max() < 1e-4
-    ve = sample(_ve_oracle(x_s), get_path("ve"), numbers, x_w, batch, generator=torch.Generator().manual_seed(0))
-    assert ve.shape == (101, 9, 3)
+    for name in ("ve", "vp"):
+        path = get_path(name)
+        oracle = exact_model(path, x_s)
+        start = path.prior(x_w, generator=torch.Generator().manual_seed(0))
+        auto = sample(oracle, path, numbers, x_w, batch, x_0=start)
+        torch.testing.assert_close(auto, sample_ddim(oracle, path, numbers, x_w, batch, steps=1, x_0=start))
+        forced = sample(oracle, path, numbers, x_w, batch, method="sde", generator=torch.Generator().manual_seed(0))
+        assert forced.shape == (101, 9, 3)
     with pytest.raises(ValueError, match="unknown sampling method"):
-        sample(_ve_oracle(x_s), get_path("ve"), numbers, x_w, batch, method="heun")
+        sample(oracle, get_path("ve"), numbers, x_w, batch, method="heun")
 
 
 def test_samplers_do_not_track_gradients_and_keep_dtype():
@@ -126,22 +132,20 @@ def test_ode_solvers_on_exponential_growth(method, tolerance):
     """dx/dt = x from x_0: Euler gives (1 + 1/n)^n x_0 exactly, rk4 and dopri5 approach e·x_0."""
     numbers, x_w, _, batch = _cluster(seed=7)
     x_0 = torch.randn(x_w.shape, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
-    trajectory = sample_ode(lambda *args: args[1], get_path("lerp"), numbers, x_w, batch, 10, method, x_0=x_0)
+    path = get_path("lerp", prediction="velocity")
+    trajectory = sample_ode(lambda *args: args[1], path, numbers, x_w, batch, 10, method, x_0=x_0)
     expected = (1.1**10 if method == "euler" else math.e) * x_0
     assert ((trajectory[-1] - expected).norm() / expected.norm()).item() < tolerance
 
 
 @pytest.mark.parametrize("name", ["ve", "vp"])
-def test_sde_keeps_the_marginal_of_a_point_mass(name):
+def test_sde_keeps_the_marginal_of_a_point_mass(name, exact_model):
     """From x_0 ~ N(μ_0, σ_0²), the reverse SDE with the exact score keeps x_t ~ N(μ_t, σ_t²) (Eq. 27, 30)."""
     n_atoms = 3000
     gen = torch.Generator().manual_seed(0)
     x_s = torch.randn(n_atoms, 3, generator=gen, dtype=torch.float64)
     path = get_path(name)
-
-    def field(numbers, x, x_w, t, batch):
-        return path.conditional_velocity(x, x_w, x_s, t[batch])
-
+    field = exact_model(path, x_s)
     zero = torch.zeros(n_atoms, dtype=torch.float64)
     x_0 = path.mean(x_s, x_s, zero) + path.std(zero)[:, None] * torch.randn(x_s.shape, generator=gen, dtype=x_s.dtype)
     numbers, batch = torch.ones(n_atoms, dtype=torch.long), torch.zeros(n_atoms, dtype=torch.long)
@@ -153,3 +157,25 @@ def test_sde_keeps_the_marginal_of_a_point_mass(name):
         sigma = path.std(t_atom)[0].item()
         assert residual.std().item() == pytest.approx(sigma, rel=0.1)
         assert abs(residual.mean().item()) < 0.05 * sigma
+
+
+@pytest.mark.parametrize("name", ["lerp", "ve", "vp"])
+@pytest.mark.parametrize("steps", [1, 7])
+def test_ddim_with_the_exact_field_lands_on_x_s(name, steps, exact_model):
+    """The exact field points to x_s from anywhere, so every DDIM step keeps x̂_s = x_s and ends at μ_1 + σ_1 ε."""
+    numbers, x_w, x_s, batch = _cluster(seed=8)
+    path = get_path(name)
+    start = path.prior(x_w, generator=torch.Generator().manual_seed(2))
+    trajectory = sample_ddim(exact_model(path, x_s), path, numbers, x_w, batch, steps=steps, x_0=start)
+    assert trajectory.shape == (steps + 1, 9, 3)
+    torch.testing.assert_close(trajectory[0], start)
+    zero, one = torch.zeros(1, dtype=torch.float64), torch.ones(1, dtype=torch.float64)
+    eps = (start - path.mean(x_w, x_s, zero.expand(9))) / path.std(zero)
+    torch.testing.assert_close(trajectory[-1], path.mean(x_w, x_s, one.expand(9)) + path.std(one) * eps)
+    assert (trajectory[-1] - x_s).norm(dim=-1).max() < 0.5  # σ_1 is 0.1 Å for VP, less for the others
+
+
+def test_ddim_refuses_the_noise_free_direct_path():
+    numbers, x_w, x_s, batch = _cluster(seed=9)
+    with pytest.raises(ValueError, match="gnn_md"):
+        sample_ddim(_lerp_oracle(x_s), get_path("gnn_md"), numbers, x_w, batch)

@@ -38,7 +38,7 @@ def _tiny(small_data, out, path, epochs):
     )
 
 
-@pytest.mark.parametrize("path", ["gnn_md", "lerp"])
+@pytest.mark.parametrize("path", ["gnn_md", "lerp", "ve", "vp"])
 def test_training_lowers_loss_and_beats_identity(small_data, tmp_path, path):
     config = _tiny(small_data, tmp_path / path, path, epochs=80)
     history = train(config)

@@ -21,8 +21,9 @@ _REGISTRY: dict[str, type[ProbabilityPath]] = {
 PATHS = tuple(_REGISTRY)
 
 
-def get_path(name: str, **kwargs: float) -> ProbabilityPath:
-    """Build the path registered as `name` (one of `PATHS`) with keyword parameters, e.g. `sigma_min=1e-4`."""
+def get_path(name: str, **kwargs: float | str) -> ProbabilityPath:
+    """Build the path registered as `name` (one of `PATHS`) with keyword parameters, e.g. `sigma_min=1e-4` or
+    `prediction="velocity"`."""
     if name not in _REGISTRY:
         raise ValueError(f"unknown path {name!r}; choose one of {', '.join(PATHS)}")
     return _REGISTRY[name](**kwargs)

@@ -17,7 +17,10 @@ import torch
 from torch import Tensor
 
 VelocityModel = Callable[[Tensor, Tensor, Tensor, Tensor, Tensor], Tensor]
-"""`model(numbers [N], x_t [N, 3], x_w [N, 3], t [B], batch [N]) -> velocity [N, 3]`."""
+"""`model(numbers [N], x [N, 3], x_w [N, 3], t [B], batch [N]) -> output [N, 3]`, read by `path.field`."""
+
+
+PREDICTIONS = ("velocity", "crystal")
 
 
 @dataclass
@@ -51,10 +54,24 @@ class ProbabilityPath(ABC):
 
     name: str
     deterministic: bool = False
-    default_sampler: str = "ode"
-    """Sampler that `crystalflow_core.sampling.sample` picks for `method="auto"`: "ode", "sde" or "direct"."""
+    default_sampler: str = "euler"
+    """Sampler that `crystalflow_core.sampling.sample` picks for `method="auto"`, one of its methods."""
     default_steps: int = 20
-    """Solver steps that `crystalflow_core.sampling.sample` takes when none are given."""
+    """Steps that `crystalflow_core.sampling.sample` takes with the default sampler when none are given."""
+    prediction: str = "velocity"
+    """How the network is read: "velocity" (it sees x_t and outputs v_θ) or "crystal" (it sees a posterior mean
+    of x_s and outputs a scaled correction to it, which `field` turns into v_θ; see there)."""
+    data_scale: float = 2.0
+    """σ_d (Å): spread per coordinate of x_s around x_w assumed by the "crystal" prediction."""
+
+    def _read_network_as(self, prediction: str, data_scale: float) -> None:
+        """Set `prediction` ("velocity" or "crystal") and `data_scale` (Å), rejecting unknown values."""
+        if prediction not in PREDICTIONS:
+            raise ValueError(f"prediction must be one of {', '.join(PREDICTIONS)}, got {prediction!r}")
+        if data_scale <= 0:
+            raise ValueError(f"data_scale must be positive, got {data_scale}")
+        self.prediction = prediction
+        self.data_scale = data_scale
 
     @abstractmethod
     def coefficients(self, t: Tensor) -> PathCoefficients:
@@ -103,6 +120,57 @@ class ProbabilityPath(ABC):
         mu = c.a * x_s + c.b * x_w
         return c.d_sigma / c.sigma * (x - mu) + c.d_a * x_s + c.d_b * x_w
 
+    def posterior(self, x: Tensor, x_w: Tensor, t_atom: Tensor) -> tuple[Tensor, Tensor]:
+        """Mean `[N, 3]` and spread `[N, 1]` of x_s given x_t = x under the simple prior x_s ~ N(x_w, σ_d²).
+
+        With r = x − (a + b) x_w: m = x_w + a σ_d² r / (a² σ_d² + σ²) and s = σ_d σ / √(a² σ_d² + σ²), σ_d being
+        `data_scale`. m runs from ≈ x_w where x_t is mostly noise to ≈ x_t / a near the data, s from ≈ σ_d
+        down to ≈ σ / a.
+        """
+        c = self.coefficients(_atom_column(t_atom).to(x.dtype))
+        prior_var = self.data_scale**2
+        denominator = c.a**2 * prior_var + c.sigma**2
+        mean = x_w + c.a * prior_var / denominator * (x - (c.a + c.b) * x_w)
+        return mean, self.data_scale * c.sigma / torch.sqrt(denominator)
+
+    def field(
+        self,
+        model: VelocityModel,
+        numbers: Tensor,
+        x: Tensor,
+        x_w: Tensor,
+        t: Tensor,
+        batch: Tensor,
+        molecule: Tensor | None = None,
+    ) -> Tensor:
+        """The learned velocity v_θ `[N, 3]` at `x [N, 3]` and per-graph times `t [B]`, read from the network.
+
+        `prediction == "velocity"`: the network sees x and its output is v_θ. `"crystal"`: the network sees the
+        posterior mean m of `posterior` in place of x (a sensible geometry at every noise level, where x itself
+        is x_w plus up to 20 Å of noise at the start of the diffusion paths) and its output o is read as
+        x̂_s = m + s·o, so it only has to supply a correction of order one at every noise level; the velocity is
+        the exact conditional field towards x̂_s, u_t(x | x̂_s). A velocity would otherwise hold x_s only as a
+        tiny multiple next to a large noise term (VP at t = 0: 0.07 x_s). With this reading the CFM loss (Eq. 23)
+        is unchanged; it becomes a time-weighted squared error of x̂_s. `molecule [N]` is passed on when given.
+        """
+        extra = {} if molecule is None else {"molecule": molecule}
+        if self.prediction == "velocity":
+            return model(numbers, x, x_w, t, batch, **extra)
+        t_atom = t[batch]
+        mean, spread = self.posterior(x, x_w, t_atom)
+        output = model(numbers, mean, x_w, t, batch, **extra)
+        return self.conditional_velocity(x, x_w, mean + spread * output, t_atom)
+
+    def crystal_from_velocity(self, v: Tensor, x: Tensor, x_w: Tensor, t_atom: Tensor) -> Tensor:
+        """The end point x̂_s `[N, 3]` that a velocity `v [N, 3]` at `x [N, 3]` points to on this path.
+
+        From x − b x_w = a x_s + σ ε and v − b' x_w = a' x_s + σ' ε, eliminating ε gives
+        x̂_s = (σ'(x − b x_w) − σ(v − b' x_w)) / (σ' a − σ a'). For the exact conditional velocity this is x_s;
+        for a learned (marginal) velocity it is the model's estimate of E[x_s | x_t = x, x_w].
+        """
+        c = self.coefficients(_atom_column(t_atom).to(x.dtype))
+        return (c.d_sigma * (x - c.b * x_w) - c.sigma * (v - c.d_b * x_w)) / (c.d_sigma * c.a - c.sigma * c.d_a)
+
     @abstractmethod
     def prior(self, x_w: Tensor, generator: torch.Generator | None = None) -> Tensor:
         """Starting coordinates `[N, 3]` at t = 0 for sampling, given x_w `[N, 3]`."""
@@ -110,13 +178,12 @@ class ProbabilityPath(ABC):
     def score_from_velocity(self, v: Tensor, x: Tensor, x_w: Tensor, t_atom: Tensor) -> Tensor:
         """Score ∇ log p_t(x) `[N, 3]` implied by a velocity `v [N, 3]` at `x [N, 3]`.
 
-        From x − b x_w = a x_s + σ ε and v − b' x_w = a' x_s + σ' ε, eliminating x_s gives
-        ε = (a'(x − b x_w) − a(v − b' x_w)) / (a'σ − aσ') and the score −ε/σ. For the exact conditional
-        velocity this is the conditional score; for a learned (marginal) velocity, the marginal score.
+        With x̂_s from `crystal_from_velocity`, ε = (x − a x̂_s − b x_w) / σ and the score is −ε/σ. For the exact
+        conditional velocity this is the conditional score; for a learned (marginal) velocity, the marginal score.
         """
         c = self.coefficients(_atom_column(t_atom).to(x.dtype))
-        eps = (c.d_a * (x - c.b * x_w) - c.a * (v - c.d_b * x_w)) / (c.d_a * c.sigma - c.a * c.d_sigma)
-        return -eps / c.sigma
+        x_s = self.crystal_from_velocity(v, x, x_w, t_atom)
+        return -(x - c.a * x_s - c.b * x_w) / c.sigma**2
 
     def diffusion_coefficient(self, t: Tensor) -> Tensor:
         """g(t) of the reverse-time SDE dx = [v + ½g² ∇log p_t] dt + g dW, shaped like `t`."""
@@ -142,6 +209,5 @@ def flow_matching_loss(
     t = path.sample_t(n_graphs, generator=generator, device=x_w.device).to(x_w.dtype)
     noise = torch.randn(x_w.shape, generator=generator, device=x_w.device, dtype=x_w.dtype)
     point = path.sample(x_w, x_s, t, batch, noise=noise)
-    extra = {} if molecule is None else {"molecule": molecule}
-    velocity = model(numbers, point.x_t, x_w, point.t, batch, **extra)
+    velocity = path.field(model, numbers, point.x_t, x_w, point.t, batch, molecule=molecule)
     return ((velocity - point.target) ** 2).mean()

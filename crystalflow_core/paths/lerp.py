@@ -16,19 +16,28 @@ class LerpPath(ProbabilityPath):
     σ0 defaults to 0.1 Å: coordinates are in Å, and σ0 = 1 Å would add about 1.7 Å of independent jitter to
     every atom of the start, on top of the rigid noise that already makes ``x_w`` loose; on the bundled data that
     start is further from ``x_s`` than ``x_w`` itself. ``get_path("lerp", sigma0=1.0)`` gives the unit-σ0 form.
+
+    The network predicts the crystal (``prediction="crystal"``, see `ProbabilityPath.field`), and the loss is
+    still the CFM loss on the velocity above. Read as a velocity (``prediction="velocity"``), the network must
+    learn x_s − x_w at t ≈ 0, the only time that the one-step sampler uses, from the few training times drawn
+    there, while at later times x_t already gives x_s away; on 100 bundled crystals that gave PM(atom) 3.47 Å
+    against 3.30 Å for the crystal reading (identity 3.51 Å).
     """
 
     name = "lerp"
-    default_sampler = "ode"
+    default_sampler = "euler"
     #: One Euler step from t = 0 gives x_0 + v(x_0, 0), the model's conditional mean of x_s, which is what the
     #: packing-matching metrics reward; more steps follow the flow to a sample of the learned distribution (more
     #: diverse and with fewer collisions, but further from x_s while the packing is uncertain). Pass ``steps`` to
     #: draw whole trajectories.
     default_steps = 1
 
-    def __init__(self, sigma0: float = 0.1, sigma_min: float = 1e-3) -> None:
+    def __init__(
+        self, sigma0: float = 0.1, sigma_min: float = 1e-3, prediction: str = "crystal", data_scale: float = 2.0
+    ) -> None:
         self.sigma0 = sigma0
         self.sigma_min = sigma_min
+        self._read_network_as(prediction, data_scale)
 
     def coefficients(self, t: Tensor) -> PathCoefficients:
         slope = self.sigma0 * (1.0 - self.sigma_min)
