@@ -16,7 +16,7 @@ from torch_geometric.loader import DataLoader
 
 from crystalflow_core import metrics
 from crystalflow_core.data.curate import curate
-from crystalflow_core.data.dataset import ClusterDataset, global_molecule_index
+from crystalflow_core.data.dataset import ClusterDataset
 from crystalflow_core.data.sources import default_refs
 from crystalflow_core.paths import flow_matching_loss, get_path
 from crystalflow_core.sampling import sample
@@ -53,7 +53,7 @@ def main() -> None:
     atoms, steps, start = 0, 0, time.perf_counter()
     for batch in loader:
         batch = batch.to(device)
-        molecule = global_molecule_index(batch.batch, batch.mol_index)
+        molecule = batch.molecule
         loss = flow_matching_loss(model, path, batch.z, batch.x_w, batch.x_s, batch.batch, molecule=molecule)
         optimizer.zero_grad()
         loss.backward()
@@ -70,7 +70,7 @@ def main() -> None:
 
     test = ClusterDataset(data, split="test", progress=False)
     batch = next(iter(DataLoader(test, batch_size=len(test)))).to(device)
-    molecule = global_molecule_index(batch.batch, batch.mol_index)
+    molecule = batch.molecule
     for steps in (1, 20):
         start = time.perf_counter()
         sample(model, path, batch.z, batch.x_w, batch.batch, steps=steps, molecule=molecule)

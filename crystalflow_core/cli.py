@@ -63,11 +63,13 @@ def _add_train(sub) -> None:
         "--out resumes from the last checkpoint.",
     )
     p.add_argument("--data", required=True, type=Path, help="curated directory (crystalflow curate --out)")
-    p.add_argument("--path", required=True, choices=PATHS, help="objective: LERP flow, VE/VP diffusion, GNN-MD")
+    p.add_argument(
+        "--path", required=True, choices=PATHS, help="objective: LERP flow, VE/VP diffusion, GNN-MD, rigid-body flow"
+    )
     p.add_argument("--out", required=True, type=Path, help="run directory (checkpoint, config, history)")
     p.add_argument("--seed", type=int, default=d.seed, help="seed of split, init and noise (default: %(default)s)")
     p.add_argument("--subset", type=int, default=None, help="use only the first N clusters (nested subsets)")
-    p.add_argument("--epochs", type=int, default=d.epochs, help="default: %(default)s")
+    p.add_argument("--epochs", type=int, default=None, help="default: per objective (rigid 60, others 30)")
     p.add_argument("--batch-size", type=int, default=d.batch_size, help="default: %(default)s")
     p.add_argument("--lr", type=float, default=d.lr, help="peak AdamW learning rate (default: %(default)s)")
     p.add_argument("--hidden", type=int, default=d.hidden, help="PaiNN feature width (default: %(default)s)")
@@ -77,6 +79,13 @@ def _add_train(sub) -> None:
         type=float,
         default=d.cutoff,
         help="neighbour cutoff in Å; the paper used 20–50 (default: %(default)s)",
+    )
+    p.add_argument(
+        "--molecule-cutoff",
+        type=float,
+        default=None,
+        help="also pass messages between molecule centroids closer than this (Å; 0: off) "
+        "(default: per objective, rigid 20, others 0)",
     )
     p.add_argument("--device", default=d.device, help="'auto' (CUDA when present), 'cpu', 'cuda', ...")
     p.add_argument("--checkpoint-every", type=int, default=d.checkpoint_every, help="steps between checkpoints")
@@ -100,14 +109,15 @@ def _add_sample(sub) -> None:
         type=int,
         default=None,
         help="solver steps (default with --method auto: one step, i.e. the model's conditional mean of x_s — "
-        "an Euler step for lerp, a DDIM step for ve/vp; other methods: 20, sde 100); more steps draw whole "
-        "trajectories",
+        "an Euler step for lerp, a DDIM step for ve/vp; rigid 10; other methods: 20, sde 100); more steps draw "
+        "whole trajectories",
     )
     p.add_argument(
         "--method",
         default="auto",
         choices=METHODS,
-        help="auto: Euler ODE for lerp, deterministic DDIM for ve/vp, one step for gnn_md; sde: reverse SDE (ve/vp)",
+        help="auto: Euler ODE for lerp, deterministic DDIM for ve/vp, one step for gnn_md, geodesic SE(3) steps "
+        "for rigid (its only sampler); sde: reverse SDE (ve/vp)",
     )
     p.add_argument("--trajectories", action="store_true", help="also store every sampled trajectory")
     p.add_argument("--batch-size", type=int, default=8, help="default: %(default)s")
@@ -118,13 +128,17 @@ def _add_sample(sub) -> None:
 def _add_evaluate(sub) -> None:
     p = sub.add_parser(
         "evaluate",
-        help="score predictions in the COD-Cluster17 layout",
-        description="Per-cluster and mean PM(atom), PM(center), collision, clash and separation "
-        "for any predictions in the COD-Cluster17 layout; also the identity baseline (x_w).",
+        help="score predictions and the identity and collapse baselines in the COD-Cluster17 layout",
+        description="Mean metrics (every one of crystalflow_core.metrics.METRIC_KEYS: packing matching, "
+        "geometry, packing similarity, RMSD, integrity) of any predictions in the COD-Cluster17 layout, beside "
+        "the identity baseline (x_w unchanged) and the collapse baseline (every molecule at its x_w centroid) on "
+        "the same clusters; with K > 1 samples also the best of k (oracle) and the best chosen without the truth.",
     )
     p.add_argument("--truth", required=True, type=Path, help="curated directory with the true clusters")
     p.add_argument("--pred", required=True, type=Path, help="directory with PredictedPositions/")
-    p.add_argument("--out", type=Path, default=None, help="write per_cluster.csv and summary.csv here")
+    p.add_argument(
+        "--out", type=Path, default=None, help="also write per_cluster.csv (prediction) and summary.csv here"
+    )
 
 
 def _add_report(sub) -> None:
@@ -184,6 +198,7 @@ def run_train(args: argparse.Namespace) -> None:
         hidden=args.hidden,
         layers=args.layers,
         cutoff=args.cutoff,
+        molecule_cutoff=args.molecule_cutoff,
         device=args.device,
         checkpoint_every=args.checkpoint_every,
         augment=args.augment,
@@ -217,21 +232,18 @@ def run_sample(args: argparse.Namespace) -> None:
 
 
 def run_evaluate(args: argparse.Namespace) -> None:
-    from . import metrics
-    from .inference import score_identity, score_predictions
+    from .records import METHOD_LABELS, metric_means, score_evaluation, summary_rows
 
-    per_cluster = score_predictions(args.truth, args.pred)
-    identity = score_identity(args.truth, list(per_cluster["cluster_id"]))
-    summary = pd.DataFrame(
-        {"prediction": metrics.summarize(per_cluster), "identity (x_w)": metrics.summarize(identity)}
-    ).T
-    with pd.option_context("display.float_format", "{:.3f}".format, "display.width", 160):
-        print(f"{len(per_cluster)} clusters")
-        print(summary.to_string())
+    scored = score_evaluation(args.truth, args.pred)
+    per_cluster = scored["prediction"]
+    means = {METHOD_LABELS.get(name, name): metric_means(frame) for name, frame in scored.items()}
+    with pd.option_context("display.float_format", "{:.3f}".format, "display.width", 200):
+        print(f"{len(per_cluster)} clusters, {int(per_cluster['n_samples'].max())} sample(s) per cluster")
+        print(summary_rows(means).to_string())
     if args.out is not None:
         args.out.mkdir(parents=True, exist_ok=True)
         per_cluster.to_csv(args.out / "per_cluster.csv", index=False)
-        summary.to_csv(args.out / "summary.csv", index_label="method")
+        pd.DataFrame(means).T.to_csv(args.out / "summary.csv", index_label="method")
         print(f"wrote {args.out}/per_cluster.csv and {args.out}/summary.csv")
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,7 +14,7 @@ from tqdm.auto import tqdm
 
 from . import metrics
 from .data import codcluster17
-from .data.dataset import ClusterDataset, global_molecule_index
+from .data.dataset import ClusterDataset
 from .paths import ProbabilityPath
 from .sampling import sample
 
@@ -50,7 +51,7 @@ def predict_dataset(
         generator = torch.Generator(device=device).manual_seed(seed + k)
         for batch in DataLoader(dataset, batch_size=batch_size):
             batch = batch.to(device)
-            molecule = global_molecule_index(batch.batch, batch.mol_index)
+            molecule = batch.molecule
             trajectory = sample(
                 model,
                 path,
@@ -121,11 +122,41 @@ def score_predictions(truth_dir: str | Path, pred_dir: str | Path) -> pd.DataFra
     return metrics.metrics_table(records)
 
 
-def score_identity(truth_dir: str | Path, cluster_ids: list[str] | None = None) -> pd.DataFrame:
-    """The trivial baseline "return ``x_w`` unchanged", scored like any prediction."""
+def collapse_positions(x_w: np.ndarray, mol_index: np.ndarray) -> np.ndarray:
+    """Every atom of ``x_w [N, 3]`` moved to its molecule's centroid (``mol_index [N]``): no structure at all.
+
+    The "collapse" baseline: molecule centroids are those of ``x_w``, so ``pm_center`` equals the identity
+    baseline's while every intramolecular distance is 0.
+    """
+    x_w = np.asarray(x_w, dtype=np.float64)
+    mol_index = np.asarray(mol_index, dtype=np.int64)
+    n_mol = int(mol_index.max()) + 1
+    sums = np.zeros((n_mol, 3))
+    np.add.at(sums, mol_index, x_w)
+    return (sums / np.bincount(mol_index, minlength=n_mol)[:, None])[mol_index]
+
+
+def _score_baseline(
+    truth_dir: str | Path, cluster_ids: list[str] | None, predict: Callable[[codcluster17.Cluster], np.ndarray]
+) -> pd.DataFrame:
+    """Score ``predict(cluster) -> [N, 3]`` on the clusters of ``truth_dir`` (all of them by default)."""
     ids = cluster_ids if cluster_ids is not None else codcluster17.list_cluster_ids(truth_dir)
     records = []
     for cid in ids:
         cluster = codcluster17.read_cluster(truth_dir, cid)
-        records.append((cid, cluster.x_w, cluster.x_s, cluster.numbers, cluster.mol_index))
+        records.append((cid, predict(cluster), cluster.x_s, cluster.numbers, cluster.mol_index))
     return metrics.metrics_table(records)
+
+
+def score_identity(truth_dir: str | Path, cluster_ids: list[str] | None = None) -> pd.DataFrame:
+    """The trivial baseline "return ``x_w`` unchanged", scored like any prediction."""
+    return _score_baseline(truth_dir, cluster_ids, lambda cluster: cluster.x_w)
+
+
+def score_collapse(truth_dir: str | Path, cluster_ids: list[str] | None = None) -> pd.DataFrame:
+    """The "collapse" baseline (:func:`collapse_positions` of ``x_w``), scored like any prediction.
+
+    It has the identity baseline's ``pm_center`` and no molecular structure, so any metric that rewards it
+    (``pm_atom`` does, on small molecules) can be satisfied without predicting molecules at all.
+    """
+    return _score_baseline(truth_dir, cluster_ids, lambda cluster: collapse_positions(cluster.x_w, cluster.mol_index))

@@ -15,10 +15,20 @@ Definitions follow the CrystalFlow paper / COD-Cluster17 so that numbers compare
 
 Covalent radii are ``ase.data.covalent_radii`` (Cordero et al., 2008). Every function accepts NumPy arrays or
 torch tensors and computes in float64 with vectorised distance matrices.
+
+These match atoms by index and never superpose anything. :mod:`crystalflow_core.packing` adds metrics that do not
+trust the prediction's labels (``matched``, ``rmsd15``, ``pass_rate``: OXtalign's packing similarity; ``rmsd``:
+permutation- and symmetry-invariant RMSD; ``integrity``: the largest change of an intramolecular distance), so a
+prediction cannot score well without the right structure: collapsing every molecule of ``x_w`` to its centroid
+beats ``x_w`` itself on ``pm_atom`` and ``rmsd`` (and keeps its ``pm_center``) but is exposed by ``integrity`` and
+``matched``. Best-of-k is reported twice: ``<metric>_best`` for
+the sample closest to the truth (an oracle choice) and ``<metric>_chosen`` for the one chosen without the truth
+(:func:`choose_without_truth`).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 
 import numpy as np
@@ -27,10 +37,12 @@ import torch
 from ase.data import covalent_radii
 from torch_geometric.utils import scatter, to_dense_batch
 
+from .packing import PACKING_KEYS, Reference, packing_metrics, prepare_reference
+
 ArrayLike = np.ndarray | torch.Tensor
 
 #: Per-cluster metric names, in table order.
-METRIC_KEYS = ("pm_atom", "pm_center", "collision", "clash", "separation")
+METRIC_KEYS = ("pm_atom", "pm_center", "collision", "clash", "separation", *PACKING_KEYS)
 
 _COVALENT_RADII = torch.as_tensor(covalent_radii, dtype=torch.float64)
 
@@ -145,14 +157,26 @@ def separation_rate(x: ArrayLike, mol_index: ArrayLike, threshold: float = 0.5) 
     return float((closest[i, j] > threshold).to(torch.float64).mean() * 100.0)
 
 
-def cluster_metrics(x_pred: ArrayLike, x_true: ArrayLike, numbers: ArrayLike, mol_index: ArrayLike) -> dict[str, float]:
-    """All metrics (keys: METRIC_KEYS) of a predicted cluster ``x_pred [N, 3]`` against ``x_true [N, 3]``."""
+def cluster_metrics(
+    x_pred: ArrayLike,
+    x_true: ArrayLike,
+    numbers: ArrayLike,
+    mol_index: ArrayLike,
+    reference: Reference | None = None,
+) -> dict[str, float]:
+    """All metrics (keys: METRIC_KEYS) of a predicted cluster ``x_pred [N, 3]`` against ``x_true [N, 3]``.
+
+    ``reference``: :func:`~crystalflow_core.packing.prepare_reference` of the truth, to reuse across samples.
+    """
+    if reference is None:
+        reference = prepare_reference(x_true, numbers, mol_index)
     return {
         "pm_atom": pm_atom(x_pred, x_true),
         "pm_center": pm_center(x_pred, x_true, mol_index),
         "collision": collision_rate(x_pred, numbers),
         "clash": intermolecular_clash_rate(x_pred, numbers, mol_index),
         "separation": separation_rate(x_pred, mol_index),
+        **packing_metrics(x_pred, reference),
     }
 
 
@@ -174,6 +198,42 @@ def best_of_k(
     return {**cluster_metrics(samples[best_k], x_true, numbers, mol_index), "best_k": best_k}
 
 
+def choose_without_truth(samples: ArrayLike, numbers: ArrayLike, mol_index: ArrayLike) -> int:
+    """Index of the sample of ``samples [K, N, 3]`` that looks most physical, chosen without the truth.
+
+    Fewest intermolecular clashes (:func:`intermolecular_clash_rate`), ties broken by the largest smallest
+    distance between two molecules (:func:`closest_approach`), then by the lowest index. Samples with
+    non-finite coordinates come last (they would otherwise look clash-free).
+    """
+    samples = _coords(samples)
+    if samples.ndim != 3:
+        raise ValueError(f"samples must have shape [K, N, 3], got {tuple(samples.shape)}")
+
+    def badness(k: int) -> tuple[bool, float, float, int]:
+        if not bool(torch.isfinite(samples[k]).all()):
+            return (True, math.inf, math.inf, k)
+        clash = intermolecular_clash_rate(samples[k], numbers, mol_index)
+        closest = closest_approach(samples[k], mol_index)
+        off_diagonal = ~torch.eye(closest.shape[0], dtype=torch.bool, device=closest.device)
+        nearest = float(closest[off_diagonal].min()) if bool(off_diagonal.any()) else math.inf
+        return (False, math.inf if math.isnan(clash) else clash, -nearest, k)
+
+    return min(range(samples.shape[0]), key=badness)
+
+
+def _sample_mean(key: str, values: list[float]) -> float:
+    """Mean of one metric over the samples of a cluster; NaN if any sample's value is NaN.
+
+    ``rmsd15`` is the exception: it is undefined (NaN) for a sample with no molecule matched, so its mean runs
+    over the samples that matched something (NaN if none did).
+    """
+    if key == "rmsd15":
+        values = [v for v in values if not math.isnan(v)]
+        if not values:
+            return math.nan
+    return float(np.mean(values))
+
+
 def metrics_table(
     records: Iterable[tuple[str, ArrayLike, ArrayLike, ArrayLike, ArrayLike]],
 ) -> pd.DataFrame:
@@ -181,28 +241,38 @@ def metrics_table(
 
     Each record is ``(cluster_id, x_pred, x_true, numbers, mol_index)`` with ``x_pred`` ``[N, 3]`` or ``K``
     samples ``[K, N, 3]``. Columns: ``cluster_id, n_atoms, n_samples`` and METRIC_KEYS; with ``K > 1`` the
-    plain metric columns are means over the samples. If any record has ``K > 1`` the table also holds the
-    best-of-k columns ``<metric>_best`` and ``best_k`` (for ``K = 1`` rows, the single sample).
+    plain metric columns are means over the samples (see :func:`_sample_mean` for NaN). If any record has
+    ``K > 1`` the table also holds the best-of-k columns ``<metric>_best`` and ``best_k`` (the lowest-``pm_atom``
+    sample: an oracle, it needs the truth) and ``<metric>_chosen`` and ``chosen_k`` (the sample picked by
+    :func:`choose_without_truth`); for ``K = 1`` rows, the single sample. Every sample is scored once.
     """
     rows = []
     for cluster_id, x_pred, x_true, numbers, mol_index in records:
         samples = _coords(x_pred)
         if samples.ndim == 2:
             samples = samples[None]
-        per_sample = [cluster_metrics(s, x_true, numbers, mol_index) for s in samples]
+        reference = prepare_reference(x_true, numbers, mol_index)
+        per_sample = [cluster_metrics(s, x_true, numbers, mol_index, reference) for s in samples]
         row: dict[str, object] = {
             "cluster_id": cluster_id,
             "n_atoms": samples.shape[1],
             "n_samples": samples.shape[0],
         }
-        row.update({key: float(np.mean([m[key] for m in per_sample])) for key in METRIC_KEYS})
-        best = best_of_k(samples, x_true, numbers, mol_index)
-        row.update({f"{key}_best": best[key] for key in METRIC_KEYS})
-        row["best_k"] = best["best_k"]
+        row.update({key: _sample_mean(key, [m[key] for m in per_sample]) for key in METRIC_KEYS})
+        best_k = int(np.argmin(np.nan_to_num([m["pm_atom"] for m in per_sample], nan=np.inf)))
+        chosen_k = choose_without_truth(samples, numbers, mol_index) if len(samples) > 1 else 0
+        for suffix, k in (("best", best_k), ("chosen", chosen_k)):
+            row.update({f"{key}_{suffix}": per_sample[k][key] for key in METRIC_KEYS})
+            row[f"{suffix}_k"] = k
         rows.append(row)
     columns = ["cluster_id", "n_atoms", "n_samples", *METRIC_KEYS]
-    best_columns = [f"{key}_best" for key in METRIC_KEYS] + ["best_k"]
-    df = pd.DataFrame(rows, columns=columns + best_columns)
+    choice_columns = [
+        *(f"{key}_best" for key in METRIC_KEYS),
+        "best_k",
+        *(f"{key}_chosen" for key in METRIC_KEYS),
+        "chosen_k",
+    ]
+    df = pd.DataFrame(rows, columns=columns + choice_columns)
     if not (df["n_samples"] > 1).any():
         df = df[columns]
     return df
@@ -210,7 +280,7 @@ def metrics_table(
 
 def summarize(df: pd.DataFrame) -> pd.Series:
     """Mean over clusters of every metric column of a :func:`metrics_table` (NaNs skipped)."""
-    metric_columns = [c for c in df.columns if c in METRIC_KEYS or c.removesuffix("_best") in METRIC_KEYS]
+    metric_columns = [c for c in df.columns if c.removesuffix("_best").removesuffix("_chosen") in METRIC_KEYS]
     return df[metric_columns].astype(float).mean()
 
 

@@ -3,8 +3,11 @@
 A run directory written by :func:`crystalflow_core.train.train` gets a ``record.json`` once its test split has
 been sampled and scored: the configuration, the seed, the git revision, the probability path, the subset, whether
 the data were curated with inversion noise, where the checkpoint and the per-cluster metrics are, and the mean
-metrics of the model and of the identity baseline (``x_w`` returned unchanged). :func:`load_run_records` gathers
-records into one DataFrame and :func:`benchmark_table` turns it into "mean ± std over seeds" tables.
+metrics of the model and of the two baselines: identity (``x_w`` returned unchanged) and collapse (every atom of a
+molecule put at its ``x_w`` centroid). :func:`load_run_records` gathers records into one DataFrame and
+:func:`benchmark_table` turns it into "mean ± std over seeds" tables whose rows are the methods and the baselines.
+:func:`score_evaluation` is the one route that scores predictions and both baselines (``crystalflow evaluate``
+and :func:`evaluate_run`).
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ import glob
 import json
 import shutil
 import subprocess
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -26,22 +29,45 @@ from .data.curate import SETTINGS
 RECORD = "record.json"
 PER_CLUSTER = "per_cluster.csv"
 IDENTITY = "identity.csv"
+COLLAPSE = "collapse.csv"
 PREDICTIONS = "predictions"
 MISSING = "—"
+#: Trained methods in table order; the baselines, scored like any prediction, follow them in every table.
+MODELS = ("gnn_md", "ve", "vp", "lerp", "rigid")
+BASELINES = ("identity", "collapse")
+TABLE_ROWS = (*MODELS, *BASELINES)
+#: Per-cluster metrics of each baseline in a run directory.
+BASELINE_FILES = {"identity": IDENTITY, "collapse": COLLAPSE}
 METHOD_LABELS = {
     "gnn_md": "GNN-MD",
     "ve": "CrystalSDE-VE",
     "vp": "CrystalSDE-VP",
     "lerp": "CrystalFlow-LERP",
+    "rigid": "CrystalFlow-Rigid",
     "identity": "Identity (x_w)",
+    "collapse": "Collapse (x_w centroids)",
 }
-METRIC_LABELS = {
-    "pm_atom": "PM (atom) ↓",
-    "pm_center": "PM (center) ↓",
-    "collision": "Collision (%) ↓",
-    "clash": "Clash (%) ↓",
-    "separation": "Separation (%)",
+LOWER, HIGHER = "↓", "↑"
+#: Every metric's name and direction: lower (↓) or higher (↑) is better, or neither (``None``: never bold).
+_METRICS: dict[str, tuple[str, str | None]] = {
+    "pm_atom": ("PM (atom)", LOWER),
+    "pm_center": ("PM (center)", LOWER),
+    "collision": ("Collision (%)", LOWER),
+    "clash": ("Clash (%)", LOWER),
+    "separation": ("Separation (%)", None),
+    "matched": ("Matched (of 15)", HIGHER),
+    "rmsd15": ("RMSD₁₅ (Å)", LOWER),
+    "pass_rate": ("Pass rate (%)", HIGHER),
+    "rmsd": ("RMSD (Å)", LOWER),
+    "integrity": ("Integrity (Å)", LOWER),
 }
+METRIC_LABELS = {key: f"{name} {arrow}" if arrow else name for key, (name, arrow) in _METRICS.items()}
+METRIC_DIRECTIONS = {key: arrow for key, (_, arrow) in _METRICS.items()}
+#: Column suffixes of :func:`~crystalflow_core.metrics.metrics_table` with K > 1 samples: the mean over samples
+#: (no suffix), the oracle best of k (chosen with the truth) and the best of k chosen without it (fewest clashes).
+SELECTIONS = {"": "mean of k", "_best": "best of k (oracle)", "_chosen": "chosen of k (fewest clashes)"}
+#: OXtalign packing-similarity metrics (15-molecule shell); Tables 1–2 show them in a table of their own.
+PACKING_SIMILARITY = ("matched", "rmsd15", "pass_rate")
 RECORD_COLUMNS = [
     "method",
     "seed",
@@ -92,8 +118,109 @@ def run_name(method: str, subset: int | None, seed: int, inversion: bool) -> str
     return f"{method}_{subset_label(subset)}_s{seed}" + ("_inv" if inversion else "")
 
 
-def _means(per_cluster: pd.DataFrame) -> dict[str, float]:
-    return {key: float(value) for key, value in metrics.summarize(per_cluster).items()}
+def _split_metric(column: str) -> tuple[str, str]:
+    """``"pm_atom_best"`` → ``("pm_atom", "_best")``; a plain metric has the suffix ``""``."""
+    for suffix in SELECTIONS:
+        if suffix and column.endswith(suffix):
+            return column.removesuffix(suffix), suffix
+    return column, ""
+
+
+def metric_label(column: str) -> str:
+    """Table label of a metric column, its direction included: ``"pm_atom_best"`` → ``"PM (atom), best of k … ↓"``."""
+    metric, suffix = _split_metric(column)
+    if metric not in _METRICS:
+        return column
+    name, arrow = _METRICS[metric]
+    name = f"{name}, {SELECTIONS[suffix]}" if suffix else name
+    return f"{name} {arrow}" if arrow else name
+
+
+def metric_direction(column: str) -> str | None:
+    """``LOWER`` (↓) or ``HIGHER`` (↑) when that is better for this metric column; ``None`` when neither."""
+    return METRIC_DIRECTIONS.get(_split_metric(column)[0])
+
+
+def metric_groups(keys: Sequence[str] | None = None) -> dict[str, tuple[str, ...]]:
+    """``keys`` (default ``metrics.METRIC_KEYS``) in their order, split into ``"PM and geometry"`` and
+    ``"packing similarity"`` (:data:`PACKING_SIMILARITY`); a group without keys is left out."""
+    keys = tuple(metrics.METRIC_KEYS if keys is None else keys)
+    groups = {
+        "PM and geometry": tuple(k for k in keys if k not in PACKING_SIMILARITY),
+        "packing similarity": tuple(k for k in keys if k in PACKING_SIMILARITY),
+    }
+    return {name: group for name, group in groups.items() if group}
+
+
+def metric_means(per_cluster: pd.DataFrame) -> dict[str, float]:
+    """Mean over clusters (NaNs skipped) of every metric column of a metrics table: each of
+    ``metrics.METRIC_KEYS`` and its ``_best`` / ``_chosen`` columns where present."""
+    columns = [f"{key}{suffix}" for suffix in SELECTIONS for key in metrics.METRIC_KEYS]
+    present = [c for c in columns if c in per_cluster.columns]
+    return {key: float(value) for key, value in per_cluster[present].astype(float).mean().items()}
+
+
+def summary_rows(means: Mapping[str, Mapping[str, float]]) -> pd.DataFrame:
+    """One row per named set of mean metrics, columns ``metrics.METRIC_KEYS`` (NaN where a set lacks one).
+
+    A set with ``_best`` / ``_chosen`` means (K > 1 samples) gets a row for each beside its mean over samples,
+    e.g. ``"CrystalFlow-LERP, best of k (oracle)"``.
+    """
+    keys = list(metrics.METRIC_KEYS)
+    rows: dict[str, dict[str, float]] = {}
+    for name, values in means.items():
+        for suffix, selection in SELECTIONS.items():
+            row = {key: values.get(f"{key}{suffix}", np.nan) for key in keys}
+            if suffix and all(pd.isna(v) for v in row.values()):
+                continue
+            rows[f"{name}, {selection}" if suffix else name] = row
+    return pd.DataFrame.from_dict(rows, orient="index", columns=keys)
+
+
+def _baseline_scorers() -> dict[str, Callable[..., pd.DataFrame]]:
+    """``{baseline: inference.score_<baseline>}`` for the baselines that :mod:`~crystalflow_core.inference`
+    provides (``score_collapse`` is looked up when called, so it is used as soon as it exists)."""
+    from . import inference
+
+    scorers = {name: getattr(inference, f"score_{name}", None) for name in BASELINES}
+    return {name: scorer for name, scorer in scorers.items() if scorer is not None}
+
+
+def score_baselines(truth_dir: str | Path, cluster_ids: Sequence[str]) -> dict[str, pd.DataFrame]:
+    """Per-cluster metrics of every baseline (identity, collapse) on ``cluster_ids`` of ``truth_dir``."""
+    return {name: scorer(truth_dir, list(cluster_ids)) for name, scorer in _baseline_scorers().items()}
+
+
+def _check_evaluation_input(truth_dir: Path, pred_dir: Path) -> None:
+    """Predictions exist under ``pred_dir`` and every predicted cluster is curated in ``truth_dir``."""
+    from .data import codcluster17
+
+    predictions = codcluster17.list_predictions(pred_dir)
+    if not predictions:
+        raise FileNotFoundError(f"{pred_dir}: no {codcluster17.PREDICTED_DIR}/*_cluster16_pred*.csv files")
+    curated = set(codcluster17.list_cluster_ids(truth_dir))
+    unknown = [cid for cid in predictions if cid not in curated]
+    if unknown:
+        first = unknown[0]
+        raise FileNotFoundError(
+            f"{predictions[first][0]}: {len(unknown)} predicted cluster(s) not curated in {truth_dir} "
+            f"(no {codcluster17.final_path(truth_dir, first)} with {codcluster17.initial_path(truth_dir, first)})"
+        )
+
+
+def score_evaluation(truth_dir: str | Path, pred_dir: str | Path) -> dict[str, pd.DataFrame]:
+    """Per-cluster metrics of the predictions under ``pred_dir`` (COD-Cluster17 layout, any model) and of the
+    baselines on the same clusters: ``{"prediction": …, "identity": …, "collapse": …}``.
+
+    Missing predictions, or a predicted cluster that ``truth_dir`` lacks, raise ``FileNotFoundError`` naming the
+    files; a prediction file that does not match its truth raises ``ClusterFileError``.
+    """
+    from .inference import score_predictions
+
+    truth_dir, pred_dir = Path(truth_dir), Path(pred_dir)
+    _check_evaluation_input(truth_dir, pred_dir)
+    per_cluster = score_predictions(truth_dir, pred_dir)
+    return {"prediction": per_cluster, **score_baselines(truth_dir, list(per_cluster["cluster_id"]))}
 
 
 def write_run_record(
@@ -101,13 +228,17 @@ def write_run_record(
     config: Mapping | object,
     per_cluster: pd.DataFrame,
     identity: pd.DataFrame | None = None,
+    collapse: pd.DataFrame | None = None,
     split: str = "test",
     samples: int = 1,
 ) -> Path:
-    """Write ``per_cluster.csv`` (and ``identity.csv``) and ``record.json`` into ``run_dir``; returns the record.
+    """Write ``per_cluster.csv`` (and ``identity.csv``, ``collapse.csv``) and ``record.json`` into ``run_dir``;
+    returns the record.
 
     ``config`` is a :class:`~crystalflow_core.train.TrainConfig` or its ``to_dict()``; ``per_cluster`` is a
-    :func:`~crystalflow_core.metrics.metrics_table` of the model's predictions, ``identity`` the same for ``x_w``.
+    :func:`~crystalflow_core.metrics.metrics_table` of the model's predictions, ``identity`` the same for ``x_w``
+    and ``collapse`` for ``x_w`` with every molecule collapsed to its centroid. A baseline not given is stored as
+    ``{}``.
     """
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -127,13 +258,14 @@ def write_run_record(
         "checkpoint": str(run_dir / "checkpoint.pt"),
         "per_cluster_csv": str(per_cluster_path),
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "metrics": _means(per_cluster),
-        "identity": {},
+        "metrics": metric_means(per_cluster),
         "config": config,
     }
-    if identity is not None:
-        identity.to_csv(run_dir / IDENTITY, index=False)
-        record["identity"] = _means(identity)
+    for name, frame in {"identity": identity, "collapse": collapse}.items():
+        record[name] = {}
+        if frame is not None:
+            frame.to_csv(run_dir / BASELINE_FILES[name], index=False)
+            record[name] = metric_means(frame)
     path = run_dir / RECORD
     path.write_text(json.dumps(record, indent=2))
     return path
@@ -148,10 +280,11 @@ def evaluate_run(
     seed: int = 0,
     progress: bool = False,
 ) -> Path:
-    """Sample a trained run on its own ``split`` (same seed and subset as training), score it and the identity
-    baseline, and write ``RUN/predictions/`` and the run record; returns the ``record.json`` path."""
+    """Sample a trained run on its own ``split`` (same seed and subset as training), score it and the baselines
+    (:func:`score_evaluation`), and write ``RUN/predictions/`` and the run record; returns the ``record.json``
+    path."""
     from .data.dataset import ClusterDataset
-    from .inference import predict_dataset, score_identity, score_predictions, write_predictions
+    from .inference import predict_dataset, write_predictions
     from .paths import get_path
     from .train import load_model
 
@@ -171,9 +304,31 @@ def evaluate_run(
     )
     shutil.rmtree(run_dir / PREDICTIONS, ignore_errors=True)
     pred_dir = write_predictions(run_dir / PREDICTIONS, dataset, predictions)
-    per_cluster = score_predictions(config.data, pred_dir)
-    identity = score_identity(config.data, list(per_cluster["cluster_id"]))
-    return write_run_record(run_dir, config, per_cluster, identity, split=split, samples=samples)
+    scored = score_evaluation(config.data, pred_dir)
+    return write_run_record(
+        run_dir,
+        config,
+        scored["prediction"],
+        identity=scored.get("identity"),
+        collapse=scored.get("collapse"),
+        split=split,
+        samples=samples,
+    )
+
+
+def load_run_per_cluster(run_dir: str | Path) -> pd.DataFrame:
+    """Per-cluster metrics of a recorded run and of its baselines, one frame with a ``method`` label column
+    (:data:`METHOD_LABELS`); a baseline whose CSV is absent is left out."""
+    run_dir = Path(run_dir)
+    record = json.loads((run_dir / RECORD).read_text())
+    method = record["method"]
+    frames = [pd.read_csv(run_dir / PER_CLUSTER, dtype={"cluster_id": str}).assign(method=method)]
+    for name in BASELINES:
+        path = run_dir / BASELINE_FILES[name]
+        if path.is_file():
+            frames.append(pd.read_csv(path, dtype={"cluster_id": str}).assign(method=name))
+    frame = pd.concat(frames, ignore_index=True)
+    return frame.assign(method=frame["method"].map(lambda m: METHOD_LABELS.get(m, m)))
 
 
 def _record_paths(item: str | Path) -> list[Path]:
@@ -190,8 +345,8 @@ def _record_paths(item: str | Path) -> list[Path]:
 def load_run_records(dirs_or_glob: str | Path | Iterable[str | Path]) -> pd.DataFrame:
     """One row per ``record.json`` found: run directories, record files, folders searched recursively, or globs.
 
-    Columns: RECORD_COLUMNS, the model's mean metrics (``pm_atom``, …) and the identity baseline's
-    (``identity_pm_atom``, …). Nothing found gives an empty frame with the record columns.
+    Columns: RECORD_COLUMNS, the model's mean metrics (``pm_atom``, …) and each baseline's (``identity_pm_atom``,
+    ``collapse_pm_atom``, …). Nothing found gives an empty frame with the record columns.
     """
     items = [dirs_or_glob] if isinstance(dirs_or_glob, (str, Path)) else list(dirs_or_glob)
     paths = sorted({p.resolve() for item in items for p in _record_paths(item)})
@@ -201,31 +356,45 @@ def load_run_records(dirs_or_glob: str | Path | Iterable[str | Path]) -> pd.Data
         row = {key: record.get(key) for key in RECORD_COLUMNS}
         row["run_dir"] = str(path.parent)
         row.update(record.get("metrics", {}))
-        row.update({f"identity_{key}": value for key, value in record.get("identity", {}).items()})
+        for baseline in BASELINES:
+            row.update({f"{baseline}_{key}": value for key, value in (record.get(baseline) or {}).items()})
         rows.append(row)
     frame = pd.DataFrame(rows)
     return frame.reindex(columns=list(dict.fromkeys(RECORD_COLUMNS + list(frame.columns))))
 
 
+def _baseline_rows(records: pd.DataFrame, baseline: str, keys: list[str], metric_cols: Sequence[str]) -> pd.DataFrame:
+    """One ``baseline`` row per ``keys`` group, from the latest record that scored that baseline."""
+    columns = {f"{baseline}_{m}": m for m in metric_cols if f"{baseline}_{m}" in records.columns}
+    scored = records.dropna(subset=list(columns), how="all") if columns else records.iloc[:0]
+    rows = scored.drop_duplicates(keys, keep="last")[[*keys, *columns]].rename(columns=columns)
+    return rows.assign(method=baseline)
+
+
 def _long_records(records: pd.DataFrame, metric_cols: Sequence[str]) -> pd.DataFrame:
-    """Model rows plus one ``identity`` row per (subset, inversion, seed); the latest record wins a repeat."""
-    if records.empty:
-        return pd.DataFrame(columns=["method", "subset", "inversion", "seed", *metric_cols])
-    records = records.sort_values("created", kind="stable")
+    """Model rows plus one row per baseline (identity, collapse) and (subset, inversion, seed); the latest record
+    wins a repeat."""
     keys = ["subset_label", "inversion", "seed"]
+    if records.empty:
+        return pd.DataFrame(columns=["method", *keys, *metric_cols])
+    records = records.sort_values("created", kind="stable")
     records = records.assign(subset_label=records["subset"].map(subset_label))
     models = records.drop_duplicates(["method", *keys], keep="last")
-    identity_cols = {f"identity_{m}": m for m in metric_cols if f"identity_{m}" in records.columns}
-    identity = records.drop_duplicates(keys, keep="last")[[*keys, *identity_cols]].rename(columns=identity_cols)
-    identity = identity.assign(method="identity")
     models = models[["method", *keys, *[m for m in metric_cols if m in models.columns]]]
-    return pd.concat([models, identity], ignore_index=True).reindex(columns=["method", *keys, *metric_cols])
+    baselines = [_baseline_rows(records, baseline, keys, metric_cols) for baseline in BASELINES]
+    return pd.concat([models, *baselines], ignore_index=True).reindex(columns=["method", *keys, *metric_cols])
+
+
+def model_order(names: Iterable[str]) -> list[str]:
+    """``names`` (e.g. ``paths.PATHS``) in table order, :data:`MODELS` first; unknown names follow in order."""
+    names = list(dict.fromkeys(names))
+    return [m for m in MODELS if m in names] + [m for m in names if m not in MODELS]
 
 
 def benchmark_stats(
     records: pd.DataFrame,
     metric_cols: Sequence[str] = ("pm_atom", "pm_center"),
-    methods: Sequence[str] = ("gnn_md", "ve", "vp", "lerp"),
+    methods: Sequence[str] = TABLE_ROWS,
     subsets: Sequence[int | None] | None = None,
     inversion: bool | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
@@ -233,8 +402,8 @@ def benchmark_stats(
 
     ``std`` is the sample standard deviation (``ddof=1``), NaN for a single seed; ``n`` counts seeds (0 where
     no run exists). ``inversion`` keeps only records of that data variant (``None``: all). ``subsets`` defaults
-    to the subsets present, in increasing size with ``all`` last. ``"identity"`` in ``methods`` adds the
-    identity baseline.
+    to the subsets present, in increasing size with ``all`` last. The baselines ``"identity"`` and
+    ``"collapse"`` are rows like the methods (by default after them), from the records of any method.
     """
     long = _long_records(records, metric_cols)
     if inversion is not None:
@@ -273,18 +442,34 @@ def format_cell(mean: float, std: float, digits: int = 3) -> str:
     return f"{mean:.{digits}f} ± {std:.{digits}f}"
 
 
-def best_mask(mean: pd.DataFrame, exclude: Sequence[str] = ("identity",)) -> pd.DataFrame:
-    """Boolean frame: the lowest mean of each column among the methods not in ``exclude`` (ties all true)."""
-    candidates = mean.drop(index=[m for m in exclude if m in mean.index])
-    lowest = candidates.min(axis=0)
-    mask = (mean == lowest) & mean.notna()
-    mask.loc[[m for m in exclude if m in mask.index]] = False
+def _best_in_column(mean: pd.Series, candidates: pd.Series, direction: str | None) -> pd.Series:
+    """True where ``mean`` equals the best of ``candidates`` (lowest for ↓, highest for ↑; none for neither)."""
+    if direction is None or candidates.isna().all():
+        return pd.Series(False, index=mean.index)
+    best = candidates.max() if direction == HIGHER else candidates.min()
+    return (mean == best) & mean.notna()
+
+
+def best_mask(mean: pd.DataFrame, exclude: Sequence[str] = BASELINES) -> pd.DataFrame:
+    """Boolean frame: the best mean of each column among the methods not in ``exclude`` (ties all true).
+
+    Best is the lowest mean for a metric marked ↓, the highest for one marked ↑ (``matched``, ``pass_rate``), and
+    no cell for a metric with neither (``separation``) or without a label. Columns are metric names or
+    ``(subset, metric)`` pairs; the baselines in ``exclude`` are never best.
+    """
+    excluded = [m for m in exclude if m in mean.index]
+    candidates = mean.drop(index=excluded)
+    mask = pd.DataFrame(False, index=mean.index, columns=mean.columns)
+    for column in mean.columns:
+        metric = column[-1] if isinstance(column, tuple) else column
+        mask[column] = _best_in_column(mean[column], candidates[column], metric_direction(metric))
+    mask.loc[excluded] = False  # a baseline that ties the best method is still not best
     return mask
 
 
 def _labelled(frame: pd.DataFrame) -> pd.DataFrame:
     frame = frame.rename(index=lambda m: METHOD_LABELS.get(m, m))
-    frame.columns = frame.columns.set_levels([METRIC_LABELS.get(m, m) for m in frame.columns.levels[1]], level=1)
+    frame.columns = frame.columns.set_levels([metric_label(m) for m in frame.columns.levels[1]], level=1)
     frame.index.name = None
     return frame
 
@@ -292,12 +477,13 @@ def _labelled(frame: pd.DataFrame) -> pd.DataFrame:
 def benchmark_table(
     records: pd.DataFrame,
     metric_cols: Sequence[str] = ("pm_atom", "pm_center"),
-    methods: Sequence[str] = ("gnn_md", "ve", "vp", "lerp"),
+    methods: Sequence[str] = TABLE_ROWS,
     subsets: Sequence[int | None] | None = None,
     inversion: bool | None = None,
     digits: int = 3,
 ) -> pd.DataFrame:
-    """The paper's Tables 1–2 layout: rows GNN-MD … CrystalFlow-LERP, column groups per subset, string cells.
+    """The paper's Tables 1–2 layout: rows GNN-MD … CrystalFlow-Rigid, then the identity and collapse baselines;
+    column groups per subset; string cells.
 
     Cells are "mean ± std" over seeds (see :func:`benchmark_stats`) and "—" where no run exists.
     """
@@ -321,14 +507,15 @@ def _cell_table(mean: pd.DataFrame, std: pd.DataFrame, digits: int) -> pd.DataFr
 def benchmark_styler(
     records: pd.DataFrame,
     metric_cols: Sequence[str] = ("pm_atom", "pm_center"),
-    methods: Sequence[str] = ("gnn_md", "ve", "vp", "lerp"),
+    methods: Sequence[str] = TABLE_ROWS,
     subsets: Sequence[int | None] | None = None,
     inversion: bool | None = None,
     digits: int = 3,
     bold_best: bool = True,
     caption: str | None = None,
 ):
-    """:func:`benchmark_table` as a pandas ``Styler`` with the lowest mean of each column in bold."""
+    """:func:`benchmark_table` as a pandas ``Styler`` with the best method of each column in bold
+    (:func:`best_mask`: lowest for ↓ metrics, highest for ↑, baselines never)."""
     mean, std, _ = benchmark_stats(records, metric_cols, methods, subsets, inversion)
     table = _cell_table(mean, std, digits)
     mask = best_mask(mean) if bold_best else pd.DataFrame(False, index=mean.index, columns=mean.columns)

@@ -32,7 +32,6 @@ from .records import run_name
 NOTEBOOK_DIR = Path(__file__).resolve().parents[1] / "notebooks"
 NOTEBOOKS = ("01_curate", "02_dataset_statistics", "03_train", "04_benchmark", "05_trajectories")
 SCALES = ("smoke", "default")
-METHODS = ("gnn_md", "ve", "vp", "lerp")
 #: Tiny model and data for the smoke scale (minutes on a 2-core CPU).
 SMOKE_TRAINING = {"epochs": 2, "batch_size": 4, "hidden": 16, "layers": 1, "cutoff": 4.0, "samples": 2, "steps": 5}
 SMOKE_SUBSET = 12

@@ -1,22 +1,25 @@
 """Generic samplers that integrate a learned velocity field from the prior (t = 0) to the crystal (t = 1).
 
-The samplers only use the path interface (`prior`, `field`, `crystal_from_velocity`, `score_from_velocity`,
-`diffusion_coefficient`, `default_sampler`); `model(numbers, x_t, x_w, t, batch[, molecule=...])` returns an
-output `[N, 3]` for per-graph times `t [B]` that `path.field` reads as a velocity; `molecule [N]` (global
-molecule ids) is passed on only when given. Every sampler
-returns the whole trajectory `[T, N, 3]`, starting frame included, on the model's device.
+The samplers only use the objective's interface (`prior`, `field`, `predict_crystal`, `conditional_velocity`,
+`score_from_crystal`, `diffusion_coefficient`, `default_sampler`); `model(numbers, x_t, x_w, t, batch[,
+molecule=...])` returns an output `[N, 3]` for per-graph times `t [B]` that the path reads; `molecule [N]`
+(global molecule ids) is passed on only when given. Every sampler returns the whole trajectory `[T, N, 3]`,
+starting frame included, on the model's device.
 """
 
 import torch
 from torch import Tensor
 from torchdiffeq import odeint
 
-from crystalflow_core.paths.base import ProbabilityPath, VelocityModel
+from crystalflow_core import so3
+from crystalflow_core.data.noise import molecule_centroids
+from crystalflow_core.paths.base import Objective, ProbabilityPath, VelocityModel
+from crystalflow_core.paths.rigid import RigidPath
 
 ODE_METHODS = ("euler", "rk4", "dopri5")
-METHODS = ("auto", *ODE_METHODS, "ddim", "sde", "direct")
+METHODS = ("auto", *ODE_METHODS, "ddim", "sde", "direct", "rigid")
 #: Steps of each method when neither `steps` nor the path's default (for its own default sampler) applies.
-METHOD_STEPS = {"euler": 20, "rk4": 20, "dopri5": 20, "ddim": 20, "sde": 100, "direct": 1}
+METHOD_STEPS = {"euler": 20, "rk4": 20, "dopri5": 20, "ddim": 20, "sde": 100, "direct": 1, "rigid": 10}
 
 
 def _model_device(model: VelocityModel, fallback: torch.device) -> torch.device:
@@ -48,9 +51,17 @@ class _Field:
         self.n_graphs = int(batch.max()) + 1
         self.molecule = molecule
 
+    def _times(self, t: float | Tensor, x: Tensor) -> Tensor:
+        return torch.full((self.n_graphs,), float(t), dtype=x.dtype, device=x.device)
+
     def __call__(self, t: float | Tensor, x: Tensor) -> Tensor:
-        t_graph = torch.full((self.n_graphs,), float(t), dtype=x.dtype, device=x.device)
-        return self.path.field(self.model, self.numbers, x, self.x_w, t_graph, self.batch, self.molecule)
+        return self.path.field(self.model, self.numbers, x, self.x_w, self._times(t, x), self.batch, self.molecule)
+
+    def crystal(self, t: float | Tensor, x: Tensor) -> Tensor:
+        """The model's crystal x̂_s `[N, 3]` at time `t`, read directly (no detour through a velocity)."""
+        return self.path.predict_crystal(
+            self.model, self.numbers, x, self.x_w, self._times(t, x), self.batch, self.molecule
+        )
 
 
 def _prepare(
@@ -88,8 +99,8 @@ def sample_ode(
 ) -> Tensor:
     """Integrate dx/dt = v_θ(x, x_w, t) from t = 0 to 1; trajectory `[steps + 1, N, 3]` on `steps` even times.
 
-    `method` is "euler" or "rk4" (fixed steps) or "dopri5" (adaptive, torchdiffeq, tolerances rtol/atol,
-    reported at the same even times).
+    `method` is "euler" or "rk4" (fixed steps; torchdiffeq's RK4 is its 3/8-rule variant) or "dopri5"
+    (adaptive, tolerances rtol/atol, reported at the same even times); torchdiffeq integrates all three.
     """
     if method not in ODE_METHODS:
         raise ValueError(f"unknown ODE method {method!r}; choose one of {', '.join(ODE_METHODS)}")
@@ -97,19 +108,8 @@ def sample_ode(
     times = torch.linspace(0.0, 1.0, steps + 1, dtype=x.dtype, device=x.device)
     if method == "dopri5":
         return odeint(field, x, times, method="dopri5", rtol=rtol, atol=atol)
-    frames = [x]
-    for t, t_next in zip(times[:-1], times[1:], strict=True):
-        dt = t_next - t
-        if method == "euler":
-            x = x + dt * field(t, x)
-        else:
-            k1 = field(t, x)
-            k2 = field(t + dt / 2, x + dt / 2 * k1)
-            k3 = field(t + dt / 2, x + dt / 2 * k2)
-            k4 = field(t_next, x + dt * k3)
-            x = x + dt / 6 * (k1 + 2 * k2 + 2 * k3 + k4)
-        frames.append(x)
-    return torch.stack(frames)
+    # fixed-grid solvers take exactly one step between consecutive reported times
+    return odeint(field, x, times, method=method)
 
 
 @torch.no_grad()
@@ -126,7 +126,7 @@ def sample_ddim(
 ) -> Tensor:
     """Deterministic DDIM steps along a Gaussian path, t: 0 → 1 on `steps` even times; `[steps + 1, N, 3]`.
 
-    At each time the model's velocity gives its end point x̂_s (`path.crystal_from_velocity`) and the implied
+    At each time the model gives its crystal x̂_s (`path.predict_crystal`) and the implied
     noise ε̂ = (x − a x̂_s − b x_w) / σ; the step carries both exactly along the conditional path,
     x' = a' x̂_s + b' x_w + σ' ε̂. This first-order exponential integrator of the probability-flow ODE is exact
     when x̂_s stays put, and, unlike Euler, does not overshoot on the exponential noise schedules of VE and VP:
@@ -138,8 +138,7 @@ def sample_ddim(
     times = torch.linspace(0.0, 1.0, steps + 1, dtype=x.dtype, device=x.device)
     frames = [x]
     for t, t_next in zip(times[:-1], times[1:], strict=True):
-        t_atom = t.expand(x.shape[0])
-        x_s = path.crystal_from_velocity(field(t, x), x, field.x_w, t_atom)
+        x_s = field.crystal(t, x)
         now, later = path.coefficients(t), path.coefficients(t_next)
         eps = (x - now.a * x_s - now.b * field.x_w) / now.sigma
         x = later.a * x_s + later.b * field.x_w + later.sigma * eps
@@ -161,15 +160,18 @@ def sample_sde(
 ) -> Tensor:
     """Euler–Maruyama for the reverse diffusion dx = [v + ½g²·score] dt + g dW, t: 0 → 1; `[steps + 1, N, 3]`.
 
-    The score comes from the velocity via `path.score_from_velocity`; the last step adds no noise.
+    The model's crystal x̂_s gives both the velocity (`path.conditional_velocity`) and the score
+    (`path.score_from_crystal`); the last step adds no noise.
     """
     field, x = _prepare(model, path, numbers, x_w, batch, generator, x_0, molecule)
     times = torch.linspace(0.0, 1.0, steps + 1, dtype=x.dtype, device=x.device)
     frames = [x]
     for step in range(steps):
         t, dt = times[step], times[step + 1] - times[step]
-        velocity = field(t, x)
-        score = path.score_from_velocity(velocity, x, field.x_w, t.expand(x.shape[0]))
+        t_atom = t.expand(x.shape[0])
+        x_s = field.crystal(t, x)
+        velocity = path.conditional_velocity(x, field.x_w, x_s, t_atom)
+        score = path.score_from_crystal(x_s, x, field.x_w, t_atom)
         g = path.diffusion_coefficient(t)
         x = x + (velocity + 0.5 * g**2 * score) * dt
         if step < steps - 1:
@@ -179,9 +181,48 @@ def sample_sde(
     return torch.stack(frames)
 
 
+@torch.no_grad()
+def sample_rigid(
+    model: VelocityModel,
+    path: RigidPath,
+    numbers: Tensor,
+    x_w: Tensor,
+    batch: Tensor,
+    molecule: Tensor,
+    steps: int = 10,
+    generator: torch.Generator | None = None,
+    x_0: Tensor | None = None,
+) -> Tensor:
+    """Geodesic Euler steps on SE(3) for every molecule, t: 0 → 1 on `steps` even times; `[steps + 1, N, 3]`.
+
+    The velocities come from the network's crystal (`RigidPath.velocities`), and every molecule moves along the
+    geodesic: R ← exp(dt [ω]×) R, c ← c + dt v. Poses are kept in float64 and every frame places the start's
+    own molecules, so intramolecular distances are exact; the last step lands on the predicted pose.
+    """
+    device = _model_device(model, x_w.device)
+    numbers, x_w, batch, molecule = numbers.to(device), x_w.to(device), batch.to(device), molecule.to(device)
+    start = path.prior(x_w, molecule, generator) if x_0 is None else x_0.to(device=device, dtype=x_w.dtype)
+    n_molecules = int(molecule.max()) + 1
+    start = start.double()
+    centre = molecule_centroids(start, molecule, n_molecules)
+    body = start - centre[molecule]
+    rotation = torch.eye(3, dtype=torch.float64, device=device).expand(n_molecules, 3, 3).clone()
+    times = torch.linspace(0.0, 1.0, steps + 1, dtype=torch.float64, device=device)
+    frames = [start]
+    n_graphs = int(batch.max()) + 1
+    for t, t_next in zip(times[:-1], times[1:], strict=True):
+        t_graph = torch.full((n_graphs,), float(t), dtype=torch.float64, device=device)
+        v, omega = path.velocities(model, numbers, frames[-1], x_w, t_graph, batch, molecule)
+        dt = t_next - t
+        rotation = so3.exp_map(dt * omega) @ rotation
+        centre = centre + dt * v
+        frames.append(so3.place(centre, rotation, body, molecule))
+    return torch.stack(frames).to(x_w.dtype)
+
+
 def sample(
     model: VelocityModel,
-    path: ProbabilityPath,
+    path: Objective,
     numbers: Tensor,
     x_w: Tensor,
     batch: Tensor,
@@ -194,18 +235,26 @@ def sample(
     """Sample x_s given x_w with the path's own sampler; trajectory `[T, N, 3]`, the last frame is the prediction.
 
     `method="auto"` uses `path.default_sampler`: "direct" for gnn_md (one Euler step of dt = 1 from t = 0,
-    trajectory [x_w, x_w + v]), "euler" for lerp, "ddim" for ve and vp. "euler", "rk4", "dopri5", "ddim" or "sde"
-    force a sampler. `steps` defaults to `path.default_steps` with the path's default sampler (lerp 1, the
-    conditional mean; ve and vp 1) and to `METHOD_STEPS` with any other (e.g. 100 reverse-SDE steps).
+    trajectory [x_w, x_w + v]), "euler" for lerp, "ddim" for ve and vp, "rigid" (geodesic steps on SE(3),
+    `sample_rigid`) for rigid, which needs `molecule` and has no other sampler. "euler", "rk4", "dopri5",
+    "ddim" or "sde" force a sampler on the other paths. `steps` defaults to `path.default_steps` with the
+    path's default sampler (lerp 1, the conditional mean; ve and vp 1; rigid 10) and to `METHOD_STEPS` with any
+    other (e.g. 100 reverse-SDE steps).
     """
     if method not in METHODS:
         raise ValueError(f"unknown sampling method {method!r}; choose one of {', '.join(METHODS)}")
     if method == "auto":
         method = path.default_sampler
+    if (method == "rigid") != isinstance(path, RigidPath):
+        raise ValueError(f"method {method!r} does not fit path {path.name!r}; the rigid path samples with 'rigid'")
     if steps is None:
         steps = path.default_steps if method == path.default_sampler else METHOD_STEPS[method]
     inputs = (model, path, numbers, x_w, batch)
     options = {"generator": generator, "x_0": x_0, "molecule": molecule}
+    if method == "rigid":
+        if molecule is None:
+            raise ValueError("the rigid sampler needs molecule ids")
+        return sample_rigid(model, path, numbers, x_w, batch, molecule, steps=steps, generator=generator, x_0=x_0)
     if method == "direct":
         return sample_ode(*inputs, steps=1, method="euler", **options)
     if method == "ddim":

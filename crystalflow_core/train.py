@@ -19,10 +19,10 @@ import torch
 from torch_geometric.loader import DataLoader
 from tqdm.auto import tqdm
 
-from .data.dataset import ClusterDataset, global_molecule_index
+from .data.dataset import ClusterDataset
 from .data.noise import NoiseConfig, centre_on_weak, rigid_noise
 from .nn.painn import PaiNNVelocity
-from .paths import PATHS, flow_matching_loss, get_path
+from .paths import PATHS, Objective, get_path
 
 CHECKPOINT = "checkpoint.pt"
 CONFIG = "config.json"
@@ -31,14 +31,15 @@ HISTORY = "history.csv"
 
 @dataclass
 class TrainConfig:
-    """Everything a run needs. Defaults train ``lerp`` on the bundled data in minutes on a laptop CPU."""
+    """Everything a run needs. Defaults train on the bundled data in minutes on a laptop CPU; ``epochs`` and
+    ``molecule_cutoff`` left ``None`` take the objective's own defaults (``Objective.training_defaults``)."""
 
     data: str
     out: str
     path: str = "lerp"
     seed: int = 0
     subset: int | None = None
-    epochs: int = 30
+    epochs: int | None = None
     batch_size: int = 4
     lr: float = 1e-3
     weight_decay: float = 1e-4
@@ -47,6 +48,7 @@ class TrainConfig:
     layers: int = 2
     n_rbf: int = 20
     cutoff: float = 4.0
+    molecule_cutoff: float | None = None
     device: str = "auto"
     checkpoint_every: int = 200
     augment: bool = False
@@ -57,6 +59,9 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.path not in PATHS:
             raise ValueError(f"path must be one of {', '.join(PATHS)}, got {self.path!r}")
+        for key, value in get_path(self.path, **self.path_kwargs).training_defaults.items():
+            if getattr(self, key) is None:
+                setattr(self, key, value)
         if self.epochs < 1 or self.batch_size < 1:
             raise ValueError("epochs and batch_size must be positive")
 
@@ -70,7 +75,18 @@ class TrainConfig:
 
 
 #: Settings that define the model and objective; a resumed run must agree on them.
-ARCHITECTURE_KEYS = ("path", "hidden", "layers", "n_rbf", "cutoff", "path_kwargs", "data", "subset", "seed")
+ARCHITECTURE_KEYS = (
+    "path",
+    "hidden",
+    "layers",
+    "n_rbf",
+    "cutoff",
+    "molecule_cutoff",
+    "path_kwargs",
+    "data",
+    "subset",
+    "seed",
+)
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -81,7 +97,16 @@ def resolve_device(name: str = "auto") -> torch.device:
 
 
 def build_model(config: TrainConfig) -> PaiNNVelocity:
-    return PaiNNVelocity(hidden=config.hidden, layers=config.layers, n_rbf=config.n_rbf, cutoff=config.cutoff)
+    """The network of a run: PaiNN at the config's size, with the options its objective needs."""
+    options = get_path(config.path, **config.path_kwargs).network_options
+    return PaiNNVelocity(
+        hidden=config.hidden,
+        layers=config.layers,
+        n_rbf=config.n_rbf,
+        cutoff=config.cutoff,
+        molecule_cutoff=config.molecule_cutoff,
+        **options,
+    )
 
 
 def seed_everything(seed: int) -> None:
@@ -92,24 +117,37 @@ def seed_everything(seed: int) -> None:
 
 def redraw_weak(batch, noise: NoiseConfig, generator: torch.Generator) -> torch.Tensor:
     """Augmentation: fresh rigid noise for every molecule of a batch, centred per graph as curation does."""
-    molecule = global_molecule_index(batch.batch, batch.mol_index)
-    x_w = rigid_noise(batch.x_s.cpu(), molecule.cpu(), noise, generator).to(batch.x_s)
+    x_w = rigid_noise(batch.x_s.cpu(), batch.molecule.cpu(), noise, generator).to(batch.x_s)
     x_w, _ = centre_on_weak(x_w, batch.x_s, batch.batch)
     return x_w
 
 
+def batch_loss(
+    model, path: Objective, batch, dataset: ClusterDataset, x_w: torch.Tensor, generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """The objective's loss on one PyG batch of ``dataset``, with its molecules' automorphisms."""
+    automorphisms = [dataset.automorphisms(cid) for cid in batch.cluster_id]
+    return path.loss(
+        model,
+        batch.z,
+        x_w,
+        batch.x_s,
+        batch.batch,
+        generator=generator,
+        molecule=batch.molecule,
+        automorphisms=automorphisms,
+    )
+
+
 @torch.no_grad()
-def validation_loss(model, path, loader, device: torch.device, seed: int) -> float:
+def validation_loss(model, path: Objective, loader, device: torch.device, seed: int) -> float:
     """Mean objective over a loader with fixed times and noise (seeded), so epochs are comparable."""
     model.eval()
     generator = torch.Generator(device=device).manual_seed(seed)
     total, count = 0.0, 0
     for batch in loader:
         batch = batch.to(device)
-        molecule = global_molecule_index(batch.batch, batch.mol_index)
-        loss = flow_matching_loss(
-            model, path, batch.z, batch.x_w, batch.x_s, batch.batch, generator=generator, molecule=molecule
-        )
+        loss = batch_loss(model, path, batch, loader.dataset, batch.x_w, generator)
         total += float(loss) * batch.num_graphs
         count += batch.num_graphs
     model.train()
@@ -210,8 +248,7 @@ def train(config: TrainConfig) -> pd.DataFrame:
             x_w = redraw_weak(batch, noise, noise_generator) if config.augment else batch.x_w
             for group in optimizer.param_groups:
                 group["lr"] = config.lr * scheduler_fn(step)
-            molecule = global_molecule_index(batch.batch, batch.mol_index)
-            loss = flow_matching_loss(model, path, batch.z, x_w, batch.x_s, batch.batch, molecule=molecule)
+            loss = batch_loss(model, path, batch, train_set, x_w)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
@@ -14,6 +15,7 @@ from scipy.spatial.transform import Rotation
 from crystalflow_core.metrics import (
     METRIC_KEYS,
     best_of_k,
+    choose_without_truth,
     cluster_metrics,
     collision_rate,
     intermolecular_clash_rate,
@@ -25,6 +27,9 @@ from crystalflow_core.metrics import (
     separation_rate,
     summarize,
 )
+
+#: The metrics that match atoms by index (the published definitions); the rest are in crystalflow_core.packing.
+INDEX_KEYS = ("pm_atom", "pm_center", "collision", "clash", "separation")
 
 # --- independent reference: plain NumPy double loops ------------------------------------------------------
 
@@ -74,6 +79,28 @@ def ref_metrics(x_pred, x_true, numbers, mol_index, threshold=0.5) -> dict[str, 
         "clash": 100.0 * clash / inter_pairs,
         "separation": 100.0 * separated / (n_mol * (n_mol - 1) / 2),
     }
+
+
+def ref_choice(samples, numbers, mol_index) -> int:
+    """The sample with the fewest intermolecular clashes, then the widest closest approach, then lowest index."""
+
+    def key(k):
+        x = samples[k]
+        clashes, pairs, closest = 0, 0, math.inf
+        for i in range(len(x)):
+            for j in range(i + 1, len(x)):
+                if mol_index[i] != mol_index[j]:
+                    d = _dist(x[i], x[j])
+                    pairs += 1
+                    clashes += d < covalent_radii[numbers[i]] + covalent_radii[numbers[j]]
+                    closest = min(closest, d)
+        return (clashes / pairs, -closest, k)
+
+    return min(range(len(samples)), key=key)
+
+
+def assert_same(got: float, want: float) -> None:
+    assert (math.isnan(got) and math.isnan(want)) or got == pytest.approx(want), (got, want)
 
 
 def random_cluster(seed: int, n_mol: int, atoms_per_mol: int, spread: float = 4.0):
@@ -164,7 +191,7 @@ def test_cluster_metrics_match_numpy_reference(seed, n_mol, atoms_per_mol):
     got = cluster_metrics(x_pred, x_true, numbers, mol_index)
     want = ref_metrics(x_pred, x_true, numbers, mol_index)
     assert set(got) == set(METRIC_KEYS)
-    for key in METRIC_KEYS:
+    for key in INDEX_KEYS:
         assert got[key] == pytest.approx(want[key], rel=1e-10, abs=1e-10), key
 
 
@@ -183,7 +210,9 @@ def test_accepts_torch_float32_and_numpy_alike():
     from_torch = cluster_metrics(
         torch.tensor(x_pred), torch.tensor(x_true), torch.tensor(numbers), torch.tensor(mol_index)
     )
-    assert from_numpy == from_torch
+    assert from_numpy.keys() == from_torch.keys()
+    for key, value in from_numpy.items():
+        assert value == from_torch[key] or (math.isnan(value) and math.isnan(from_torch[key])), key
     float32 = pm_atom(torch.tensor(x_pred, dtype=torch.float32), torch.tensor(x_true, dtype=torch.float32))
     assert float32 == pytest.approx(from_numpy["pm_atom"], rel=1e-5)
 
@@ -231,7 +260,7 @@ def test_metrics_table_single_sample():
     records = [(f"c{s}", *random_cluster(s, 3, 4)) for s in range(3)]
     df = metrics_table(records)
     assert list(df.columns) == ["cluster_id", "n_atoms", "n_samples", *METRIC_KEYS]
-    assert df.shape == (3, 8)
+    assert df.shape == (3, 3 + len(METRIC_KEYS))
     assert list(df["cluster_id"]) == ["c0", "c1", "c2"]
     assert (df["n_atoms"] == 12).all() and (df["n_samples"] == 1).all()
     for row, (_, x_pred, x_true, _, _) in zip(df.itertuples(), records, strict=True):
@@ -252,17 +281,200 @@ def test_metrics_table_multiple_samples_averages_and_adds_best():
         ]
     )
     best_cols = [f"{k}_best" for k in METRIC_KEYS]
-    assert list(df.columns) == ["cluster_id", "n_atoms", "n_samples", *METRIC_KEYS, *best_cols, "best_k"]
+    chosen_cols = [f"{k}_chosen" for k in METRIC_KEYS]
+    expected_columns = ["cluster_id", "n_atoms", "n_samples", *METRIC_KEYS, *best_cols, "best_k", *chosen_cols]
+    assert list(df.columns) == [*expected_columns, "chosen_k"]
     multi = df.set_index("cluster_id").loc["multi"]
     assert multi["n_samples"] == 3
     per_sample = [ref_metrics(s, x_true, numbers, mol_index) for s in samples]
-    for key in METRIC_KEYS:
+    for key in INDEX_KEYS:
         assert multi[key] == pytest.approx(np.mean([m[key] for m in per_sample])), key
         assert multi[f"{key}_best"] == pytest.approx(per_sample[1][key]), key
     assert multi["best_k"] == 1
+    chosen = ref_choice(samples, numbers, mol_index)
+    assert multi["chosen_k"] == chosen
+    full = [cluster_metrics(s, x_true, numbers, mol_index) for s in samples]
+    for key in METRIC_KEYS:
+        assert_same(multi[f"{key}_chosen"], full[chosen][key])
+        assert_same(multi[f"{key}_best"], full[1][key])
     single = df.set_index("cluster_id").loc["single"]
     assert single["pm_atom_best"] == pytest.approx(single["pm_atom"])
+    assert single["chosen_k"] == 0 and single["rmsd_chosen"] == pytest.approx(single["rmsd"])
     summary = summarize(df)
-    assert set(summary.index) == set(METRIC_KEYS) | set(best_cols)
+    assert set(summary.index) == set(METRIC_KEYS) | set(best_cols) | set(chosen_cols)
     assert summary["pm_atom_best"] == pytest.approx(df["pm_atom_best"].mean())
     assert isinstance(summary, pd.Series)
+
+
+# --- label-free metrics: RMSD, integrity, OXtalign packing similarity ---------------------------------------
+
+
+def _cluster(small_data, cluster_id):
+    from crystalflow_core.data import codcluster17
+
+    return codcluster17.read_cluster(small_data, cluster_id)
+
+
+def _blocks(x: np.ndarray, mol_index: np.ndarray) -> list[np.ndarray]:
+    return [x[mol_index == m] for m in range(int(mol_index.max()) + 1)]
+
+
+def _kabsch_rmsd(mobile: np.ndarray, target: np.ndarray) -> float:
+    """RMSD after the best proper rotation, with scipy's own solver (not the code under test)."""
+    a, b = mobile - mobile.mean(axis=0), target - target.mean(axis=0)
+    rotation, _ = Rotation.align_vectors(b, a)
+    return math.sqrt(((rotation.apply(a) - b) ** 2).sum(axis=1).mean())
+
+
+def test_rmsd_ignores_rigid_motion_molecule_order_and_symmetric_labels(small_data):
+    cluster = _cluster(small_data, "1504385")  # acetonitrile: the methyl hydrogens can be relabelled
+    first = cluster.mol_index == 0
+    perms = [tuple(p) for p in graph_automorphisms_of(cluster.numbers[first], cluster.x_s[first])]
+    assert len(perms) == 6
+    rng = np.random.default_rng(0)
+    blocks = _blocks(cluster.x_s, cluster.mol_index)
+    relabelled = [block[list(perms[rng.integers(len(perms))])] for block in blocks]
+    order = rng.permutation(len(blocks))
+    moved = np.vstack([relabelled[k] for k in order])
+    moved = moved @ Rotation.random(random_state=5).as_matrix().T + np.array([4.0, -2.0, 7.0])
+    metrics = cluster_metrics(moved, cluster.x_s, cluster.numbers, cluster.mol_index)
+    assert metrics["rmsd"] < 1e-6
+    assert metrics["integrity"] < 1e-6
+    assert metrics["pm_atom"] > 0.5  # the index-matched metric does see the relabelling
+
+
+def graph_automorphisms_of(numbers, coords):
+    """Element-preserving automorphisms of the bond graph (networkx; bonds by covalent radii + tolerance)."""
+    import networkx as nx
+    from networkx.algorithms.isomorphism import GraphMatcher
+
+    graph = nx.Graph()
+    graph.add_nodes_from((i, {"z": int(z)}) for i, z in enumerate(numbers))
+    for i in range(len(numbers)):
+        for j in range(i + 1, len(numbers)):
+            tolerance = 0.2 if 1 in (numbers[i], numbers[j]) else 0.4
+            if _dist(coords[i], coords[j]) < covalent_radii[numbers[i]] + covalent_radii[numbers[j]] + tolerance:
+                graph.add_edge(i, j)
+    matcher = GraphMatcher(graph, graph, node_match=lambda a, b: a["z"] == b["z"])
+    return [[m[i] for i in range(len(numbers))] for m in matcher.isomorphisms_iter()]
+
+
+def test_rmsd_of_a_scaled_rotated_cluster_is_closed_form(small_data):
+    cluster = _cluster(small_data, "2105702")
+    centre = cluster.x_s.mean(axis=0)
+    scale = 1.04
+    pred = (cluster.x_s - centre) * scale
+    pred = pred @ Rotation.random(random_state=1).as_matrix().T
+    # the best superposition of a uniformly scaled copy is the unrotated one, so the RMSD is (s - 1) R_g
+    radius_of_gyration = math.sqrt(((cluster.x_s - centre) ** 2).sum(axis=1).mean())
+    got = cluster_metrics(pred, cluster.x_s, cluster.numbers, cluster.mol_index)["rmsd"]
+    assert got == pytest.approx((scale - 1.0) * radius_of_gyration, rel=1e-8)
+
+
+def test_rmsd_equals_brute_force_minimum():
+    # three water molecules 3 Å apart, noised and listed in another order
+    water = np.array([[0.0, 0.0, 0.0], [0.96, 0.0, 0.0], [-0.24, 0.93, 0.0]])
+    rng = np.random.default_rng(4)
+    rotations = Rotation.random(3, random_state=2).as_matrix()
+    x_true = np.vstack(
+        [water @ r.T + shift for r, shift in zip(rotations, [[0, 0, 0], [3.2, 0, 0], [0, 3.1, 1]], strict=True)]
+    )
+    numbers = np.tile([8, 1, 1], 3)
+    mol_index = np.repeat(np.arange(3), 3)
+    blocks = _blocks(x_true + rng.normal(scale=0.15, size=x_true.shape), mol_index)
+    x_pred = np.vstack([blocks[2], blocks[0], blocks[1][[0, 2, 1]]]) + np.array([1.0, 2.0, 3.0])
+    pred_blocks = _blocks(x_pred, mol_index)
+    true_blocks = _blocks(x_true, mol_index)
+    best = math.inf
+    for order in itertools.permutations(range(3)):
+        for swaps in itertools.product([False, True], repeat=3):
+            target = np.vstack([b[[0, 2, 1]] if swap else b for b, swap in zip(true_blocks, swaps, strict=True)])
+            best = min(best, _kabsch_rmsd(np.vstack([pred_blocks[k] for k in order]), target))
+    got = cluster_metrics(x_pred, x_true, numbers, mol_index)["rmsd"]
+    assert got == pytest.approx(best, rel=1e-9)
+    assert 0.05 < got < 0.5
+
+
+def test_integrity_is_zero_for_rigid_molecules_and_sees_distortion(small_data):
+    cluster = _cluster(small_data, "4507991")
+    rng = np.random.default_rng(2)
+    blocks = _blocks(cluster.x_s, cluster.mol_index)
+    moved = []
+    for k, block in enumerate(blocks):
+        rotation = Rotation.random(random_state=k).as_matrix() * (-1.0 if k % 2 else 1.0)  # odd ones inverted
+        moved.append((block - block.mean(axis=0)) @ rotation.T + rng.normal(scale=3.0, size=3))
+    rigid = cluster_metrics(np.vstack(moved), cluster.x_s, cluster.numbers, cluster.mol_index)
+    assert rigid["integrity"] < 1e-9
+    assert rigid["rmsd"] > 1.0
+    # scaling one molecule by s changes its distances d by (s - 1) d: the largest change is (s - 1) max d
+    scale, victim = 1.1, 5
+    moved[victim] = (moved[victim] - moved[victim].mean(axis=0)) * scale
+    block = blocks[victim]
+    largest = max(_dist(a, b) for a in block for b in block)
+    distorted = cluster_metrics(np.vstack(moved), cluster.x_s, cluster.numbers, cluster.mol_index)
+    assert distorted["integrity"] == pytest.approx((scale - 1.0) * largest, rel=1e-9)
+
+
+def test_oxtalign_matches_the_crystal_and_not_the_start(small_data):
+    cluster = _cluster(small_data, "2105702")
+    rng = np.random.default_rng(0)
+    noisy = cluster.x_s + rng.normal(scale=0.05, size=cluster.x_s.shape)
+    near = cluster_metrics(noisy, cluster.x_s, cluster.numbers, cluster.mol_index)
+    assert near["matched"] >= 14 and near["pass_rate"] == 100.0
+    assert near["rmsd15"] == pytest.approx(0.05 * math.sqrt(3), rel=0.3)  # heavy-atom RMSD of the noise
+    start = cluster_metrics(cluster.x_w, cluster.x_s, cluster.numbers, cluster.mol_index)
+    assert start["matched"] <= 3 and start["pass_rate"] == 0.0
+    assert start["integrity"] < 1e-9  # x_w moves molecules rigidly
+
+
+def test_oxtalign_failure_gives_nan_not_a_crash(small_data, monkeypatch):
+    import oxtalign
+
+    cluster = _cluster(small_data, "4507991")
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("cannot match")
+
+    monkeypatch.setattr(oxtalign, "compare", broken)
+    df = metrics_table([("a", cluster.x_w, cluster.x_s, cluster.numbers, cluster.mol_index)])
+    assert df[["matched", "rmsd15", "pass_rate"]].isna().all().all()
+    assert df["pm_atom"].notna().all() and df["rmsd"].notna().all()
+
+
+def test_chosen_k_picks_the_clash_free_sample(small_data):
+    cluster = _cluster(small_data, "4507991")
+    centroids = ref_centroids(cluster.x_s, cluster.mol_index)[cluster.mol_index]
+    squeezed = cluster.x_s - 0.4 * centroids  # rigid molecules pushed into each other
+    expanded = cluster.x_s + 0.05 * centroids  # rigid molecules moved apart: clash-free, further apart
+    samples = np.stack([squeezed, cluster.x_s, squeezed + 0.01, expanded])
+    clashes = [intermolecular_clash_rate(s, cluster.numbers, cluster.mol_index) for s in samples]
+    assert clashes[0] > 0 and clashes[1] == 0 and clashes[3] == 0
+    want = ref_choice(samples, cluster.numbers, cluster.mol_index)
+    assert choose_without_truth(samples, cluster.numbers, cluster.mol_index) == want == 3
+    df = metrics_table([("c", samples, cluster.x_s, cluster.numbers, cluster.mol_index)])
+    assert df.loc[0, "chosen_k"] == 3 and df.loc[0, "best_k"] == 1
+    assert df.loc[0, "clash_chosen"] == 0.0
+    assert choose_without_truth(samples[:3], cluster.numbers, cluster.mol_index) == 1
+    diverged = squeezed.copy()
+    diverged[0] = np.nan  # no distances, so no clashes: it must still not be chosen
+    assert choose_without_truth(np.stack([diverged, squeezed]), cluster.numbers, cluster.mol_index) == 1
+    df = metrics_table([("nan", np.stack([diverged, cluster.x_s]), cluster.x_s, cluster.numbers, cluster.mol_index)])
+    assert df.loc[0, "best_k"] == 1 and df.loc[0, "chosen_k"] == 1
+    assert math.isnan(df.loc[0, "rmsd"]) and math.isnan(df.loc[0, "matched"])  # a NaN sample spoils the mean
+
+
+def test_collapse_baseline(small_data):
+    from crystalflow_core.inference import collapse_positions, score_collapse, score_identity
+
+    ids = ["2105702", "4507991"]
+    collapse, identity = score_collapse(small_data, ids), score_identity(small_data, ids)
+    np.testing.assert_allclose(collapse["pm_center"], identity["pm_center"], rtol=1e-12)
+    assert (collapse["matched"] == 0).all() and (collapse["pass_rate"] == 0).all()
+    for row, cid in zip(collapse.itertuples(), ids, strict=True):
+        cluster = _cluster(small_data, cid)
+        block = cluster.x_s[cluster.mol_index == 0]
+        # every predicted distance is 0, so the largest change is the largest distance in the molecule
+        assert row.integrity == pytest.approx(max(_dist(a, b) for a in block for b in block), rel=1e-9)
+        positions = collapse_positions(cluster.x_w, cluster.mol_index)
+        want = ref_centroids(cluster.x_w, cluster.mol_index)[cluster.mol_index]
+        np.testing.assert_allclose(positions, want, rtol=0, atol=1e-12)

@@ -2,6 +2,7 @@
 on bad parameters with a message naming the parameter."""
 
 import json
+import re
 
 import pytest
 
@@ -10,6 +11,8 @@ from jupyter_client.kernelspec import NoSuchKernel, find_kernel_specs  # noqa: E
 from papermill.exceptions import PapermillExecutionError  # noqa: E402
 
 from crystalflow_core import records, report  # noqa: E402
+from crystalflow_core.metrics import METRIC_KEYS  # noqa: E402
+from crystalflow_core.paths import PATHS  # noqa: E402
 
 pytestmark = pytest.mark.slow
 if "python3" not in find_kernel_specs():
@@ -47,8 +50,27 @@ def test_training_wrote_a_record_that_the_benchmark_reads(smoke):
         (root / "work" / "runs" / run_records["run_dir"].iloc[0].split("/")[-1] / "record.json").read_text()
     )
     assert record["metrics"]["pm_atom"] > 0 and record["identity"]["pm_atom"] > 0
+    assert record["collapse"]["pm_atom"] > 0 and set(METRIC_KEYS) <= set(record["collapse"])
     benchmark = (root / "reports" / "04_benchmark.html").read_text()
     assert "CrystalFlow-LERP" in benchmark and "—" in benchmark
+
+
+@pytest.mark.parametrize("name", ["03_train", "04_benchmark"])
+def test_results_show_every_metric_and_both_baselines(smoke, name):
+    root, _ = smoke
+    page = (root / "reports" / f"{name}.html").read_text()
+    assert "Identity (x_w)" in page and "Collapse (x_w centroids)" in page
+    assert all(records.metric_label(key) in page for key in METRIC_KEYS)
+
+
+def test_benchmark_never_bolds_a_baseline(smoke):
+    root, _ = smoke
+    page = (root / "reports" / "04_benchmark.html").read_text()
+    bold = re.findall(r"([^{}>]+)\{\s*font-weight: bold;\s*\}", page)
+    rows = {int(row) for rule in bold for row in re.findall(r"#T_\w+_row(\d+)_col\d+", rule)}
+    assert rows, "the smoke run's method should be best somewhere"
+    baseline_rows = {len(records.model_order(PATHS)) + k for k in range(len(records.BASELINES))}
+    assert not rows & baseline_rows
 
 
 def _fails_early(tmp_path, name, parameters, expected):
@@ -63,6 +85,10 @@ def _fails_early(tmp_path, name, parameters, expected):
 def test_unknown_path_stops_training_notebook(tmp_path):
     _fails_early(tmp_path, "03_train", {"path": "sde", "data_dir": str(tmp_path / "nowhere")}, "path='sde'")
     assert not (tmp_path / "nowhere").exists()
+
+
+def test_unknown_method_stops_benchmark_notebook(tmp_path):
+    _fails_early(tmp_path, "04_benchmark", {"methods": ["sde"], "runs_dir": str(tmp_path)}, "methods=['sde']")
 
 
 def test_missing_data_dir_stops_notebooks(tmp_path):

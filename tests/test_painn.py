@@ -134,6 +134,30 @@ def test_molecule_pooling_keeps_equivariance_and_changes_the_output(proper):
     assert (out - model(numbers, x_t, x_w, t, batch)).abs().max() > 1e-4
 
 
+@pytest.mark.parametrize("proper", [True, False])
+def test_molecular_frame_and_molecule_graph_keep_equivariance_and_change_the_output(proper):
+    torch.manual_seed(0)
+    model = PaiNNVelocity(
+        hidden=16, layers=2, n_rbf=8, cutoff=2.0, time_embedding=8, molecular_frame=True, molecule_cutoff=20.0
+    ).double()
+    numbers, x_t, x_w, t, batch = _graphs(sizes=(9, 12))
+    molecule = _molecules(batch, atoms_per_molecule=4)  # single atoms and pairs too: axes that fade out
+    transform = _rotation(5) if proper else -_rotation(5)
+    shift = torch.tensor([3.0, -1.0, 2.0], dtype=torch.float64)
+    out = model(numbers, x_t, x_w, t, batch, molecule=molecule)
+    moved = model(numbers, x_t @ transform.T + shift, x_w @ transform.T + shift, t, batch, molecule=molecule)
+    torch.testing.assert_close(moved, out @ transform.T, rtol=0.0, atol=1e-5)
+    # the molecule graph carries information past the 2 Å atom cutoff: moving one far molecule changes the rest
+    far = molecule == int(molecule[batch == 0].max())
+    displaced = x_t.clone()
+    displaced[far] += torch.tensor([0.0, 0.0, 8.0], dtype=torch.float64)
+    changed = model(numbers, displaced, x_w, t, batch, molecule=molecule)
+    assert (changed - out)[~far & (batch == 0)].abs().max() > 1e-4
+    assert (changed - out)[batch == 1].abs().max() < 1e-10
+    with pytest.raises(ValueError, match="molecule ids"):
+        model(numbers, x_t, x_w, t, batch)
+
+
 def test_gradients_are_finite_when_x_t_equals_x_w():
     model = _model()
     numbers, x_t, _, t, batch = _graphs()

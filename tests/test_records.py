@@ -38,10 +38,19 @@ def _per_cluster(pm_atom, pm_center, n=2):
     return pd.DataFrame(rows)
 
 
-def _write(tmp_path, method, seed, pm_atom, pm_center, subset=12, inversion=False, identity=(10.0, 9.0)):
+def _write(
+    tmp_path, method, seed, pm_atom, pm_center, subset=12, inversion=False, identity=(10.0, 9.0), collapse=(0.25, 0.5)
+):
+    """A run record; the collapse baseline's PM is lower than every model's, so bolding it would show."""
     config = {"path": method, "seed": seed, "subset": subset, "data": str(_data_dir(tmp_path, inversion))}
     run_dir = tmp_path / "runs" / records.run_name(method, subset, seed, inversion)
-    return records.write_run_record(run_dir, config, _per_cluster(pm_atom, pm_center), _per_cluster(*identity))
+    return records.write_run_record(
+        run_dir,
+        config,
+        _per_cluster(pm_atom, pm_center),
+        _per_cluster(*identity),
+        None if collapse is None else _per_cluster(*collapse),
+    )
 
 
 @pytest.fixture
@@ -60,6 +69,9 @@ def test_record_contents(tmp_path):
     assert record["inversion"] is True
     assert record["metrics"]["pm_atom"] == pytest.approx(1.25)
     assert record["identity"]["pm_center"] == pytest.approx(9.0)
+    assert record["collapse"]["pm_atom"] == pytest.approx(0.25)
+    assert list(pd.read_csv(path.parent / records.COLLAPSE)["pm_center"]) == [1.0, 0.0]
+    assert (path.parent / records.IDENTITY).is_file()
     assert record["checkpoint"].endswith("checkpoint.pt")
     assert re.fullmatch(r"[0-9a-f]{40}|unknown", record["git_revision"])
     written = pd.read_csv(record["per_cluster_csv"])
@@ -84,13 +96,24 @@ def test_load_run_records_by_dir_glob_and_empty(tmp_path, run_records):
 
 def test_benchmark_table_mean_std_and_missing(run_records):
     table = records.benchmark_table(run_records, inversion=False)
-    assert list(table.index) == ["GNN-MD", "CrystalSDE-VE", "CrystalSDE-VP", "CrystalFlow-LERP"]
+    assert list(table.index) == [
+        "GNN-MD",
+        "CrystalSDE-VE",
+        "CrystalSDE-VP",
+        "CrystalFlow-LERP",
+        "CrystalFlow-Rigid",
+        "Identity (x_w)",
+        "Collapse (x_w centroids)",
+    ]
     assert list(table.columns) == [("COD-12", "PM (atom) ↓"), ("COD-12", "PM (center) ↓")]
     lerp = table.loc["CrystalFlow-LERP"]
     # seeds 1, 2, 3 → mean 2, sample std 1; seeds 4, 5, 6 → mean 5, std 1
     assert lerp.tolist() == ["2.000 ± 1.000", "5.000 ± 1.000"]
     assert table.loc["CrystalSDE-VE"].tolist() == ["5.000", "2.500"]
     assert table.loc["GNN-MD"].tolist() == ["—", "—"]
+    # the baselines come from the records of every method: lerp's three seeds and ve's seed 0
+    assert table.loc["Identity (x_w)"].tolist() == ["10.000 ± 0.000", "9.000 ± 0.000"]
+    assert table.loc["Collapse (x_w centroids)"].tolist() == ["0.250 ± 0.000", "0.500 ± 0.000"]
     # the vp run has inversion: Table 1 does not show it, Table 2 shows only it
     assert table.loc["CrystalSDE-VP"].tolist() == ["—", "—"]
     table2 = records.benchmark_table(run_records, inversion=True)
@@ -108,9 +131,11 @@ def test_benchmark_stats_against_numpy(run_records):
 
 def test_bold_marks_lowest_mean_per_column(run_records):
     mean, _, _ = records.benchmark_stats(run_records, inversion=False)
+    assert mean.loc["collapse", ("COD-12", "pm_atom")] == pytest.approx(0.25)  # lower, but a baseline
     mask = records.best_mask(mean)
-    assert mask[("COD-12", "pm_atom")].tolist() == [False, False, False, True]  # lerp 2.0 < ve 5.0
-    assert mask[("COD-12", "pm_center")].tolist() == [False, True, False, False]  # ve 2.5 < lerp 5.0
+    # rows: gnn_md, ve, vp, lerp, rigid, identity, collapse
+    assert mask[("COD-12", "pm_atom")].tolist() == [False, False, False, True, False, False, False]  # lerp 2 < ve 5
+    assert mask[("COD-12", "pm_center")].tolist() == [False, True, False, False, False, False, False]  # ve 2.5
     page = records.benchmark_styler(run_records, inversion=False).set_uuid("t").to_html()
     bold_rules = re.findall(r"([^{}>]+)\{\s*font-weight: bold;\s*\}", page)
     selectors = {s.strip() for rule in bold_rules for s in rule.split(",")}
@@ -123,8 +148,8 @@ def test_identity_row_and_subset_columns(tmp_path, run_records):
     table = records.benchmark_table(records_, methods=["lerp", "identity"], inversion=False)
     assert [c[0] for c in table.columns[::2]] == ["COD-12", "COD-5K"]
     assert table.loc["Identity (x_w)"].tolist() == ["10.000 ± 0.000", "9.000 ± 0.000", "20.000", "30.000"]
-    mean, _, _ = records.benchmark_stats(records_, methods=["lerp", "identity"], inversion=False)
-    assert not records.best_mask(mean).loc["identity"].any()
+    mean, _, _ = records.benchmark_stats(records_, methods=["lerp", "identity", "collapse"], inversion=False)
+    assert not records.best_mask(mean).loc[["identity", "collapse"]].any().any()
 
 
 def test_latest_record_wins_for_a_repeated_run(tmp_path):
@@ -151,3 +176,121 @@ def test_missing_runs_and_names(run_records):
 
 def test_metric_keys_are_labelled():
     assert set(METRIC_KEYS) <= set(records.METRIC_LABELS)
+
+
+def _flat_records(rows):
+    """A load_run_records-like frame from ``(method, seed, {metric: mean}, {baseline_metric: mean})`` rows."""
+    frame = []
+    for k, (method, seed, means, baselines) in enumerate(rows):
+        created = f"2020-01-01T00:00:{k:02d}+00:00"
+        frame.append({"method": method, "seed": seed, "subset": 12, "inversion": False, "created": created})
+        frame[-1].update(means)
+        frame[-1].update(baselines)
+    return pd.DataFrame(frame)
+
+
+def test_higher_is_better_metrics_are_bolded_by_max():
+    columns = ("matched", "rmsd15", "pass_rate", "separation")
+    # identity ties the best model on matched, collapse beats every model: neither may be bold
+    baselines = {"identity_matched": 9.0, "collapse_matched": 15.0, "collapse_pass_rate": 100.0}
+    flat = _flat_records(
+        [
+            ("lerp", 0, {"matched": 9.0, "rmsd15": 0.8, "pass_rate": 40.0, "separation": 90.0}, baselines),
+            ("ve", 0, {"matched": 6.0, "rmsd15": 0.5, "pass_rate": 60.0, "separation": 95.0}, baselines),
+        ]
+    )
+    mean, _, _ = records.benchmark_stats(flat, metric_cols=columns, methods=["lerp", "ve", "identity", "collapse"])
+    assert mean.loc["collapse", ("COD-12", "matched")] == 15.0
+    mask = records.best_mask(mean)
+    assert mask[("COD-12", "matched")].tolist() == [True, False, False, False]  # max among models, not collapse
+    assert mask[("COD-12", "rmsd15")].tolist() == [False, True, False, False]  # lower is better
+    assert mask[("COD-12", "pass_rate")].tolist() == [False, True, False, False]  # higher is better
+    assert not mask[("COD-12", "separation")].any()  # neither: never bold
+    page = records.benchmark_styler(flat, metric_cols=columns).set_uuid("m").to_html()  # all rows, baselines too
+    bold_rules = re.findall(r"([^{}>]+)\{\s*font-weight: bold;\s*\}", page)
+    rows = {m: k for k, m in enumerate(records.TABLE_ROWS)}
+    assert {s.strip() for rule in bold_rules for s in rule.split(",")} == {
+        f"#T_m_row{rows['lerp']}_col0",
+        f"#T_m_row{rows['ve']}_col1",
+        f"#T_m_row{rows['ve']}_col2",
+    }
+    assert "Matched (of 15) ↑" in page and "RMSD₁₅ (Å) ↓" in page
+
+
+def test_collapse_row_comes_from_the_latest_record_that_scored_it():
+    flat = _flat_records(
+        [
+            ("lerp", 0, {"pm_atom": 2.0}, {"identity_pm_atom": 5.0, "collapse_pm_atom": 7.0}),
+            ("ve", 0, {"pm_atom": 3.0}, {"identity_pm_atom": 6.0}),  # newer, written before collapse existed
+            ("lerp", 1, {"pm_atom": 4.0}, {"identity_pm_atom": 8.0, "collapse_pm_atom": 9.0}),
+        ]
+    )
+    mean, std, count = records.benchmark_stats(flat, metric_cols=["pm_atom"])
+    assert mean.loc["identity", ("COD-12", "pm_atom")] == pytest.approx(np.mean([6.0, 8.0]))
+    assert mean.loc["collapse", ("COD-12", "pm_atom")] == pytest.approx(np.mean([7.0, 9.0]))
+    assert count.loc["collapse", ("COD-12", "pm_atom")] == 2
+    assert count.loc["rigid", ("COD-12", "pm_atom")] == 0
+
+
+def test_a_record_without_collapse_shows_it_missing(tmp_path):
+    _write(tmp_path, "lerp", 0, 1.0, 2.0, collapse=None)
+    run_records = records.load_run_records(tmp_path / "runs")
+    table = records.benchmark_table(run_records)
+    assert table.loc["Collapse (x_w centroids)"].tolist() == ["—", "—"]
+    assert table.loc["Identity (x_w)"].tolist() == ["10.000", "9.000"]
+
+
+def test_metric_keys_have_a_direction_and_a_group():
+    assert records.METRIC_LABELS["matched"].endswith("↑") and records.METRIC_LABELS["pass_rate"].endswith("↑")
+    assert records.METRIC_LABELS["rmsd"].endswith("↓") and records.METRIC_LABELS["integrity"].endswith("↓")
+    assert records.metric_direction("separation") is None
+    assert records.metric_direction("matched_chosen") == records.HIGHER
+    assert records.metric_label("pm_atom_best") == "PM (atom), best of k (oracle) ↓"
+    groups = records.metric_groups()
+    assert sorted(key for group in groups.values() for key in group) == sorted(METRIC_KEYS)
+    assert all(list(group) == [k for k in METRIC_KEYS if k in group] for group in groups.values())
+    every = records.metric_groups(["pm_atom", "matched", "rmsd15", "pass_rate", "rmsd"])
+    assert every == {"PM and geometry": ("pm_atom", "rmsd"), "packing similarity": ("matched", "rmsd15", "pass_rate")}
+
+
+def test_summary_rows_split_samples_and_fill_missing_metrics():
+    key = METRIC_KEYS[0]
+    means = {
+        "CrystalFlow-LERP": {key: 1.0, f"{key}_best": 0.5, f"{key}_chosen": 0.75},
+        "Identity (x_w)": {key: 3.0},
+    }
+    table = records.summary_rows(means)
+    assert list(table.columns) == list(METRIC_KEYS)
+    assert list(table.index) == [
+        "CrystalFlow-LERP",
+        "CrystalFlow-LERP, best of k (oracle)",
+        "CrystalFlow-LERP, chosen of k (fewest clashes)",
+        "Identity (x_w)",
+    ]
+    assert table[key].tolist() == [1.0, 0.5, 0.75, 3.0]
+    assert table.loc["Identity (x_w)"].drop(key).isna().all()
+
+
+def test_metric_means_and_run_per_cluster(tmp_path):
+    per_cluster = _per_cluster(1.0, 2.0).assign(pm_atom_best=[0.0, 1.0], best_k=[0, 1], other=[5.0, 5.0])
+    means = records.metric_means(per_cluster)
+    assert means["pm_atom"] == pytest.approx(1.0) and means["pm_atom_best"] == pytest.approx(0.5)
+    assert "best_k" not in means and "other" not in means and "n_atoms" not in means
+    path = _write(tmp_path, "lerp", 0, 1.0, 2.0)
+    frame = records.load_run_per_cluster(path.parent)
+    assert frame.groupby("method")["pm_atom"].mean().to_dict() == {
+        "CrystalFlow-LERP": pytest.approx(1.0),
+        "Identity (x_w)": pytest.approx(10.0),
+        "Collapse (x_w centroids)": pytest.approx(0.25),
+    }
+
+
+def test_model_order_puts_rigid_after_lerp():
+    assert records.model_order(["lerp", "ve", "vp", "gnn_md", "rigid", "new"]) == [
+        "gnn_md",
+        "ve",
+        "vp",
+        "lerp",
+        "rigid",
+        "new",
+    ]

@@ -6,7 +6,7 @@ import torch
 from torch_geometric.loader import DataLoader
 
 from crystalflow_core import metrics
-from crystalflow_core.data.dataset import ClusterDataset, global_molecule_index
+from crystalflow_core.data.dataset import ClusterDataset
 from crystalflow_core.data.noise import NoiseConfig
 from crystalflow_core.inference import predict_dataset
 from crystalflow_core.paths import get_path
@@ -84,7 +84,7 @@ def test_augmentation_redraws_rigid_centred_noise(small_data):
     batch = next(iter(DataLoader(ClusterDataset(small_data, progress=False), batch_size=3)))
     x_w = redraw_weak(batch, NoiseConfig(), torch.Generator().manual_seed(0))
     assert not torch.allclose(x_w, batch.x_w, atol=0.1)
-    molecule = global_molecule_index(batch.batch, batch.mol_index)
+    molecule = batch.molecule
     for m in range(int(molecule.max()) + 1):
         atoms = molecule == m
         torch.testing.assert_close(
@@ -92,3 +92,28 @@ def test_augmentation_redraws_rigid_centred_noise(small_data):
         )
     for g in range(batch.num_graphs):
         torch.testing.assert_close(x_w[batch.batch == g].mean(0), torch.zeros(3), atol=1e-4, rtol=0)
+
+
+def test_rigid_training_lowers_loss_and_keeps_molecules_exact(small_data, tmp_path):
+    config = _tiny(small_data, tmp_path / "rigid", "rigid", epochs=40)
+    assert config.molecule_cutoff == 20.0  # the objective's own default
+    history = train(config)
+    assert history["train_loss"].tail(5).mean() < 0.8 * history["train_loss"].head(3).mean()
+    model, config = load_model(tmp_path / "rigid", "cpu")
+    train_set = ClusterDataset(small_data, split="train", seed=config.seed, progress=False)
+    loader = DataLoader(train_set, batch_size=2)
+    torch.manual_seed(config.seed)
+    fixed = {"path": get_path("rigid"), "loader": loader, "device": torch.device("cpu"), "seed": 123}
+    assert validation_loss(model, **fixed) < 0.9 * validation_loss(build_model(config), **fixed)
+    predictions = predict_dataset(
+        model, get_path("rigid"), train_set, samples=2, keep_trajectories=True, progress=False
+    )
+    for item in train_set:
+        x_s = item.x_s.double()
+        for trajectory in predictions[item.cluster_id].trajectories:
+            assert len(trajectory) == get_path("rigid").default_steps + 1
+            for frame in trajectory[[0, len(trajectory) // 2, -1]]:
+                for m in range(int(item.mol_index.max()) + 1):
+                    x = torch.as_tensor(frame)[item.mol_index == m]
+                    y = x_s[item.mol_index == m]
+                    assert (torch.cdist(x, x) - torch.cdist(y, y)).abs().max() < 1e-3

@@ -1,7 +1,8 @@
 """Curated clusters as torch-geometric ``Data``: parsed once, cached as tensors, split by crystal id.
 
 Every item has ``z`` ``[N]`` (atomic numbers), ``x_w`` / ``x_s`` ``[N, 3]`` (float32, Å), ``mol_index`` ``[N]``
-(0 = central molecule) and ``cluster_id``. The CSV files are read once and cached in ``ROOT/processed``.
+(0 = central molecule), ``molecule`` ``[N]`` (the same ids, made unique across the graphs of a batch when the
+batch is assembled) and ``cluster_id``. The CSV files are read once and cached in ``ROOT/processed``.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from torch_geometric.data import Data
 from tqdm.auto import tqdm
 
 from . import codcluster17
+from .symmetry import cluster_automorphisms, proper_symmetries
 
 CACHE_NAME = "clusters.pt"
 SPLITS = ("train", "val", "test")
@@ -88,10 +90,14 @@ def load_cluster_tensors(root: str | Path, progress: bool = True) -> dict[str, d
     return tensors
 
 
-def global_molecule_index(batch: Tensor, mol_index: Tensor) -> Tensor:
-    """Molecule ids ``[N]`` unique across the graphs of a batch (0..M-1), from ``batch`` and per-graph ``mol_index``."""
-    combined = batch * (int(mol_index.max()) + 1) + mol_index
-    return torch.unique(combined, return_inverse=True)[1]
+class ClusterData(Data):
+    """A cluster whose ``molecule`` ids are offset by the molecules of the graphs before it when batched, so a
+    batch's ``molecule`` ``[N]`` numbers its molecules 0..M-1 once, as PyG does for edge indices."""
+
+    def __inc__(self, key: str, value, *args, **kwargs):
+        if key == "molecule":
+            return int(self.mol_index.max()) + 1
+        return super().__inc__(key, value, *args, **kwargs)
 
 
 class ClusterDataset(torch.utils.data.Dataset):
@@ -116,7 +122,31 @@ class ClusterDataset(torch.utils.data.Dataset):
         elif subset is not None:
             ids = sorted(hash_order(ids, seed)[:subset])
         self.ids = ids
-        self._items = [Data(cluster_id=cid, num_nodes=len(tensors[cid]["z"]), **tensors[cid]) for cid in ids]
+        self._automorphisms: dict[str, Tensor] = {}
+        self._items = [
+            ClusterData(
+                cluster_id=cid, num_nodes=len(tensors[cid]["z"]), molecule=tensors[cid]["mol_index"], **tensors[cid]
+            )
+            for cid in ids
+        ]
+
+    def automorphisms(self, cluster_id: str) -> Tensor:
+        """Atom permutations ``[P, n]`` of one molecule of the cluster that a rotation of the rigid molecule
+        realises (identity first): its graph automorphisms (RDKit) filtered by `proper_symmetries`.
+
+        The molecules of a cluster are symmetry images with one atom order, so one set serves all of them; a
+        cluster whose molecules differ gets the identity only. Computed once per cluster.
+        """
+        cached = self._automorphisms.get(cluster_id)
+        if cached is None:
+            item = self._items[self.ids.index(cluster_id)]
+            per_molecule = cluster_automorphisms(item.z.numpy(), item.mol_index.numpy(), item.x_s.double().numpy())
+            first = per_molecule[0]
+            same = all(p.shape == first.shape and (p == first).all() for p in per_molecule)
+            perms = torch.as_tensor(first if same else first[:1], dtype=torch.long)
+            cached = proper_symmetries(item.x_s[item.mol_index == 0], perms)
+            self._automorphisms[cluster_id] = cached
+        return cached
 
     def select(self, ids: list[str]) -> ClusterDataset:
         """The same dataset restricted to ``ids`` (in that order); items are shared, nothing is re-read."""
@@ -126,6 +156,7 @@ class ClusterDataset(torch.utils.data.Dataset):
             raise KeyError(f"{self.root}: clusters {missing} are not in this dataset")
         chosen = ClusterDataset.__new__(ClusterDataset)
         chosen.root, chosen.ids, chosen._items = self.root, list(ids), [by_id[cid] for cid in ids]
+        chosen._automorphisms = self._automorphisms
         return chosen
 
     def __len__(self) -> int:

@@ -13,6 +13,7 @@ from torch import Tensor, nn
 from torch_geometric.utils import scatter, to_dense_batch
 
 from crystalflow_core.nn.radial import CosineCutoff, GaussianRBF
+from crystalflow_core.so3 import inertial_axes
 
 _NORM_EPS = 1e-8
 
@@ -103,6 +104,28 @@ class EquivariantNorm(nn.Module):
         return self.scalar_norm(h_s), h_v / rms[:, :, None]
 
 
+class EdgeGeometry(nn.Module):
+    """Radial basis, cosine-cutoff weight and unit vector of every edge of a radius graph, and each target's
+    inverse (weighted) degree: messages are averaged over neighbours, so their scale does not grow with the
+    cutoff (the degree is invariant)."""
+
+    def __init__(self, n_rbf: int, cutoff: float) -> None:
+        super().__init__()
+        self.cutoff = cutoff
+        self.rbf = GaussianRBF(n_rbf, cutoff)
+        self.cutoff_fn = CosineCutoff(cutoff)
+
+    def forward(self, pos: Tensor, batch: Tensor, num_graphs: int) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+        """``(edges [2, E], rbf [E, R], weight [E], unit [E, 3], inverse_degree [N])`` of nodes at ``pos [N, 3]``."""
+        edges = radius_edges(pos, batch, self.cutoff, num_graphs=num_graphs)
+        source, target = edges
+        vector = pos[source] - pos[target]
+        distance = torch.sqrt((vector**2).sum(dim=-1) + _NORM_EPS)
+        weight = self.cutoff_fn(distance)
+        degree = torch.zeros(len(pos), dtype=pos.dtype, device=pos.device).index_add_(0, target, weight)
+        return edges, self.rbf(distance), weight, vector / distance[:, None], 1.0 / degree.clamp(min=1.0)
+
+
 class PaiNNVelocity(nn.Module):
     """SE(3)-equivariant velocity field `v_θ(x_t, x_w, t) [N, 3]` on batched molecular clusters.
 
@@ -114,6 +137,20 @@ class PaiNNVelocity(nn.Module):
     Scalar features start as embedding(Z) + MLP(time features) + MLP(log(1 + |x_w − x_t|)); vector features
     start as (x_w − x_t) ⊗ w with a learned per-channel weight w. The output is a bias-free linear map of the
     final vector features, one 3-vector per atom.
+
+    With `molecular_frame` (used by the rigid objective), each atom also starts with its position relative to
+    its molecule's centroid, r = x_t − c_t (a translation-invariant polar vector, as a second vector input, and
+    log(1 + |r|) as a scalar): a rotation of a molecule moves each atom along ω × r, so the network needs r
+    at every atom, not only at the far end of a message chain. The molecule's principal axes
+    (`so3.inertial_axes`, three polar vectors) are added to every atom's vector channel too, and the atom's
+    coordinates on them to its scalars: vector features alone cannot form these eigenvectors of a second-moment
+    tensor, and a rotation is far easier to express in a frame attached to the molecule.
+
+    With `molecule_cutoff` > 0 (and molecule ids), every layer also passes PaiNN messages between whole
+    molecules: nodes at the molecule centroids carry the pooled atom features, edges join centroids closer
+    than `molecule_cutoff` Å (20 Å: every pair of a 17-molecule cluster), and each molecule's message is
+    added to its atoms. This reaches across the cluster at the cost of a 17-node graph, where the atom
+    cutoff only sees the nearest contacts.
     """
 
     def __init__(
@@ -124,9 +161,13 @@ class PaiNNVelocity(nn.Module):
         cutoff: float = 5.0,
         max_z: int = 100,
         time_embedding: int = 16,
+        molecular_frame: bool = False,
+        molecule_cutoff: float = 0.0,
     ) -> None:
         super().__init__()
         self.hidden = hidden
+        self.molecular_frame = molecular_frame
+        self.molecule_cutoff = molecule_cutoff
         self.layers = layers
         self.n_rbf = n_rbf
         self.cutoff = cutoff
@@ -137,8 +178,11 @@ class PaiNNVelocity(nn.Module):
         self.time_mlp = nn.Sequential(nn.Linear(time_embedding, hidden), nn.SiLU(), nn.Linear(hidden, hidden))
         self.offset_mlp = nn.Sequential(nn.Linear(1, hidden), nn.SiLU(), nn.Linear(hidden, hidden))
         self.offset_weight = nn.Parameter(torch.ones(hidden))
-        self.rbf = GaussianRBF(n_rbf, cutoff)
-        self.cutoff_fn = CosineCutoff(cutoff)
+        if molecular_frame:
+            self.body_mlp = nn.Sequential(nn.Linear(4, hidden), nn.SiLU(), nn.Linear(hidden, hidden))
+            self.body_weight = nn.Parameter(torch.ones(hidden))
+            self.axis_weight = nn.Parameter(torch.randn(3, hidden) / math.sqrt(3))
+        self.atom_geometry = EdgeGeometry(n_rbf, cutoff)
         self.messages = nn.ModuleList(PaiNNMessage(hidden, n_rbf) for _ in range(layers))
         self.updates = nn.ModuleList(PaiNNUpdate(hidden) for _ in range(layers))
         self.message_norms = nn.ModuleList(EquivariantNorm(hidden) for _ in range(layers))
@@ -146,6 +190,11 @@ class PaiNNVelocity(nn.Module):
         self.pool_norms = nn.ModuleList(EquivariantNorm(hidden) for _ in range(layers))
         self.pool_scalar = nn.ModuleList(nn.Linear(hidden, hidden) for _ in range(layers))
         self.pool_vector = nn.ModuleList(nn.Linear(hidden, hidden, bias=False) for _ in range(layers))
+        if molecule_cutoff > 0:
+            self.molecule_geometry = EdgeGeometry(n_rbf, molecule_cutoff)
+            self.molecule_messages = nn.ModuleList(PaiNNMessage(hidden, n_rbf) for _ in range(layers))
+            self.molecule_scalar = nn.ModuleList(nn.Linear(hidden, hidden) for _ in range(layers))
+            self.molecule_vector = nn.ModuleList(nn.Linear(hidden, hidden, bias=False) for _ in range(layers))
         self.readout = nn.Linear(hidden, 1, bias=False)
 
     def describe(self) -> dict[str, float | int]:
@@ -157,6 +206,8 @@ class PaiNNVelocity(nn.Module):
             "cutoff": self.cutoff,
             "max_z": self.max_z,
             "time_embedding": self.time_embedding,
+            "molecular_frame": self.molecular_frame,
+            "molecule_cutoff": self.molecule_cutoff,
             "parameters": sum(p.numel() for p in self.parameters()),
         }
 
@@ -173,26 +224,36 @@ class PaiNNVelocity(nn.Module):
         t_features = self.time_mlp(self.time_features(t.to(x_t.dtype)))
         h_s = self.atom_embedding(numbers) + t_features[batch] + self.offset_mlp(torch.log1p(offset_norm))
         h_v = offset[:, :, None] * self.offset_weight
+        if self.molecular_frame:
+            if molecule is None:
+                raise ValueError("a molecular_frame network needs the molecule ids of its atoms")
+            body = x_t - scatter(x_t, molecule, dim=0, reduce="mean")[molecule]
+            body_norm = torch.sqrt((body**2).sum(dim=-1, keepdim=True) + _NORM_EPS)
+            axes = inertial_axes(body.detach(), molecule, int(molecule.max()) + 1)[molecule]  # [N, 3, 3]
+            principal = torch.einsum("ni,nik->nk", body, axes)  # the atom's coordinates on its molecule's axes
+            h_s = h_s + self.body_mlp(torch.cat([torch.log1p(body_norm), principal], dim=-1))
+            h_v = h_v + body[:, :, None] * self.body_weight + torch.einsum("nik,kf->nif", axes, self.axis_weight)
 
-        edges = radius_edges(x_t, batch, self.cutoff, num_graphs=t.shape[0])
-        source, target = edges
-        vector = x_t[source] - x_t[target]
-        distance = torch.sqrt((vector**2).sum(dim=-1) + _NORM_EPS)
-        unit = vector / distance[:, None]
-        rbf = self.rbf(distance)
-        weight = self.cutoff_fn(distance)
-
-        # Messages are averaged over neighbours (degree is invariant), so the scale does not grow with cutoff.
-        degree = torch.zeros(len(x_t), dtype=x_t.dtype, device=x_t.device).index_add_(0, target, weight)
-        inverse_degree = 1.0 / degree.clamp(min=1.0)
+        edges, rbf, weight, unit, inverse_degree = self.atom_geometry(x_t, batch, t.shape[0])
+        molecule_graph = None
+        if molecule is not None and self.molecule_cutoff > 0:
+            centre = scatter(x_t, molecule, dim=0, reduce="mean")
+            molecule_batch = scatter(batch, molecule, dim=0, reduce="min")
+            molecule_graph = self.molecule_geometry(centre, molecule_batch, t.shape[0])
         for layer, (message, update) in enumerate(zip(self.messages, self.updates, strict=True)):
             d_s, d_v = message(*self.message_norms[layer](h_s, h_v), edges, rbf, weight, unit)
             h_s = h_s + d_s * inverse_degree[:, None]
             h_v = h_v + d_v * inverse_degree[:, None, None]
             if molecule is not None:
                 n_s, n_v = self.pool_norms[layer](h_s, h_v)
-                h_s = h_s + self.pool_scalar[layer](scatter(n_s, molecule, dim=0, reduce="mean"))[molecule]
-                h_v = h_v + self.pool_vector[layer](scatter(n_v, molecule, dim=0, reduce="mean"))[molecule]
+                p_s, p_v = scatter(n_s, molecule, dim=0, reduce="mean"), scatter(n_v, molecule, dim=0, reduce="mean")
+                h_s = h_s + self.pool_scalar[layer](p_s)[molecule]
+                h_v = h_v + self.pool_vector[layer](p_v)[molecule]
+                if molecule_graph is not None:
+                    m_edges, m_rbf, m_weight, m_unit, m_inverse_degree = molecule_graph
+                    m_s, m_v = self.molecule_messages[layer](p_s, p_v, m_edges, m_rbf, m_weight, m_unit)
+                    h_s = h_s + self.molecule_scalar[layer](m_s * m_inverse_degree[:, None])[molecule]
+                    h_v = h_v + self.molecule_vector[layer](m_v * m_inverse_degree[:, None, None])[molecule]
             d_s, d_v = update(*self.update_norms[layer](h_s, h_v))
             h_s, h_v = h_s + d_s, h_v + d_v
         return self.readout(h_v).squeeze(-1)

@@ -1,6 +1,7 @@
-"""Probability paths (training objectives) from x_w to x_s and their registry: lerp, ve, vp, gnn_md."""
+"""Training objectives from x_w to x_s and their registry: lerp, ve, vp, gnn_md (probability paths), rigid."""
 
 from crystalflow_core.paths.base import (
+    Objective,
     PathCoefficients,
     PathSample,
     ProbabilityPath,
@@ -9,19 +10,21 @@ from crystalflow_core.paths.base import (
 )
 from crystalflow_core.paths.direct import DirectPath
 from crystalflow_core.paths.lerp import LerpPath
+from crystalflow_core.paths.rigid import RigidPath
 from crystalflow_core.paths.ve import VEPath
 from crystalflow_core.paths.vp import VPPath
 
-_REGISTRY: dict[str, type[ProbabilityPath]] = {
+_REGISTRY: dict[str, type[Objective]] = {
     "lerp": LerpPath,
     "ve": VEPath,
     "vp": VPPath,
     "gnn_md": DirectPath,
+    "rigid": RigidPath,
 }
 PATHS = tuple(_REGISTRY)
 
 
-def get_path(name: str, **kwargs: float | str) -> ProbabilityPath:
+def get_path(name: str, **kwargs: float | str) -> Objective:
     """Build the path registered as `name` (one of `PATHS`) with keyword parameters, e.g. `sigma_min=1e-4` or
     `prediction="velocity"`."""
     if name not in _REGISTRY:
@@ -33,9 +36,11 @@ __all__ = [
     "PATHS",
     "DirectPath",
     "LerpPath",
+    "Objective",
     "PathCoefficients",
     "PathSample",
     "ProbabilityPath",
+    "RigidPath",
     "VEPath",
     "VPPath",
     "VelocityModel",

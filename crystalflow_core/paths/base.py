@@ -49,8 +49,8 @@ def _atom_column(t_atom: Tensor) -> Tensor:
     return t_atom.reshape(-1, 1)
 
 
-class ProbabilityPath(ABC):
-    """A Gaussian conditional probability path p_t(x | x_s, x_w) = N(a_t x_s + b_t x_w, σ_t² I)."""
+class Objective(ABC):
+    """What training and sampling need of an objective: a name, a loss, and the sampler that fits it."""
 
     name: str
     deterministic: bool = False
@@ -58,6 +58,31 @@ class ProbabilityPath(ABC):
     """Sampler that `crystalflow_core.sampling.sample` picks for `method="auto"`, one of its methods."""
     default_steps: int = 20
     """Steps that `crystalflow_core.sampling.sample` takes with the default sampler when none are given."""
+    network_options: dict[str, bool] = {}
+    """Extra options of `PaiNNVelocity` that this objective's network needs."""
+    training_defaults: dict[str, float] = {"epochs": 30, "molecule_cutoff": 0.0}
+    """`TrainConfig` settings that default per objective (a config that leaves them `None` takes these)."""
+
+    @abstractmethod
+    def loss(
+        self,
+        model: VelocityModel,
+        numbers: Tensor,
+        x_w: Tensor,
+        x_s: Tensor,
+        batch: Tensor,
+        generator: torch.Generator | None = None,
+        molecule: Tensor | None = None,
+        automorphisms: list[Tensor] | None = None,
+    ) -> Tensor:
+        """Training loss of one batch: `numbers [N]`, `x_w`, `x_s [N, 3]`, `batch [N]`, `molecule [N]` global
+        molecule ids, and per graph the atom permutations `[P, n]` of its molecules that leave them unchanged
+        (`automorphisms`, used by objectives that score molecules as rigid bodies)."""
+
+
+class ProbabilityPath(Objective):
+    """A Gaussian conditional probability path p_t(x | x_s, x_w) = N(a_t x_s + b_t x_w, σ_t² I)."""
+
     prediction: str = "velocity"
     """How the network is read: "velocity" (it sees x_t and outputs v_θ) or "crystal" (it sees a posterior mean
     of x_s and outputs a scaled correction to it, which `field` turns into v_θ; see there)."""
@@ -76,6 +101,20 @@ class ProbabilityPath(ABC):
     @abstractmethod
     def coefficients(self, t: Tensor) -> PathCoefficients:
         """Coefficients a, b, σ and their t-derivatives at times `t` (any shape)."""
+
+    def loss(
+        self,
+        model: VelocityModel,
+        numbers: Tensor,
+        x_w: Tensor,
+        x_s: Tensor,
+        batch: Tensor,
+        generator: torch.Generator | None = None,
+        molecule: Tensor | None = None,
+        automorphisms: list[Tensor] | None = None,
+    ) -> Tensor:
+        """The CFM loss (`flow_matching_loss`); atoms move freely here, so `automorphisms` are not used."""
+        return flow_matching_loss(model, self, numbers, x_w, x_s, batch, generator=generator, molecule=molecule)
 
     def sample_t(
         self, n_graphs: int, generator: torch.Generator | None = None, device: torch.device | None = None
@@ -133,6 +172,31 @@ class ProbabilityPath(ABC):
         mean = x_w + c.a * prior_var / denominator * (x - (c.a + c.b) * x_w)
         return mean, self.data_scale * c.sigma / torch.sqrt(denominator)
 
+    def predict_crystal(
+        self,
+        model: VelocityModel,
+        numbers: Tensor,
+        x: Tensor,
+        x_w: Tensor,
+        t: Tensor,
+        batch: Tensor,
+        molecule: Tensor | None = None,
+    ) -> Tensor:
+        """The network's estimate x̂_s `[N, 3]` of the crystal at `x [N, 3]` and per-graph times `t [B]`.
+
+        `prediction == "crystal"`: the network sees the posterior mean m of `posterior` in place of x (a sensible
+        geometry at every noise level, where x itself is x_w plus up to 20 Å of noise at the start of the
+        diffusion paths) and its output o is read as x̂_s = m + s·o, so it only has to supply a correction of
+        order one at every noise level. `"velocity"`: the network's output is a velocity, and x̂_s is the end
+        point it points to (`crystal_from_velocity`). `molecule [N]` is passed on when given.
+        """
+        extra = {} if molecule is None else {"molecule": molecule}
+        t_atom = t[batch]
+        if self.prediction == "velocity":
+            return self.crystal_from_velocity(model(numbers, x, x_w, t, batch, **extra), x, x_w, t_atom)
+        mean, spread = self.posterior(x, x_w, t_atom)
+        return mean + spread * model(numbers, mean, x_w, t, batch, **extra)
+
     def field(
         self,
         model: VelocityModel,
@@ -145,21 +209,16 @@ class ProbabilityPath(ABC):
     ) -> Tensor:
         """The learned velocity v_θ `[N, 3]` at `x [N, 3]` and per-graph times `t [B]`, read from the network.
 
-        `prediction == "velocity"`: the network sees x and its output is v_θ. `"crystal"`: the network sees the
-        posterior mean m of `posterior` in place of x (a sensible geometry at every noise level, where x itself
-        is x_w plus up to 20 Å of noise at the start of the diffusion paths) and its output o is read as
-        x̂_s = m + s·o, so it only has to supply a correction of order one at every noise level; the velocity is
-        the exact conditional field towards x̂_s, u_t(x | x̂_s). A velocity would otherwise hold x_s only as a
-        tiny multiple next to a large noise term (VP at t = 0: 0.07 x_s). With this reading the CFM loss (Eq. 23)
-        is unchanged; it becomes a time-weighted squared error of x̂_s. `molecule [N]` is passed on when given.
+        `prediction == "velocity"`: the network's output is v_θ. `"crystal"`: the exact conditional field
+        towards the network's crystal x̂_s (`predict_crystal`), u_t(x | x̂_s). A velocity would otherwise hold x_s
+        only as a tiny multiple next to a large noise term (VP at t = 0: 0.07 x_s). With this reading the CFM
+        loss (Eq. 23) is unchanged; it becomes a time-weighted squared error of x̂_s.
         """
-        extra = {} if molecule is None else {"molecule": molecule}
         if self.prediction == "velocity":
+            extra = {} if molecule is None else {"molecule": molecule}
             return model(numbers, x, x_w, t, batch, **extra)
-        t_atom = t[batch]
-        mean, spread = self.posterior(x, x_w, t_atom)
-        output = model(numbers, mean, x_w, t, batch, **extra)
-        return self.conditional_velocity(x, x_w, mean + spread * output, t_atom)
+        x_s = self.predict_crystal(model, numbers, x, x_w, t, batch, molecule)
+        return self.conditional_velocity(x, x_w, x_s, t[batch])
 
     def crystal_from_velocity(self, v: Tensor, x: Tensor, x_w: Tensor, t_atom: Tensor) -> Tensor:
         """The end point x̂_s `[N, 3]` that a velocity `v [N, 3]` at `x [N, 3]` points to on this path.
@@ -175,15 +234,18 @@ class ProbabilityPath(ABC):
     def prior(self, x_w: Tensor, generator: torch.Generator | None = None) -> Tensor:
         """Starting coordinates `[N, 3]` at t = 0 for sampling, given x_w `[N, 3]`."""
 
-    def score_from_velocity(self, v: Tensor, x: Tensor, x_w: Tensor, t_atom: Tensor) -> Tensor:
-        """Score ∇ log p_t(x) `[N, 3]` implied by a velocity `v [N, 3]` at `x [N, 3]`.
+    def score_from_crystal(self, x_s: Tensor, x: Tensor, x_w: Tensor, t_atom: Tensor) -> Tensor:
+        """Score ∇ log p_t(x) `[N, 3]` at `x [N, 3]` implied by a crystal estimate `x_s [N, 3]`.
 
-        With x̂_s from `crystal_from_velocity`, ε = (x − a x̂_s − b x_w) / σ and the score is −ε/σ. For the exact
-        conditional velocity this is the conditional score; for a learned (marginal) velocity, the marginal score.
+        ε = (x − a x_s − b x_w) / σ and the score is −ε/σ. For the true x_s this is the conditional score; for a
+        learned estimate of E[x_s | x_t = x, x_w], the marginal score.
         """
         c = self.coefficients(_atom_column(t_atom).to(x.dtype))
-        x_s = self.crystal_from_velocity(v, x, x_w, t_atom)
         return -(x - c.a * x_s - c.b * x_w) / c.sigma**2
+
+    def score_from_velocity(self, v: Tensor, x: Tensor, x_w: Tensor, t_atom: Tensor) -> Tensor:
+        """Score `[N, 3]` implied by a velocity `v [N, 3]` at `x [N, 3]`, via its end point x̂_s."""
+        return self.score_from_crystal(self.crystal_from_velocity(v, x, x_w, t_atom), x, x_w, t_atom)
 
     def diffusion_coefficient(self, t: Tensor) -> Tensor:
         """g(t) of the reverse-time SDE dx = [v + ½g² ∇log p_t] dt + g dW, shaped like `t`."""
