@@ -326,7 +326,7 @@ def add_report_arguments(parser: argparse.ArgumentParser) -> None:
         choices=SCALES,
         default="smoke",
         help="smoke: tiny data and model, minutes on a CPU; default: the notebooks' full "
-        "defaults, all four methods (default: %(default)s)",
+        "defaults, every objective (default: %(default)s)",
     )
     parser.add_argument("--out", type=Path, default=Path("reports"), help="HTML output (default: %(default)s)")
     parser.add_argument(
