@@ -37,6 +37,7 @@ import torch
 from ase.data import chemical_symbols
 from scipy.optimize import linear_sum_assignment
 
+from crystalflow_core import so3
 from crystalflow_core.data.symmetry import closest_automorphic, cluster_automorphisms, molecule_bonds
 
 #: Molecules in OXtalign's packing shell, as in COMPACK and OXtal.
@@ -153,13 +154,13 @@ def packing_similarity(x_pred: np.ndarray | torch.Tensor, reference: Reference) 
 
 
 def kabsch(mobile: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The proper rotation ``R`` and translation ``t`` minimising ``|mobile @ R.T + t - target|``, both ``[n, 3]``."""
-    mobile_mean, target_mean = mobile.mean(axis=0), target.mean(axis=0)
-    h = (mobile - mobile_mean).T @ (target - target_mean)
-    u, _, vt = np.linalg.svd(h)
-    d = np.sign(np.linalg.det(vt.T @ u.T)) or 1.0
-    rotation = vt.T @ np.diag([1.0, 1.0, d]) @ u.T
-    return rotation, target_mean - mobile_mean @ rotation.T
+    """The proper rotation ``R`` and translation ``t`` minimising ``|mobile @ R.T + t - target|``, both ``[n, 3]``
+    (`so3.kabsch` on one body)."""
+    mobile_mean = mobile.mean(axis=0)
+    one_body = torch.zeros(len(mobile), dtype=torch.long)
+    rotation, centre = so3.kabsch(torch.from_numpy(mobile - mobile_mean), torch.from_numpy(target), one_body, 1)
+    rotation = rotation[0].numpy()
+    return rotation, centre[0].numpy() - mobile_mean @ rotation.T
 
 
 def _principal_rotations(mobile: np.ndarray, target: np.ndarray) -> list[np.ndarray]:

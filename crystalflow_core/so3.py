@@ -13,7 +13,7 @@ from torch_geometric.utils import scatter
 
 from .data.noise import molecule_centroids
 
-#: Small regulariser of near-singular Kabsch problems (Å²), e.g. a prediction collapsed onto its centroid.
+#: Floor of the quaternion divisor 4 q_k² in `matrix_to_quaternion` (never reached for a rotation matrix).
 _EPS = 1e-12
 
 

@@ -125,8 +125,8 @@ def redraw_weak(batch, noise: NoiseConfig, generator: torch.Generator) -> torch.
 def batch_loss(
     model, path: Objective, batch, dataset: ClusterDataset, x_w: torch.Tensor, generator: torch.Generator | None = None
 ) -> torch.Tensor:
-    """The objective's loss on one PyG batch of ``dataset``, with its molecules' automorphisms."""
-    automorphisms = [dataset.automorphisms(cid) for cid in batch.cluster_id]
+    """The objective's loss on one PyG batch of ``dataset``, with its molecules' automorphisms if it uses them."""
+    automorphisms = [dataset.automorphisms(cid) for cid in batch.cluster_id] if path.uses_automorphisms else None
     return path.loss(
         model,
         batch.z,

@@ -224,10 +224,11 @@ class PaiNNVelocity(nn.Module):
         t_features = self.time_mlp(self.time_features(t.to(x_t.dtype)))
         h_s = self.atom_embedding(numbers) + t_features[batch] + self.offset_mlp(torch.log1p(offset_norm))
         h_v = offset[:, :, None] * self.offset_weight
+        if self.molecular_frame and molecule is None:
+            raise ValueError("a molecular_frame network needs the molecule ids of its atoms")
+        centre = None if molecule is None else scatter(x_t, molecule, dim=0, reduce="mean")
         if self.molecular_frame:
-            if molecule is None:
-                raise ValueError("a molecular_frame network needs the molecule ids of its atoms")
-            body = x_t - scatter(x_t, molecule, dim=0, reduce="mean")[molecule]
+            body = x_t - centre[molecule]
             body_norm = torch.sqrt((body**2).sum(dim=-1, keepdim=True) + _NORM_EPS)
             axes = inertial_axes(body.detach(), molecule, int(molecule.max()) + 1)[molecule]  # [N, 3, 3]
             principal = torch.einsum("ni,nik->nk", body, axes)  # the atom's coordinates on its molecule's axes
@@ -237,7 +238,6 @@ class PaiNNVelocity(nn.Module):
         edges, rbf, weight, unit, inverse_degree = self.atom_geometry(x_t, batch, t.shape[0])
         molecule_graph = None
         if molecule is not None and self.molecule_cutoff > 0:
-            centre = scatter(x_t, molecule, dim=0, reduce="mean")
             molecule_batch = scatter(batch, molecule, dim=0, reduce="min")
             molecule_graph = self.molecule_geometry(centre, molecule_batch, t.shape[0])
         for layer, (message, update) in enumerate(zip(self.messages, self.updates, strict=True)):

@@ -60,6 +60,8 @@ class Objective(ABC):
     """Steps that `crystalflow_core.sampling.sample` takes with the default sampler when none are given."""
     network_options: dict[str, bool] = {}
     """Extra options of `PaiNNVelocity` that this objective's network needs."""
+    uses_automorphisms: bool = False
+    """Whether `loss` reads the molecules' `automorphisms` (training computes them only then)."""
     training_defaults: dict[str, float] = {"epochs": 30, "molecule_cutoff": 0.0}
     """`TrainConfig` settings that default per objective (a config that leaves them `None` takes these)."""
 
@@ -242,10 +244,6 @@ class ProbabilityPath(Objective):
         """
         c = self.coefficients(_atom_column(t_atom).to(x.dtype))
         return -(x - c.a * x_s - c.b * x_w) / c.sigma**2
-
-    def score_from_velocity(self, v: Tensor, x: Tensor, x_w: Tensor, t_atom: Tensor) -> Tensor:
-        """Score `[N, 3]` implied by a velocity `v [N, 3]` at `x [N, 3]`, via its end point x̂_s."""
-        return self.score_from_crystal(self.crystal_from_velocity(v, x, x_w, t_atom), x, x_w, t_atom)
 
     def diffusion_coefficient(self, t: Tensor) -> Tensor:
         """g(t) of the reverse-time SDE dx = [v + ½g² ∇log p_t] dt + g dW, shaped like `t`."""

@@ -37,5 +37,5 @@ class DirectPath(ProbabilityPath):
         """x_w itself (a copy)."""
         return x_w.clone()
 
-    def score_from_velocity(self, v: Tensor, x: Tensor, x_w: Tensor, t_atom: Tensor) -> Tensor:
+    def score_from_crystal(self, x_s: Tensor, x: Tensor, x_w: Tensor, t_atom: Tensor) -> Tensor:
         raise NotImplementedError("the direct (gnn_md) path is deterministic and has no score")
