@@ -1,20 +1,51 @@
-"""``crystalflow`` command line: curate, train, sample, evaluate. A stable contract for scripts and notebooks."""
+"""``crystalflow`` command line: curate, train, sample, evaluate. A stable contract for scripts and notebooks.
+
+A bad option value stops a command at once with one line naming the option and exit status 2: argparse checks each
+value on its own, :mod:`~crystalflow_core.params` the values that depend on files (``--data``, ``--run``, ...).
+Bad input found later (a corrupted checkpoint, a malformed cluster file) is reported the same way. Any other
+exception is a bug: it keeps its traceback.
+"""
 
 from __future__ import annotations
 
 import argparse
+import math
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pandas as pd
 
+from . import params
 from .data.codcluster17 import ClusterFileError
-from .errors import CurationError
+from .errors import CurationError, InputError, ParameterError
 from .paths import PATHS
 from .sampling import METHODS
 
-EXPECTED_ERRORS = (FileNotFoundError, ValueError, CurationError, ClusterFileError, KeyError)
+#: Errors that describe bad input and print as one line; everything else is unexpected and keeps its traceback.
+EXPECTED_ERRORS = (InputError, CurationError, ClusterFileError)
+
+
+def _bounded(kind: type, low: float, high: float = math.inf, *, above: bool = False, what: str) -> Callable:
+    """An argparse ``type``: a finite ``kind`` number in ``[low, high]`` (``(low, high]`` with ``above``)."""
+
+    def parse(text: str) -> int | float:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {what}") from None
+        if not math.isfinite(value) or not low <= value <= high or (above and value == low):
+            raise argparse.ArgumentTypeError(f"{text!r} is not {what}")
+        return value
+
+    return parse
+
+
+POSITIVE_INT = _bounded(int, 0, above=True, what="a positive integer")
+NON_NEGATIVE_INT = _bounded(int, 0, what="a non-negative integer")
+POSITIVE_FLOAT = _bounded(float, 0, above=True, what="a positive number")
+NON_NEGATIVE_FLOAT = _bounded(float, 0, what="a number >= 0")
+ANGLE = _bounded(float, 0, 180, what="an angle in [0, 180] degrees")
 
 
 def _add_curate(sub) -> None:
@@ -35,21 +66,21 @@ def _add_curate(sub) -> None:
     p.add_argument(
         "--inversion", action="store_true", help="also invert each molecule through its centroid with probability 0.5"
     )
-    p.add_argument("--seed", type=int, default=0, help="seed of the rigid noise (default: %(default)s)")
-    p.add_argument("--workers", type=int, default=None, help="worker processes (default: all cores)")
+    p.add_argument("--seed", type=NON_NEGATIVE_INT, default=0, help="seed of the rigid noise (default: %(default)s)")
+    p.add_argument("--workers", type=POSITIVE_INT, default=None, help="worker processes (default: all cores)")
     p.add_argument(
         "--rotation-deg",
-        type=float,
+        type=ANGLE,
         default=180.0,
         help="largest rotation of a molecule about its centroid; 180 = uniform over SO(3) (default: %(default)s)",
     )
     p.add_argument(
         "--translation-sigma",
-        type=float,
+        type=NON_NEGATIVE_FLOAT,
         default=1.0,
         help="std. dev. (Å, per axis) of each centroid's random displacement (default: %(default)s)",
     )
-    p.add_argument("--limit", type=int, default=None, help="curate only the first N input structures")
+    p.add_argument("--limit", type=POSITIVE_INT, default=None, help="curate only the first N input structures")
 
 
 def _add_train(sub) -> None:
@@ -67,29 +98,37 @@ def _add_train(sub) -> None:
         "--path", required=True, choices=PATHS, help="objective: LERP flow, VE/VP diffusion, GNN-MD, rigid-body flow"
     )
     p.add_argument("--out", required=True, type=Path, help="run directory (checkpoint, config, history)")
-    p.add_argument("--seed", type=int, default=d.seed, help="seed of split, init and noise (default: %(default)s)")
-    p.add_argument("--subset", type=int, default=None, help="use only the first N clusters (nested subsets)")
-    p.add_argument("--epochs", type=int, default=None, help="default: per objective (rigid 60, others 30)")
-    p.add_argument("--batch-size", type=int, default=d.batch_size, help="default: %(default)s")
-    p.add_argument("--lr", type=float, default=d.lr, help="peak AdamW learning rate (default: %(default)s)")
-    p.add_argument("--hidden", type=int, default=d.hidden, help="PaiNN feature width (default: %(default)s)")
-    p.add_argument("--layers", type=int, default=d.layers, help="PaiNN layers (default: %(default)s)")
+    p.add_argument(
+        "--seed", type=NON_NEGATIVE_INT, default=d.seed, help="seed of split, init and noise (default: %(default)s)"
+    )
+    p.add_argument("--subset", type=POSITIVE_INT, default=None, help="use only the first N clusters (nested subsets)")
+    p.add_argument("--epochs", type=POSITIVE_INT, default=None, help="default: per objective (rigid 60, others 30)")
+    p.add_argument("--batch-size", type=POSITIVE_INT, default=d.batch_size, help="default: %(default)s")
+    p.add_argument("--lr", type=POSITIVE_FLOAT, default=d.lr, help="peak AdamW learning rate (default: %(default)s)")
+    p.add_argument("--hidden", type=POSITIVE_INT, default=d.hidden, help="PaiNN feature width (default: %(default)s)")
+    p.add_argument("--layers", type=POSITIVE_INT, default=d.layers, help="PaiNN layers (default: %(default)s)")
     p.add_argument(
         "--cutoff",
-        type=float,
+        type=POSITIVE_FLOAT,
         default=d.cutoff,
         help="neighbour cutoff in Å; the paper used 20–50 (default: %(default)s)",
     )
     p.add_argument(
         "--molecule-cutoff",
-        type=float,
+        type=NON_NEGATIVE_FLOAT,
         default=None,
         help="also pass messages between molecule centroids closer than this (Å; 0: off) "
         "(default: per objective, rigid 20, others 0)",
     )
     p.add_argument("--device", default=d.device, help="'auto' (CUDA when present), 'cpu', 'cuda', ...")
-    p.add_argument("--checkpoint-every", type=int, default=d.checkpoint_every, help="steps between checkpoints")
-    p.add_argument("--augment", action="store_true", help="redraw the rigid noise of x_w every epoch")
+    p.add_argument(
+        "--checkpoint-every", type=POSITIVE_INT, default=d.checkpoint_every, help="steps between checkpoints"
+    )
+    p.add_argument(
+        "--augment",
+        action="store_true",
+        help="redraw x_w at every step with the rigid noise the data were curated with (their curation.json)",
+    )
 
 
 def _add_sample(sub) -> None:
@@ -102,11 +141,11 @@ def _add_sample(sub) -> None:
     p.add_argument("--run", required=True, type=Path, help="run directory written by crystalflow train")
     p.add_argument("--data", required=True, type=Path, help="curated directory")
     p.add_argument("--split", default="test", choices=("train", "val", "test"), help="default: %(default)s")
-    p.add_argument("--samples", type=int, default=1, help="samples per cluster, K (default: %(default)s)")
+    p.add_argument("--samples", type=POSITIVE_INT, default=1, help="samples per cluster, K (default: %(default)s)")
     p.add_argument("--out", required=True, type=Path, help="output directory for predictions")
     p.add_argument(
         "--steps",
-        type=int,
+        type=POSITIVE_INT,
         default=None,
         help="solver steps (default with --method auto: one step, i.e. the model's conditional mean of x_s — "
         "an Euler step for lerp, a DDIM step for ve/vp; rigid 10; other methods: 20, sde 100); more steps draw "
@@ -120,9 +159,9 @@ def _add_sample(sub) -> None:
         "for rigid (its only sampler); sde: reverse SDE (ve/vp)",
     )
     p.add_argument("--trajectories", action="store_true", help="also store every sampled trajectory")
-    p.add_argument("--batch-size", type=int, default=8, help="default: %(default)s")
+    p.add_argument("--batch-size", type=POSITIVE_INT, default=8, help="default: %(default)s")
     p.add_argument("--device", default="auto", help="default: %(default)s")
-    p.add_argument("--seed", type=int, default=0, help="sampling seed (default: %(default)s)")
+    p.add_argument("--seed", type=NON_NEGATIVE_INT, default=0, help="sampling seed (default: %(default)s)")
 
 
 def _add_evaluate(sub) -> None:
@@ -167,13 +206,11 @@ def build_parser() -> argparse.ArgumentParser:
 def run_curate(args: argparse.Namespace) -> None:
     from .data.curate import CurationSettings, curate
     from .data.noise import NoiseConfig
-    from .data.sources import resolve_refs
 
-    refs = resolve_refs(args.source)
-    if args.limit is not None:
-        refs = refs[: args.limit]
+    refs = params.check_source("--source", args.source, args.limit)
     noise = NoiseConfig(args.rotation_deg, args.translation_sigma, args.inversion)
-    manifest = curate(refs, args.out, CurationSettings(seed=args.seed, noise=noise), workers=args.workers)
+    settings = CurationSettings(seed=args.seed, noise=noise)
+    manifest = curate(refs, params.check_out_dir("--out", args.out), settings, workers=args.workers)
     counts = manifest["status"].value_counts()
     print(f"{len(manifest)} structures: " + ", ".join(f"{n} {status}" for status, n in counts.items()))
     skipped = manifest[manifest["status"] != "curated"]
@@ -186,6 +223,9 @@ def run_curate(args: argparse.Namespace) -> None:
 def run_train(args: argparse.Namespace) -> None:
     from .train import TrainConfig, train
 
+    params.check_subset("--subset", args.subset, params.check_data_dir("--data", args.data))
+    params.check_device("--device", args.device)
+    params.check_out_dir("--out", args.out)
     config = TrainConfig(
         data=str(args.data),
         out=str(args.out),
@@ -214,11 +254,17 @@ def run_sample(args: argparse.Namespace) -> None:
     from .paths import get_path
     from .train import load_model, resolve_device
 
-    model, config = load_model(args.run, resolve_device(args.device))
-    dataset = ClusterDataset(args.data, split=args.split, seed=config.seed, subset=config.subset)
+    run = params.check_run_dir("--run", args.run)
+    data = params.check_data_dir("--data", args.data)
+    params.check_out_dir("--out", args.out)
+    model, config = load_model(run, resolve_device(params.check_device("--device", args.device)))
+    path = get_path(config.path, **config.path_kwargs)
+    params.check_sampler("--method", args.method, path)
+    _check_run_data(run, config.subset, data)
+    dataset = ClusterDataset(data, split=args.split, seed=config.seed, subset=config.subset)
     predictions = predict_dataset(
         model,
-        get_path(config.path, **config.path_kwargs),
+        path,
         dataset,
         samples=args.samples,
         steps=args.steps,
@@ -231,10 +277,23 @@ def run_sample(args: argparse.Namespace) -> None:
     print(f"wrote {args.samples} sample(s) for {len(dataset)} {args.split} clusters to {args.out}")
 
 
-def run_evaluate(args: argparse.Namespace) -> None:
-    from .records import METHOD_LABELS, metric_means, score_evaluation, summary_rows
+def _check_run_data(run: Path, subset: int | None, data: Path) -> None:
+    """``--data`` holds at least the ``subset`` of clusters that the run was trained on (its splits need them)."""
+    from .data.codcluster17 import list_cluster_ids
 
-    scored = score_evaluation(args.truth, args.pred)
+    available = len(list_cluster_ids(data))
+    if subset is not None and subset > available:
+        raise ParameterError("--data", str(data), f"{available} clusters, fewer than the subset={subset} of {run}")
+
+
+def run_evaluate(args: argparse.Namespace) -> None:
+    from .records import METHOD_LABELS, PER_CLUSTER, atomic_open, metric_means, score_evaluation, summary_rows
+
+    truth = params.check_data_dir("--truth", args.truth)
+    pred = params.check_predictions_dir("--pred", args.pred)
+    if args.out is not None:
+        params.check_out_dir("--out", args.out)
+    scored = score_evaluation(truth, pred)
     per_cluster = scored["prediction"]
     means = {METHOD_LABELS.get(name, name): metric_means(frame) for name, frame in scored.items()}
     with pd.option_context("display.float_format", "{:.3f}".format, "display.width", 200):
@@ -242,14 +301,20 @@ def run_evaluate(args: argparse.Namespace) -> None:
         print(summary_rows(means).to_string())
     if args.out is not None:
         args.out.mkdir(parents=True, exist_ok=True)
-        per_cluster.to_csv(args.out / "per_cluster.csv", index=False)
-        pd.DataFrame(means).T.to_csv(args.out / "summary.csv", index_label="method")
+        with atomic_open(args.out / PER_CLUSTER) as handle:
+            per_cluster.to_csv(handle, index=False)
+        with atomic_open(args.out / "summary.csv") as handle:
+            pd.DataFrame(means).T.to_csv(handle, index_label="method")
         print(f"wrote {args.out}/per_cluster.csv and {args.out}/summary.csv")
 
 
 def run_report(args: argparse.Namespace) -> int:
     from .report import run_report as build
 
+    params.check_source("--source", args.source)
+    params.check_out_dir("--out", args.out)
+    if args.work is not None:
+        params.check_out_dir("--work", args.work)
     return build(args)
 
 

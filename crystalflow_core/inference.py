@@ -15,6 +15,7 @@ from tqdm.auto import tqdm
 from . import metrics
 from .data import codcluster17
 from .data.dataset import ClusterDataset
+from .params import check_predictions_dir
 from .paths import ProbabilityPath
 from .sampling import sample
 
@@ -101,12 +102,12 @@ def write_predictions(out_dir: str | Path, dataset: ClusterDataset, predictions:
 def score_predictions(truth_dir: str | Path, pred_dir: str | Path) -> pd.DataFrame:
     """Per-cluster metrics of every prediction found under ``pred_dir`` against the clusters in ``truth_dir``.
 
-    Works for any model's output in the COD-Cluster17 layout. A prediction whose atoms differ from the truth
-    raises an error naming both files.
+    Works for any model's output in the COD-Cluster17 layout. No predictions raise a
+    :class:`~crystalflow_core.errors.ParameterError`; a prediction whose atoms differ from the truth raises an
+    error naming both files.
     """
+    check_predictions_dir("pred_dir", pred_dir)
     predictions = codcluster17.list_predictions(pred_dir)
-    if not predictions:
-        raise FileNotFoundError(f"{pred_dir}: no {codcluster17.PREDICTED_DIR}/*_cluster16_pred*.csv files")
     records = []
     for cid, paths in predictions.items():
         truth = codcluster17.read_cluster(truth_dir, cid)

@@ -1,26 +1,22 @@
 """Checks of notebook and report parameters, so a bad value stops a run at once with a message naming it.
 
-Every check raises :class:`ParameterError` (a ``ValueError``) whose message starts with ``name=value``, e.g.
-``path='sde': must be one of lerp, ve, vp, gnn_md``.
+Every check raises :class:`~crystalflow_core.errors.ParameterError` (a ``ValueError``) whose message starts with
+``name=value``, e.g. ``path='sde': must be one of lerp, ve, vp, gnn_md``. The command line uses the same checks
+with the option as the name (``--data=...``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import json
+import os
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from .data import codcluster17
+from .errors import ParameterError  # also reached as ``params.ParameterError`` by notebooks
 
 #: Where notebooks put the bundled default data when no ``data_dir`` is given (git-ignored).
 DEFAULT_DATA_ROOT = Path("data_out")
-
-
-class ParameterError(ValueError):
-    """A parameter value that cannot work; the message names the parameter."""
-
-    def __init__(self, name: str, value: object, problem: str) -> None:
-        super().__init__(f"{name}={value!r}: {problem}")
-        self.name = name
 
 
 def check_choice(name: str, value: object, choices: Iterable[object]) -> object:
@@ -31,9 +27,17 @@ def check_choice(name: str, value: object, choices: Iterable[object]) -> object:
     return value
 
 
+def check_list(name: str, values: object) -> list:
+    """``values`` as a list: a list, tuple or other iterable, but no text or mapping (papermill's ``-p`` passes
+    text; a list is given with ``-y``)."""
+    if isinstance(values, (str, bytes, Mapping)) or not isinstance(values, Iterable):
+        raise ParameterError(name, values, f"must be a list (with papermill: -y '{name}: [...]')")
+    return list(values)
+
+
 def check_choices(name: str, values: Iterable[object], choices: Iterable[object]) -> list:
     """``values`` as a non-empty list if every one is among ``choices``."""
-    values, choices = list(values), tuple(choices)
+    values, choices = check_list(name, values), tuple(choices)
     unknown = [v for v in values if v not in choices]
     if unknown or not values:
         problem = f"unknown {unknown}" if unknown else "empty"
@@ -43,7 +47,7 @@ def check_choices(name: str, values: Iterable[object], choices: Iterable[object]
 
 def check_subsets(name: str, values: Iterable[int | None]) -> list:
     """A non-empty list of subset sizes: positive integers or ``None`` (all clusters)."""
-    values = list(values)
+    values = check_list(name, values)
     if not values or any(v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1) for v in values):
         raise ParameterError(name, values, "must be a non-empty list of positive integers or None")
     return values
@@ -51,7 +55,7 @@ def check_subsets(name: str, values: Iterable[int | None]) -> list:
 
 def check_seeds(name: str, values: Iterable[int]) -> list[int]:
     """A non-empty list of non-negative integer seeds."""
-    values = list(values)
+    values = check_list(name, values)
     if not values or any(isinstance(v, bool) or not isinstance(v, int) or v < 0 for v in values):
         raise ParameterError(name, values, "must be a non-empty list of non-negative integers")
     return values
@@ -65,9 +69,50 @@ def check_positive(name: str, value: object, kind: type = int) -> int | float:
     return value
 
 
+def check_optional_positive(name: str, value: object, kind: type = int) -> int | float | None:
+    """``None`` or a positive ``int`` (``float``): :func:`check_positive`."""
+    return None if value is None else check_positive(name, value, kind)
+
+
+def check_bool(name: str, value: object) -> bool:
+    """``True`` or ``False``, nothing else (not 0, 1 or the text ``'yes'``)."""
+    if not isinstance(value, bool):
+        raise ParameterError(name, value, "must be True or False")
+    return value
+
+
+def check_path(name: str, value: object) -> Path:
+    """``value`` as a :class:`~pathlib.Path` if it is text or a path (not a number, list, ``None``, ...)."""
+    if not isinstance(value, (str, os.PathLike)):
+        raise ParameterError(name, value, "must be a path (a string)")
+    return Path(value)
+
+
+def check_seed(name: str, value: object) -> int:
+    """A non-negative integer seed."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ParameterError(name, value, "must be a non-negative integer")
+    return value
+
+
+def check_device(name: str, value: str) -> str:
+    """``"auto"`` or a torch device name that exists here (CUDA only where it is available)."""
+    import torch
+
+    if value == "auto":
+        return value
+    try:
+        resolved = torch.device(value)
+    except (RuntimeError, TypeError) as error:
+        raise ParameterError(name, value, f"not a device ({error}); use 'auto', 'cpu' or 'cuda'") from error
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise ParameterError(name, value, "CUDA is not available here (use 'auto' or 'cpu')")
+    return value
+
+
 def check_data_dir(name: str, value: str | Path) -> Path:
     """An existing curated directory (COD-Cluster17 layout with at least one cluster)."""
-    path = Path(value)
+    path = check_path(name, value)
     if not path.is_dir():
         raise ParameterError(name, str(value), "directory does not exist (curate it first: crystalflow curate)")
     if not codcluster17.list_cluster_ids(path):
@@ -77,9 +122,38 @@ def check_data_dir(name: str, value: str | Path) -> Path:
 
 def check_run_dir(name: str, value: str | Path) -> Path:
     """A training run directory holding ``checkpoint.pt``."""
-    path = Path(value)
+    path = check_path(name, value)
     if not (path / "checkpoint.pt").is_file():
         raise ParameterError(name, str(value), "no checkpoint.pt there (train first: notebook 03 or crystalflow train)")
+    return path
+
+
+def check_predictions_dir(name: str, value: str | Path) -> Path:
+    """A directory holding predictions in the COD-Cluster17 layout (``PredictedPositions/*_pred{k}.csv``)."""
+    path = check_path(name, value)
+    if not codcluster17.list_predictions(path):
+        raise ParameterError(name, str(value), f"no {codcluster17.PREDICTED_DIR}/*_cluster16_pred*.csv files")
+    return path
+
+
+def check_sampler(name: str, method: str, path) -> str:
+    """A sampling method (``sampling.METHODS``) that fits the objective ``path``: ``rigid`` for the rigid path
+    and only there, and no noise-carrying sampler (``ddim``, ``sde``) for a deterministic one (gnn_md)."""
+    from .sampling import METHODS
+
+    check_choice(name, method, METHODS)
+    if method != "auto" and (method == "rigid") != (path.default_sampler == "rigid"):
+        raise ParameterError(name, method, f"does not fit path {path.name!r} (the rigid path samples with 'rigid')")
+    if method in ("ddim", "sde") and path.deterministic:
+        raise ParameterError(name, method, f"path {path.name!r} is deterministic; use 'auto' or an ODE method")
+    return method
+
+
+def check_out_dir(name: str, value: str | Path) -> Path:
+    """An output directory: one that exists, or none yet (it is created); not a file."""
+    path = check_path(name, value)
+    if path.exists() and not path.is_dir():
+        raise ParameterError(name, str(value), "exists and is not a directory")
     return path
 
 
@@ -105,6 +179,8 @@ def check_source(name: str, value: str | Path, limit: int | None = None) -> list
 
     if limit is not None:
         check_positive("limit", limit)
+    if not isinstance(value, (str, os.PathLike)):
+        raise ParameterError(name, value, "must be 'default', 'pyxtal' or a directory of CIF files")
     try:
         refs = resolve_refs(value)
     except FileNotFoundError as error:
@@ -153,13 +229,11 @@ def training_config(
 
     Cheap checks come first (``path``, numbers, ``device``), then the data directory is found or curated
     (:func:`ensure_data_dir`) and ``subset`` is checked against it: at least 3 clusters, so that the train, val
-    and test splits are all non-empty. ``output_dir`` "" → ``runs/<run name>``.
+    and test splits are all non-empty. ``output_dir`` "" → ``runs/<run name>``; ``noise`` is the data's own.
     """
-    import torch
-
     from .paths import PATHS
     from .records import run_name
-    from .train import TrainConfig
+    from .train import TrainConfig, with_data_noise
 
     check_choice("path", path, PATHS)
     check_choice("inversion", inversion, (False, True))
@@ -171,17 +245,154 @@ def training_config(
             check_positive(name, overrides[name], float)
     if subset is not None and (isinstance(subset, bool) or not isinstance(subset, int) or subset < 3):
         raise ParameterError("subset", subset, "must be None or an integer >= 3 (train, val and test splits)")
-    if device != "auto":
-        try:
-            resolved = torch.device(device)
-        except RuntimeError as error:
-            raise ParameterError("device", device, str(error)) from error
-        if resolved.type == "cuda" and not torch.cuda.is_available():
-            raise ParameterError("device", device, "CUDA is not available here (use 'auto' or 'cpu')")
+    check_seed("seed", seed)
+    check_device("device", device)
     data = ensure_data_dir(data_dir, inversion, data_source, seed)
     check_subset("subset", subset, data)
     out = Path(output_dir) if str(output_dir) else Path("runs") / run_name(path, subset, seed, inversion)
     chosen = {key: value for key, value in overrides.items() if value is not None}
-    return TrainConfig(
+    config = TrainConfig(
         data=str(data), out=str(out), path=path, seed=seed, subset=subset, device=device, progress=False, **chosen
     )
+    return with_data_noise(config)
+
+
+def _check_variant_dirs(data_root: str | Path, seed: int) -> None:
+    """``data_root`` and its two variant directories can take a curation with ``seed`` (the notebook's defaults):
+    no file in their place, and no ``curation.json`` of other settings (a resumed curation must not mix them)."""
+    from .data.curate import SETTINGS, CurationSettings
+    from .data.noise import NoiseConfig
+
+    check_out_dir("data_root", data_root)
+    for inversion in (False, True):
+        path = default_data_dir(inversion, data_root)
+        check_out_dir("data_root", path)
+        try:
+            previous = json.loads((path / SETTINGS).read_text())
+        except (OSError, ValueError):
+            continue  # nothing curated yet, or curation itself reports the unreadable file
+        expected = CurationSettings(seed=seed, noise=NoiseConfig(inversion=inversion)).to_dict()
+        if isinstance(previous, dict) and previous.get("seed") != seed:
+            raise ParameterError(
+                "seed",
+                seed,
+                f"{path} was curated with seed={previous.get('seed')!r}; use that seed or another data_root",
+            )
+        if previous != expected:
+            raise ParameterError("data_root", str(data_root), f"{path} was curated with other settings {previous}")
+
+
+def check_curation_parameters(
+    source: str, data_root: str, limit: int | None, seed: int, workers: int | None, subsets: Iterable[int | None]
+) -> tuple[list, list]:
+    """Notebook 01's parameters: the structure references of ``source`` (first ``limit``) and ``subsets`` as a list.
+
+    Cheap checks come first (numbers, ``data_root`` and what is already curated there), then ``source`` is
+    resolved (:func:`check_source`).
+    """
+    check_seed("seed", seed)
+    check_optional_positive("limit", limit)
+    check_optional_positive("workers", workers)
+    subsets = check_subsets("subsets", subsets)
+    check_path("data_root", data_root)
+    _check_variant_dirs(data_root, seed)
+    return check_source("source", source, limit), subsets
+
+
+def check_statistics_parameters(data_dir: str, max_clusters: int | None, bins: int, seed: int) -> Path:
+    """Notebook 02's parameters; returns the curated directory."""
+    check_optional_positive("max_clusters", max_clusters)
+    check_positive("bins", bins)
+    check_seed("seed", seed)
+    return check_data_dir("data_dir", data_dir)
+
+
+#: Parameters of notebook 03 that the benchmark (notebook 04) sets for every run it launches.
+LAUNCH_SET_PARAMETERS = ("path", "subset", "seed", "inversion", "data_dir", "output_dir")
+
+
+def _check_data_source(name: str, value: object) -> object:
+    if not isinstance(value, (str, os.PathLike)):
+        raise ParameterError(name, value, "must be 'default', 'pyxtal', a directory of CIF files or '' (none)")
+    return value
+
+
+#: The other parameters of notebook 03, which ``train_parameters`` may give, each with its check.
+TRAIN_PARAMETER_CHECKS = {
+    "data_source": _check_data_source,
+    **{key: check_optional_positive for key in ("epochs", "batch_size", "hidden", "layers", "steps")},
+    **{key: lambda name, value: check_optional_positive(name, value, float) for key in ("lr", "cutoff")},
+    "samples": check_positive,
+    "device": check_device,
+}
+
+
+def check_train_parameters(name: str, value: object) -> dict:
+    """Extra notebook 03 parameters for launched runs: a mapping of :data:`TRAIN_PARAMETER_CHECKS` keys, each value
+    checked as notebook 03 would (message names ``name['key']``)."""
+    if not isinstance(value, Mapping):
+        raise ParameterError(name, value, f"must be a dict (with papermill: -y '{name}: {{epochs: 5}}')")
+    value = dict(value)
+    set_per_run = [key for key in value if key in LAUNCH_SET_PARAMETERS]
+    if set_per_run:
+        raise ParameterError(
+            name, value, f"{set_per_run} are set per run (from methods, subsets, seeds, data_root and runs_dir)"
+        )
+    unknown = [key for key in value if key not in TRAIN_PARAMETER_CHECKS]
+    if unknown:
+        raise ParameterError(name, value, f"unknown {unknown}; choose from {', '.join(TRAIN_PARAMETER_CHECKS)}")
+    for key, item in value.items():
+        TRAIN_PARAMETER_CHECKS[key](f"{name}[{key!r}]", item)
+    return value
+
+
+def check_benchmark_parameters(
+    runs_dir: str,
+    methods: Iterable[str] | None,
+    subsets: Iterable[int | None],
+    seeds: Iterable[int],
+    launch_missing: bool,
+    data_root: str,
+    train_parameters: Mapping[str, object],
+) -> tuple[list, list, list]:
+    """Notebook 04's parameters: ``methods`` (``None``: every objective, in the tables' order), ``subsets`` and
+    ``seeds`` as lists. ``runs_dir`` must exist unless the missing runs are launched (then it is created)."""
+    from .paths import PATHS
+    from .records import model_order
+
+    methods = model_order(PATHS) if methods is None else check_choices("methods", methods, PATHS)
+    subsets = check_subsets("subsets", subsets)
+    seeds = check_seeds("seeds", seeds)
+    check_bool("launch_missing", launch_missing)
+    check_train_parameters("train_parameters", train_parameters)
+    check_path("data_root", data_root)
+    for path in (data_root, default_data_dir(False, data_root), default_data_dir(True, data_root)):
+        check_out_dir("data_root", path)
+    runs = check_out_dir("runs_dir", runs_dir)
+    if not launch_missing and not runs.is_dir():
+        raise ParameterError(
+            "runs_dir",
+            str(runs_dir),
+            "directory does not exist (train runs first with notebook 03, or set launch_missing=True)",
+        )
+    return methods, subsets, seeds
+
+
+def check_trajectory_parameters(
+    run_dir: str,
+    n_clusters: int,
+    samples: int,
+    steps: int | None,
+    frames: int,
+    split: str,
+    device: str,
+    seed: int,
+) -> Path:
+    """Notebook 05's parameters; returns the run directory."""
+    for name, value in {"n_clusters": n_clusters, "samples": samples, "frames": frames}.items():
+        check_positive(name, value)
+    check_optional_positive("steps", steps)
+    check_choice("split", split, ("train", "val", "test"))
+    check_device("device", device)
+    check_seed("seed", seed)
+    return check_run_dir("run_dir", run_dir)

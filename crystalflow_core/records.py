@@ -14,17 +14,22 @@ from __future__ import annotations
 
 import glob
 import json
+import os
 import shutil
 import subprocess
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import IO
 
 import numpy as np
 import pandas as pd
 
 from . import metrics
 from .data.curate import SETTINGS
+from .data.noise import NoiseConfig
+from .errors import InputError
 
 RECORD = "record.json"
 PER_CLUSTER = "per_cluster.csv"
@@ -85,6 +90,23 @@ RECORD_COLUMNS = [
 ]
 
 
+@contextmanager
+def atomic_open(path: str | Path, mode: str = "w") -> Iterator[IO]:
+    """Write ``path`` through a temporary file that replaces it only once complete and on disk, so a run killed
+    while writing leaves the previous version (or nothing), never a truncated file under the final name."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        with open(tmp, mode, newline=None if "b" in mode else "") as handle:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    os.replace(tmp, path)
+
+
 def git_revision(directory: str | Path | None = None) -> str:
     """The commit checked out where this package lives (or in ``directory``), or ``"unknown"``."""
     directory = Path(directory) if directory is not None else Path(__file__).resolve().parent
@@ -97,12 +119,28 @@ def git_revision(directory: str | Path | None = None) -> str:
     return result.stdout.strip() or "unknown"
 
 
-def data_inversion(data_dir: str | Path) -> bool | None:
-    """``noise.inversion`` of a curated directory's ``curation.json``; ``None`` when it was not curated here."""
+def curated_noise(data_dir: str | Path) -> NoiseConfig | None:
+    """The rigid noise a directory was curated with (its ``curation.json``); ``None`` when it was not curated here
+    (e.g. the authors' COD-Cluster17 files)."""
     path = Path(data_dir) / SETTINGS
     if not path.is_file():
         return None
-    return bool(json.loads(path.read_text()).get("noise", {}).get("inversion", False))
+    try:
+        return NoiseConfig(**json.loads(path.read_text()).get("noise", {}))
+    except (AttributeError, TypeError, ValueError) as error:
+        raise InputError(f"{path}: unreadable noise settings ({error})") from error
+
+
+def data_inversion(data_dir: str | Path) -> bool | None:
+    """``noise.inversion`` of a curated directory's ``curation.json``; ``None`` when it was not curated here."""
+    noise = curated_noise(data_dir)
+    return None if noise is None else noise.inversion
+
+
+def read_per_cluster(path: str | Path) -> pd.DataFrame:
+    """A per-cluster metrics CSV (``per_cluster.csv``, ``identity.csv``, ``collapse.csv``) as written, cluster
+    ids kept as strings (``0000102`` stays ``0000102``)."""
+    return pd.read_csv(path, dtype={"cluster_id": str}, keep_default_na=False, na_values=[""])
 
 
 def subset_label(subset: int | None) -> str:
@@ -194,15 +232,15 @@ def score_baselines(truth_dir: str | Path, cluster_ids: Sequence[str]) -> dict[s
 def _check_evaluation_input(truth_dir: Path, pred_dir: Path) -> None:
     """Predictions exist under ``pred_dir`` and every predicted cluster is curated in ``truth_dir``."""
     from .data import codcluster17
+    from .params import check_predictions_dir
 
+    check_predictions_dir("pred_dir", pred_dir)
     predictions = codcluster17.list_predictions(pred_dir)
-    if not predictions:
-        raise FileNotFoundError(f"{pred_dir}: no {codcluster17.PREDICTED_DIR}/*_cluster16_pred*.csv files")
     curated = set(codcluster17.list_cluster_ids(truth_dir))
     unknown = [cid for cid in predictions if cid not in curated]
     if unknown:
         first = unknown[0]
-        raise FileNotFoundError(
+        raise InputError(
             f"{predictions[first][0]}: {len(unknown)} predicted cluster(s) not curated in {truth_dir} "
             f"(no {codcluster17.final_path(truth_dir, first)} with {codcluster17.initial_path(truth_dir, first)})"
         )
@@ -212,8 +250,9 @@ def score_evaluation(truth_dir: str | Path, pred_dir: str | Path) -> dict[str, p
     """Per-cluster metrics of the predictions under ``pred_dir`` (COD-Cluster17 layout, any model) and of the
     baselines on the same clusters: ``{"prediction": …, "identity": …, "collapse": …}``.
 
-    Missing predictions, or a predicted cluster that ``truth_dir`` lacks, raise ``FileNotFoundError`` naming the
-    files; a prediction file that does not match its truth raises ``ClusterFileError``.
+    Missing predictions, or a predicted cluster that ``truth_dir`` lacks, raise an
+    :class:`~crystalflow_core.errors.InputError` naming the files; a prediction file that does not match its truth
+    raises ``ClusterFileError``.
     """
     from .inference import score_predictions
 
@@ -244,7 +283,8 @@ def write_run_record(
     run_dir.mkdir(parents=True, exist_ok=True)
     config = dict(config) if isinstance(config, Mapping) else config.to_dict()
     per_cluster_path = run_dir / PER_CLUSTER
-    per_cluster.to_csv(per_cluster_path, index=False)
+    with atomic_open(per_cluster_path) as handle:
+        per_cluster.to_csv(handle, index=False)
     record = {
         "method": config["path"],
         "seed": int(config["seed"]),
@@ -264,10 +304,12 @@ def write_run_record(
     for name, frame in {"identity": identity, "collapse": collapse}.items():
         record[name] = {}
         if frame is not None:
-            frame.to_csv(run_dir / BASELINE_FILES[name], index=False)
+            with atomic_open(run_dir / BASELINE_FILES[name]) as handle:
+                frame.to_csv(handle, index=False)
             record[name] = metric_means(frame)
     path = run_dir / RECORD
-    path.write_text(json.dumps(record, indent=2))
+    with atomic_open(path) as handle:
+        json.dump(record, handle, indent=2)
     return path
 
 
@@ -292,7 +334,7 @@ def evaluate_run(
     model, config = load_model(run_dir, device)
     dataset = ClusterDataset(config.data, split=split, seed=config.seed, subset=config.subset, progress=False)
     if len(dataset) == 0:
-        raise ValueError(f"{config.data}: the {split} split of this run is empty")
+        raise InputError(f"{config.data}: the {split} split of this run is empty")
     predictions = predict_dataset(
         model,
         get_path(config.path, **config.path_kwargs),
@@ -322,11 +364,11 @@ def load_run_per_cluster(run_dir: str | Path) -> pd.DataFrame:
     run_dir = Path(run_dir)
     record = json.loads((run_dir / RECORD).read_text())
     method = record["method"]
-    frames = [pd.read_csv(run_dir / PER_CLUSTER, dtype={"cluster_id": str}).assign(method=method)]
+    frames = [read_per_cluster(run_dir / PER_CLUSTER).assign(method=method)]
     for name in BASELINES:
         path = run_dir / BASELINE_FILES[name]
         if path.is_file():
-            frames.append(pd.read_csv(path, dtype={"cluster_id": str}).assign(method=name))
+            frames.append(read_per_cluster(path).assign(method=name))
     frame = pd.concat(frames, ignore_index=True)
     return frame.assign(method=frame["method"].map(lambda m: METHOD_LABELS.get(m, m)))
 

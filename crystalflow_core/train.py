@@ -1,38 +1,70 @@
 """Training: one function, ``train(config)``, behind the ``crystalflow train`` command.
 
-A run directory holds ``config.json``, ``checkpoint.pt`` (weights, optimiser, step, loss history; loadable with
-``torch.load(..., weights_only=True)``) and ``history.csv``. Calling ``train`` again on the same directory resumes
-from the last checkpoint; a finished run returns at once.
+A run directory holds ``config.json``, ``checkpoint.pt`` and ``history.csv``. The checkpoint has everything a resume
+needs: weights, optimiser, the loss history, where training stands (step, finished epochs, the current epoch's
+order of clusters and the position in it, the loss summed so far in that epoch) and the states of the random
+generators that shuffle, augment and draw the objective's times and noise. Calling ``train`` again on the same
+directory resumes from it exactly: a run killed at any moment and restarted ends with the loss history and weights
+of an uninterrupted run. A finished run returns at once.
+
+Every file is written to a temporary name and renamed, so a killed run never leaves a half-written file under the
+final name; checkpoints load with ``torch.load(..., weights_only=True)``.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import pickle
 import random
-from dataclasses import asdict, dataclass, field, fields
+import sys
+import zipfile
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
+from torch_geometric.data import Batch
 from torch_geometric.loader import DataLoader
 from tqdm.auto import tqdm
 
 from .data.dataset import ClusterDataset
 from .data.noise import NoiseConfig, centre_on_weak, rigid_noise
+from .errors import CheckpointError, ParameterError
 from .nn.painn import PaiNNVelocity
+from .params import check_choice, check_device, check_positive
 from .paths import PATHS, Objective, get_path
+from .records import atomic_open, curated_noise
 
 CHECKPOINT = "checkpoint.pt"
 CONFIG = "config.json"
 HISTORY = "history.csv"
+#: What a checkpoint must hold to be loaded as a model, and in addition to be resumed.
+MODEL_KEYS = ("model", "config")
+RESUME_KEYS = ("optimizer", "history", "progress", "generators", "device")
+#: What ``torch.load`` and the zip reader raise on a truncated, corrupted or foreign file.
+UNREADABLE = (
+    OSError,
+    EOFError,
+    RuntimeError,
+    ValueError,
+    KeyError,
+    NotImplementedError,
+    zipfile.BadZipFile,
+    pickle.UnpicklingError,
+)
 
 
 @dataclass
 class TrainConfig:
     """Everything a run needs. Defaults train on the bundled data in minutes on a laptop CPU; ``epochs`` and
-    ``molecule_cutoff`` left ``None`` take the objective's own defaults (``Objective.training_defaults``)."""
+    ``molecule_cutoff`` left ``None`` take the objective's own defaults (``Objective.training_defaults``).
+
+    ``noise`` (a :class:`~crystalflow_core.data.noise.NoiseConfig` as a dict) is what ``augment`` redraws ``x_w``
+    with; ``None`` takes the noise the data were curated with (their ``curation.json``) when training starts.
+    """
 
     data: str
     out: str
@@ -52,18 +84,17 @@ class TrainConfig:
     device: str = "auto"
     checkpoint_every: int = 200
     augment: bool = False
-    noise: dict = field(default_factory=lambda: NoiseConfig().to_dict())
+    noise: dict | None = None
     path_kwargs: dict = field(default_factory=dict)
     progress: bool = True
 
     def __post_init__(self) -> None:
-        if self.path not in PATHS:
-            raise ValueError(f"path must be one of {', '.join(PATHS)}, got {self.path!r}")
+        check_choice("path", self.path, PATHS)
         for key, value in get_path(self.path, **self.path_kwargs).training_defaults.items():
             if getattr(self, key) is None:
                 setattr(self, key, value)
-        if self.epochs < 1 or self.batch_size < 1:
-            raise ValueError("epochs and batch_size must be positive")
+        for name in ("epochs", "batch_size", "checkpoint_every"):
+            check_positive(name, getattr(self, name))
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -89,9 +120,21 @@ ARCHITECTURE_KEYS = (
 )
 
 
+@dataclass
+class Progress:
+    """Where a run stands: optimiser steps and finished epochs, and within the current epoch the order of the
+    training clusters (drawn when it starts), how many of them are done and their summed loss."""
+
+    step: int = 0
+    epoch: int = 0
+    order: list[int] | None = None
+    position: int = 0
+    loss_sum: float = 0.0
+
+
 def resolve_device(name: str = "auto") -> torch.device:
-    """``auto`` → CUDA when present, else CPU; anything else is passed to ``torch.device``."""
-    if name == "auto":
+    """``auto`` → CUDA when present, else CPU; anything else must name a device that exists here."""
+    if check_device("device", name) == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(name)
 
@@ -113,6 +156,24 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
+
+
+def make_generators(seed: int, device: torch.device) -> dict[str, torch.Generator]:
+    """The run's random streams, one per use, so that e.g. turning ``augment`` on leaves the shuffle order alone:
+    ``shuffle`` (epoch orders), ``augment`` (redrawn ``x_w``, drawn on the CPU) and ``loss`` (the objective's
+    times and noise, on the training device)."""
+    return {
+        "shuffle": torch.Generator().manual_seed(seed),
+        "augment": torch.Generator().manual_seed(seed + 10_000),
+        "loss": torch.Generator(device=device).manual_seed(seed + 20_000),
+    }
+
+
+def with_data_noise(config: TrainConfig) -> TrainConfig:
+    """``config`` with ``noise`` set: as given, else as the data were curated, else the default noise."""
+    if config.noise is not None:
+        return config
+    return replace(config, noise=(curated_noise(config.data) or NoiseConfig()).to_dict())
 
 
 def redraw_weak(batch, noise: NoiseConfig, generator: torch.Generator) -> torch.Tensor:
@@ -155,121 +216,96 @@ def validation_loss(model, path: Objective, loader, device: torch.device, seed: 
 
 
 def save_checkpoint(
-    run_dir: Path, model, optimizer, step: int, epoch: int, history: list[dict], config: TrainConfig
+    run_dir: Path,
+    model,
+    optimizer,
+    generators: dict[str, torch.Generator],
+    progress: Progress,
+    history: list[dict],
+    config: TrainConfig,
 ) -> Path:
-    """Atomic save of everything needed to resume (plain tensors and containers: ``weights_only`` loadable)."""
+    """Atomic save of everything needed to resume exactly (tensors, numbers, strings, lists and dicts only, so
+    ``weights_only`` loadable), and of ``history.csv``."""
     path = run_dir / CHECKPOINT
-    tmp = path.with_suffix(".tmp")
-    torch.save(
-        {
-            "model": model.state_dict(),
-            "optimizer": optimizer.state_dict(),
-            "step": step,
-            "epoch": epoch,
-            "history": history,
-            "config": config.to_dict(),
-            "torch_rng": torch.get_rng_state(),
-        },
-        tmp,
-    )
-    tmp.replace(path)
-    pd.DataFrame(history).to_csv(run_dir / HISTORY, index=False)
+    state = {
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "generators": {name: generator.get_state() for name, generator in generators.items()},
+        "device": generators["loss"].device.type,
+        "progress": asdict(progress),
+        "history": history,
+        "config": config.to_dict(),
+    }
+    with atomic_open(path, "wb") as handle:
+        torch.save(state, handle)
+    with atomic_open(run_dir / HISTORY) as handle:
+        pd.DataFrame(history).to_csv(handle, index=False)
     return path
+
+
+def read_checkpoint(path: Path, keys: tuple[str, ...] = MODEL_KEYS) -> dict:
+    """The contents of a checkpoint (tensors on the CPU) that holds ``keys``; a :class:`CheckpointError` naming
+    the file says why one cannot be used. Checksums are verified first: ``torch.load`` alone reads a corrupted
+    tensor without complaint."""
+    if not path.is_file():
+        raise CheckpointError(path, "no checkpoint (train first with `crystalflow train`)")
+    try:
+        with zipfile.ZipFile(path) as archive:
+            damaged = archive.testzip()
+        state = None if damaged else torch.load(path, map_location="cpu", weights_only=True)
+    except UNREADABLE as error:
+        reason = (str(error).splitlines() or [""])[0]
+        raise CheckpointError(path, f"unreadable: truncated, corrupted or not a checkpoint ({reason!r})") from error
+    if damaged:
+        raise CheckpointError(path, f"corrupted: checksum mismatch in {damaged}")
+    missing = [key for key in keys if not isinstance(state, dict) or key not in state]
+    if missing:
+        raise CheckpointError(path, f"not a checkpoint this version can use (missing {', '.join(missing)})")
+    return state
+
+
+def _checkpoint_config(path: Path, state: dict) -> TrainConfig:
+    try:
+        return TrainConfig.from_dict(state["config"])
+    except (TypeError, ValueError) as error:
+        raise CheckpointError(path, f"unusable settings ({error})") from error
+
+
+def _load_weights(path: Path, model: torch.nn.Module, state: dict, config: TrainConfig) -> None:
+    try:
+        model.load_state_dict(state["model"])
+    except RuntimeError as error:
+        problem = f"weights do not fit the {config.path!r} network of its settings ({str(error).splitlines()[0]})"
+        raise CheckpointError(path, problem) from error
 
 
 def load_model(run_dir: str | Path, device: str | torch.device = "auto") -> tuple[PaiNNVelocity, TrainConfig]:
     """The trained model of a run directory (in eval mode) and its config."""
-    run_dir = Path(run_dir)
-    checkpoint_path = run_dir / CHECKPOINT
-    if not checkpoint_path.exists():
-        raise FileNotFoundError(f"{checkpoint_path}: no checkpoint (train first with `crystalflow train`)")
+    path = Path(run_dir) / CHECKPOINT
     device = resolve_device(device) if isinstance(device, str) else device
-    state = torch.load(checkpoint_path, map_location=device, weights_only=True)
-    config = TrainConfig.from_dict(state["config"])
-    model = build_model(config).to(device)
-    model.load_state_dict(state["model"])
-    model.eval()
+    state = read_checkpoint(path)
+    config = _checkpoint_config(path, state)
+    model = build_model(config)
+    _load_weights(path, model, state, config)
+    model.to(device).eval()
     return model, config
 
 
-def _check_resumable(run_dir: Path, config: TrainConfig) -> dict | None:
-    checkpoint_path = run_dir / CHECKPOINT
-    if not checkpoint_path.exists():
+def _resume_state(path: Path, config: TrainConfig, device: torch.device) -> dict | None:
+    """The checkpoint to resume from (``None``: start afresh); refuses one written for other settings."""
+    if not path.exists():
         return None
-    state = torch.load(checkpoint_path, map_location="cpu", weights_only=True)
-    previous = state["config"]
-    clash = [k for k in ARCHITECTURE_KEYS if previous.get(k) != config.to_dict()[k]]
+    state = read_checkpoint(path, MODEL_KEYS + RESUME_KEYS)
+    previous, current = state["config"], config.to_dict()
+    clash = [f"{k}: {previous.get(k)!r} → {current[k]!r}" for k in ARCHITECTURE_KEYS if previous.get(k) != current[k]]
     if clash:
-        raise ValueError(f"{checkpoint_path}: cannot resume, settings differ in {clash}; use a new --out")
+        raise CheckpointError(path, f"cannot resume, settings differ ({'; '.join(clash)}); use a new --out")
+    if state["device"] != device.type:
+        raise CheckpointError(path, f"written on {state['device']}; resume there (--device {state['device']})")
     return state
 
 
-def train(config: TrainConfig) -> pd.DataFrame:
-    """Train (or resume) one run; returns the loss history, one row per epoch."""
-    run_dir = Path(config.out)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    device = resolve_device(config.device)
-    seed_everything(config.seed)
-    path = get_path(config.path, **config.path_kwargs)
-    train_set = ClusterDataset(
-        config.data, split="train", seed=config.seed, subset=config.subset, progress=config.progress
-    )
-    val_set = ClusterDataset(config.data, split="val", seed=config.seed, subset=config.subset, progress=False)
-    if len(train_set) == 0:
-        raise ValueError(f"{config.data}: the training split is empty")
-    model = build_model(config).to(device)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    steps_per_epoch = math.ceil(len(train_set) / config.batch_size)
-    total_steps = steps_per_epoch * config.epochs
-    scheduler_fn = _cosine_schedule(total_steps)
-
-    step, start_epoch, history = 0, 0, []
-    state = _check_resumable(run_dir, config)
-    if state is not None:
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        step, start_epoch, history = state["step"], state["epoch"], state["history"]
-        torch.set_rng_state(state["torch_rng"])
-    (run_dir / CONFIG).write_text(json.dumps(config.to_dict(), indent=2))
-    if start_epoch >= config.epochs:
-        return pd.DataFrame(history)
-
-    noise = NoiseConfig(**config.noise)
-    loader_generator = torch.Generator().manual_seed(config.seed + start_epoch)
-    loader = DataLoader(train_set, batch_size=config.batch_size, shuffle=True, generator=loader_generator)
-    val_loader = DataLoader(val_set, batch_size=config.batch_size)
-    noise_generator = torch.Generator().manual_seed(config.seed + 10_000 + start_epoch)
-    bar = tqdm(total=total_steps, initial=step, desc=f"train {config.path}", unit="step", disable=not config.progress)
-    model.train()
-    for epoch in range(start_epoch, config.epochs):
-        running, seen = 0.0, 0
-        for batch in loader:
-            batch = batch.to(device)
-            x_w = redraw_weak(batch, noise, noise_generator) if config.augment else batch.x_w
-            for group in optimizer.param_groups:
-                group["lr"] = config.lr * scheduler_fn(step)
-            loss = batch_loss(model, path, batch, train_set, x_w)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-            optimizer.step()
-            step += 1
-            running += loss.item() * batch.num_graphs
-            seen += batch.num_graphs
-            bar.update()
-            bar.set_postfix(epoch=epoch + 1, loss=f"{loss.item():.4f}")
-            if step % config.checkpoint_every == 0:
-                save_checkpoint(run_dir, model, optimizer, step, epoch, history, config)
-        record = {"epoch": epoch + 1, "step": step, "train_loss": running / max(seen, 1)}
-        if len(val_set):
-            record["val_loss"] = validation_loss(model, path, val_loader, device, seed=config.seed)
-        history.append(record)
-        save_checkpoint(run_dir, model, optimizer, step, epoch + 1, history, config)
-    bar.close()
-    return pd.DataFrame(history)
-
-
-def _cosine_schedule(total_steps: int, warmup: int = 20):
+def _cosine_schedule(total_steps: int, warmup: int = 20) -> Callable[[int], float]:
     """Learning-rate factor: linear warm-up, then cosine decay to 5 % of the peak."""
 
     def factor(step: int) -> float:
@@ -279,3 +315,140 @@ def _cosine_schedule(total_steps: int, warmup: int = 20):
         return 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * progress))
 
     return factor
+
+
+@dataclass
+class _Run:
+    """One training run in progress: its pieces, and the loop that advances them."""
+
+    config: TrainConfig
+    run_dir: Path
+    device: torch.device
+    path: Objective
+    train_set: ClusterDataset
+    val_set: ClusterDataset
+    model: PaiNNVelocity
+    optimizer: torch.optim.Optimizer
+    generators: dict[str, torch.Generator]
+    progress: Progress = field(default_factory=Progress)
+    history: list[dict] = field(default_factory=list)
+
+    def restore(self, state: dict) -> None:
+        """Continue from a checkpoint's ``state`` (see :func:`_resume_state`)."""
+        path = self.run_dir / CHECKPOINT
+        progress = Progress(**state["progress"])
+        if progress.order is not None and len(progress.order) != len(self.train_set):
+            problem = f"its epoch has {len(progress.order)} training clusters, the data now {len(self.train_set)}"
+            raise CheckpointError(path, f"cannot resume, {problem}; use a new --out")
+        _load_weights(path, self.model, state, self.config)
+        self.optimizer.load_state_dict(state["optimizer"])
+        for name, generator in self.generators.items():
+            generator.set_state(state["generators"][name])
+        self.progress, self.history = progress, state["history"]
+
+    def save(self) -> None:
+        save_checkpoint(
+            self.run_dir, self.model, self.optimizer, self.generators, self.progress, self.history, self.config
+        )
+
+    def step(self, indices: list[int], lr: float, noise: NoiseConfig) -> float:
+        """One optimiser step on the training clusters ``indices``; returns the batch's mean loss."""
+        batch = Batch.from_data_list([self.train_set[i] for i in indices]).to(self.device)
+        x_w = redraw_weak(batch, noise, self.generators["augment"]) if self.config.augment else batch.x_w
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        loss = batch_loss(self.model, self.path, batch, self.train_set, x_w, self.generators["loss"])
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip)
+        self.optimizer.step()
+        return loss.item()
+
+    def epoch(self, schedule: Callable[[int], float], bar: tqdm) -> None:
+        """Finish the current epoch from where it stands, checkpointing every ``checkpoint_every`` steps."""
+        config, progress = self.config, self.progress
+        noise = NoiseConfig(**config.noise)
+        if progress.order is None:
+            progress.order = torch.randperm(len(self.train_set), generator=self.generators["shuffle"]).tolist()
+        while progress.position < len(progress.order):
+            indices = progress.order[progress.position : progress.position + config.batch_size]
+            loss = self.step(indices, config.lr * schedule(progress.step), noise)
+            progress.step += 1
+            progress.position += len(indices)
+            progress.loss_sum += loss * len(indices)
+            bar.update()
+            bar.set_postfix(epoch=progress.epoch + 1, loss=f"{loss:.4f}")
+            if progress.step % config.checkpoint_every == 0:
+                self.save()
+        record = {
+            "epoch": progress.epoch + 1,
+            "step": progress.step,
+            "train_loss": progress.loss_sum / len(progress.order),
+        }
+        if len(self.val_set):
+            val_loader = DataLoader(self.val_set, batch_size=config.batch_size)
+            record["val_loss"] = validation_loss(self.model, self.path, val_loader, self.device, seed=config.seed)
+        self.history.append(record)
+        self.progress = Progress(step=progress.step, epoch=progress.epoch + 1)
+        self.save()
+
+
+def _start(config: TrainConfig) -> _Run:
+    """A fresh run of ``config``: data, model (seeded initialisation), optimiser and generators."""
+    device = resolve_device(config.device)
+    seed_everything(config.seed)
+    train_set = ClusterDataset(
+        config.data, split="train", seed=config.seed, subset=config.subset, progress=config.progress
+    )
+    if len(train_set) == 0:
+        raise ParameterError("data", config.data, "the training split is empty")
+    val_set = ClusterDataset(config.data, split="val", seed=config.seed, subset=config.subset, progress=False)
+    model = build_model(config).to(device)
+    return _Run(
+        config=config,
+        run_dir=Path(config.out),
+        device=device,
+        path=get_path(config.path, **config.path_kwargs),
+        train_set=train_set,
+        val_set=val_set,
+        model=model,
+        optimizer=torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay),
+        generators=make_generators(config.seed, device),
+    )
+
+
+def _report_resume(run: _Run) -> None:
+    """Say where a resumed run picks up (with ``progress`` on), so a restart shows that nothing is redone."""
+    if run.config.progress:
+        print(
+            f"resuming {run.run_dir / CHECKPOINT} at step {run.progress.step}: epoch {run.progress.epoch + 1}, "
+            f"{run.progress.position}/{len(run.train_set)} training clusters done",
+            file=sys.stderr,
+        )
+
+
+def train(config: TrainConfig) -> pd.DataFrame:
+    """Train (or resume) one run; returns the loss history, one row per epoch."""
+    config = with_data_noise(config)
+    run = _start(config)
+    run.run_dir.mkdir(parents=True, exist_ok=True)
+    state = _resume_state(run.run_dir / CHECKPOINT, config, run.device)
+    if state is not None:
+        run.restore(state)
+        _report_resume(run)
+    with atomic_open(run.run_dir / CONFIG) as handle:
+        json.dump(config.to_dict(), handle, indent=2)
+    steps_per_epoch = math.ceil(len(run.train_set) / config.batch_size)
+    schedule = _cosine_schedule(steps_per_epoch * config.epochs)
+    bar = tqdm(
+        total=steps_per_epoch * config.epochs,
+        initial=run.progress.step,
+        desc=f"train {config.path}",
+        unit="step",
+        disable=not config.progress,
+    )
+    run.model.train()
+    while run.progress.epoch < config.epochs:
+        run.epoch(schedule, bar)
+    bar.close()
+    return pd.DataFrame(run.history)

@@ -1,5 +1,6 @@
 """The command-line contract: curate → train → sample → evaluate on real bundled CIFs, and clear errors."""
 
+import shutil
 import subprocess
 import sys
 
@@ -98,24 +99,23 @@ def test_end_to_end_commands(small_cifs, tmp_path, capsys):
     assert f"{collapse:.3f}" in printed_collapse
 
 
-def test_errors_name_the_input_and_exit_nonzero(tmp_path, capsys):
+def test_errors_name_the_input_and_exit_nonzero(small_data, tmp_path, capsys):
     missing = tmp_path / "nowhere"
     assert main(["curate", "--source", str(missing), "--out", str(tmp_path / "o")]) == 2
-    assert str(missing) in capsys.readouterr().err
+    assert f"--source='{missing}'" in capsys.readouterr().err
     assert main(["train", "--data", str(missing), "--path", "lerp", "--out", str(tmp_path / "r")]) == 2
-    assert str(missing) in capsys.readouterr().err
-    bad = tmp_path / "bad" / "PredictedPositions"
-    bad.mkdir(parents=True)
-    (bad / "x_cluster16_pred0.csv").write_text("not,a,cluster\n")
-    truth = tmp_path / "truth"
-    (truth / "FinalPositions").mkdir(parents=True)
-    assert main(["evaluate", "--truth", str(truth), "--pred", str(tmp_path / "bad")]) == 2
-    assert "x_cluster16" in capsys.readouterr().err
+    assert f"--data='{missing}': directory does not exist" in capsys.readouterr().err
+    bad = codcluster17.prediction_path(tmp_path / "bad", codcluster17.list_cluster_ids(small_data)[0], 0)
+    bad.parent.mkdir(parents=True)
+    bad.write_text("not,a,cluster\n")
+    assert main(["evaluate", "--truth", str(small_data), "--pred", str(tmp_path / "bad")]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith("crystalflow evaluate: error: ") and f"{bad}: header must be" in error
 
 
 def test_evaluate_names_bad_input(small_data, tmp_path, capsys):
     assert main(["evaluate", "--truth", str(small_data), "--pred", str(tmp_path / "nowhere")]) == 2
-    assert f"{tmp_path / 'nowhere'}: no PredictedPositions/" in capsys.readouterr().err
+    assert f"--pred='{tmp_path / 'nowhere'}': no PredictedPositions/" in capsys.readouterr().err
     cluster = codcluster17.read_cluster(small_data, codcluster17.list_cluster_ids(small_data)[0])
     stray = codcluster17.prediction_path(tmp_path / "pred", "not_curated", 0)
     codcluster17.write_positions_csv(stray, cluster.numbers, cluster.mol_index, cluster.x_w)
@@ -145,3 +145,79 @@ def test_help_documents_every_option():
         [sys.executable, "-m", "crystalflow_core.cli", "train", "--help"], capture_output=True, text=True, check=True
     )
     assert "--path" in result.stdout and "gnn_md" in result.stdout
+
+
+@pytest.fixture(scope="module")
+def tiny_run(small_data, tmp_path_factory):
+    """A lerp run of one epoch on the small data."""
+    run = tmp_path_factory.mktemp("tiny_run")
+    arguments = ["--data", str(small_data), "--out", str(run), "--epochs", "1", "--hidden", "8", "--layers", "1"]
+    assert main(["train", "--path", "lerp", *arguments, "--device", "cpu"]) == 0
+    return run
+
+
+@pytest.mark.parametrize(
+    "arguments, option, problem",
+    [
+        (["train", "--path", "lerp", "--epochs", "0"], "--epochs", "'0' is not a positive integer"),
+        (["train", "--path", "lerp", "--lr", "nan"], "--lr", "'nan' is not a positive number"),
+        (["train", "--path", "lerp", "--molecule-cutoff", "-1"], "--molecule-cutoff", "'-1' is not a number >= 0"),
+        (["curate", "--rotation-deg", "200"], "--rotation-deg", "'200' is not an angle in [0, 180] degrees"),
+        (["sample", "--samples", "two"], "--samples", "'two' is not a positive integer"),
+        (["train", "--path", "sde"], "--path", "invalid choice: 'sde'"),
+    ],
+)
+def test_a_bad_option_value_is_named_by_argparse(arguments, option, problem, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(arguments)
+    assert exit_info.value.code == 2
+    assert f"error: argument {option}: {problem}" in capsys.readouterr().err
+
+
+def test_bad_values_that_depend_on_files_name_the_option(small_cifs, small_data, tiny_run, tmp_path, capsys):
+    train = ["train", "--data", str(small_data), "--path", "lerp", "--out", str(tmp_path / "r")]
+    sample = ["sample", "--run", str(tiny_run), "--data", str(small_data), "--out", str(tmp_path / "p")]
+    cases = {
+        "--subset=99: larger than the 6 curated clusters": [*train, "--subset", "99"],
+        "--device='gpu7': not a device": [*train, "--device", "gpu7"],
+        "--method='rigid': does not fit path 'lerp'": [*sample, "--method", "rigid"],
+        f"--run='{tmp_path}': no checkpoint.pt there": [*sample[:1], "--run", str(tmp_path), *sample[3:]],
+        f"--out='{small_data / 'curation.json'}': exists and is not a directory": [
+            *["curate", "--source", str(small_cifs), "--out", str(small_data / "curation.json")]
+        ],
+    }
+    for message, arguments in cases.items():
+        assert main(arguments) == 2, arguments
+        error = capsys.readouterr().err
+        assert error.startswith(f"crystalflow {arguments[0]}: error: {message}") and error.count("\n") == 1, error
+
+
+def test_curating_into_a_directory_curated_otherwise_names_it(small_cifs, small_data, capsys):
+    arguments = ["curate", "--source", str(small_cifs), "--out", str(small_data), "--inversion"]
+    assert main(arguments) == 2
+    assert f"crystalflow curate: error: {small_data}: already curated with settings" in capsys.readouterr().err
+
+
+def test_a_damaged_checkpoint_is_named_by_sample(small_data, tiny_run, tmp_path, capsys):
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    checkpoint = run / "checkpoint.pt"
+    checkpoint.write_bytes(checkpoint.read_bytes()[:1000])
+    assert main(["sample", "--run", str(run), "--data", str(small_data), "--out", str(tmp_path / "p")]) == 2
+    assert f"crystalflow sample: error: {checkpoint}: unreadable: truncated" in capsys.readouterr().err
+
+
+def test_an_unexpected_error_keeps_its_traceback(small_data, tmp_path):
+    """A bug (here a KeyError planted in training) is not an input error: traceback, exit status 1."""
+    script = (
+        "import sys, crystalflow_core.train as t\n"
+        "def broken(config):\n"
+        "    return {}['planted']\n"
+        "t.train = broken\n"
+        "from crystalflow_core.cli import main\n"
+        "sys.exit(main(sys.argv[1:]))\n"
+    )
+    arguments = ["train", "--data", str(small_data), "--path", "lerp", "--out", str(tmp_path / "r")]
+    result = subprocess.run([sys.executable, "-c", script, *arguments], capture_output=True, text=True)
+    assert result.returncode == 1
+    assert "Traceback (most recent call last)" in result.stderr and "KeyError: 'planted'" in result.stderr

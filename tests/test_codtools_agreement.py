@@ -23,14 +23,14 @@ if not (COD / "codtools_verdicts.json").exists():
     pytest.skip("COD reference files not present", allow_module_level=True)
 
 #: cod-tools ``accept`` files that the pipeline does not curate with the same formula.
-ACCEPT_DISAGREEMENTS: dict[str, str] = {}
+ACCEPT_DISAGREEMENTS = {
+    # The symmetry loop lists the identity three times, but the Hall symbol -P 2yn names four operations:
+    # read as P1 the file gives one molecule per cell and wrong clusters, so the pipeline rejects it.
+    "2001925": "bad_symmetry: three identities where -P 2yn has four operations",
+}
 
 #: cod-tools ``reject`` files that the pipeline accepts, with the reason the pipeline is right.
 REJECT_DISAGREEMENTS = {
-    # Lithium amide solvated by diethyl ether and pyridine: Li-N 2.0 Å and Li-O 1.9 Å are coordination
-    # bonds of one neutral complex. cod-tools' CSD radius for Li (0.68 Å) never bonds them and splits
-    # the complex into four "species".
-    "2005206": "Li coordination bonds: one neutral complex C24 H41 Li N2 O Si, not four species",
     # Hg(SiMe3)2 with Hg on an inversion centre (Z' = 0.5). cod-tools reports the fragments 'C12 H36 Si4'
     # and 'C12 Hg2 Si4', which is not a chemical split of this molecule.
     "2010787": "bis(trimethylsilyl)mercury on a special position: one molecule C6 H18 Hg Si2",
@@ -44,6 +44,8 @@ EXPECTED_REJECTION_EXCEPTIONS = {
     # Two independent C28 H26 O6 S molecules in P1 (Z = 2, one operation). The list offers only
     # no_carbon/polymeric/multiple_species; cod-tools itself says z_prime_gt_1, which is what fails.
     "2001460": "z_prime_gt_1",
+    # Pna21 has four operations; the file lists three and lacks x,y,z, so they are not a group.
+    "8103382": "bad_symmetry",
 }
 
 

@@ -134,11 +134,11 @@ def test_atoms_on_top_of_each_other_are_bad_geometry() -> None:
     assert info.value.reason == "bad_geometry"
 
 
-def test_unknown_element_is_parse_error() -> None:
+def test_unknown_element_is_rejected_by_name() -> None:
     crystal = make_crystal([6.0, 6.0, 6.0], [6, 0], [[0.0, 0.0, 0.0], [3.0, 0.0, 0.0]])
     with pytest.raises(CurationError) as info:
         select_molecular_crystal(crystal)
-    assert info.value.reason == "parse_error"
+    assert info.value.reason == "unknown_element"
 
 
 @pytest.mark.skipif(not COD.is_dir(), reason="COD test files not present")

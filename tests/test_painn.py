@@ -134,12 +134,22 @@ def test_molecule_pooling_keeps_equivariance_and_changes_the_output(proper):
     assert (out - model(numbers, x_t, x_w, t, batch)).abs().max() > 1e-4
 
 
+@pytest.mark.parametrize("axis_readout", [False, True])
 @pytest.mark.parametrize("proper", [True, False])
-def test_molecular_frame_and_molecule_graph_keep_equivariance_and_change_the_output(proper):
+def test_molecular_frame_and_molecule_graph_keep_equivariance_and_change_the_output(proper, axis_readout):
     torch.manual_seed(0)
     model = PaiNNVelocity(
-        hidden=16, layers=2, n_rbf=8, cutoff=2.0, time_embedding=8, molecular_frame=True, molecule_cutoff=20.0
+        hidden=16,
+        layers=2,
+        n_rbf=8,
+        cutoff=2.0,
+        time_embedding=8,
+        molecular_frame=True,
+        molecule_cutoff=20.0,
+        axis_readout=axis_readout,
     ).double()
+    if axis_readout:  # it starts at zero (unturned axes); give it weights so that it contributes
+        torch.nn.init.normal_(model.axis_turn.weight)
     numbers, x_t, x_w, t, batch = _graphs(sizes=(9, 12))
     molecule = _molecules(batch, atoms_per_molecule=4)  # single atoms and pairs too: axes that fade out
     transform = _rotation(5) if proper else -_rotation(5)
@@ -156,6 +166,22 @@ def test_molecular_frame_and_molecule_graph_keep_equivariance_and_change_the_out
     assert (changed - out)[batch == 1].abs().max() < 1e-10
     with pytest.raises(ValueError, match="molecule ids"):
         model(numbers, x_t, x_w, t, batch)
+
+
+def test_axis_readout_turns_each_molecule_with_its_pooled_vectors():
+    torch.manual_seed(1)
+    options = dict(hidden=16, layers=2, n_rbf=8, cutoff=2.0, time_embedding=8, molecular_frame=True)
+    plain = PaiNNVelocity(**options).double()
+    turned = PaiNNVelocity(**options, axis_readout=True).double()
+    turned.load_state_dict(plain.state_dict(), strict=False)
+    numbers, x_t, x_w, t, batch = _graphs(sizes=(9, 12))
+    molecule = _molecules(batch, atoms_per_molecule=4)
+    out = plain(numbers, x_t, x_w, t, batch, molecule=molecule)
+    torch.testing.assert_close(turned(numbers, x_t, x_w, t, batch, molecule=molecule), out)  # zero at the start
+    torch.nn.init.normal_(turned.axis_turn.weight)
+    assert (turned(numbers, x_t, x_w, t, batch, molecule=molecule) - out).abs().max() > 1e-3
+    with pytest.raises(ValueError, match="molecular_frame"):
+        PaiNNVelocity(axis_readout=True)
 
 
 def test_gradients_are_finite_when_x_t_equals_x_w():

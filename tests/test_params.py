@@ -16,7 +16,7 @@ def curated(tmp_path):
     for k in range(4):
         x = np.array([[0.0, 0.0, float(k)], [1.0, 0.0, float(k)]])
         codcluster17.write_cluster(root, codcluster17.Cluster(f"c{k}", numbers, mol_index, x, x))
-    (root / "curation.json").write_text(json.dumps({"noise": {"inversion": False}}))
+    (root / "curation.json").write_text(json.dumps({"noise": {"rotation_deg": 90.0, "inversion": False}}))
     return root
 
 
@@ -71,3 +71,29 @@ def test_training_config_keeps_package_defaults(tmp_path, curated):
     automatic = params.training_config("lerp", curated, subset=None, seed=2)
     assert automatic.out == "runs/lerp_all_s2"
     assert params.default_data_dir(True, "root").as_posix() == "root/default_inversion"
+    assert config.noise == {"rotation_deg": 90.0, "translation_sigma": 1.0, "inversion": False}  # curation.json
+
+
+def test_checks_of_devices_seeds_samplers_and_outputs(tmp_path, curated):
+    from crystalflow_core.paths import get_path
+
+    assert params.check_device("device", "cpu") == "cpu" and params.check_device("device", "auto") == "auto"
+    with pytest.raises(params.ParameterError, match=r"^device='gpu7': not a device"):
+        params.check_device("device", "gpu7")
+    with pytest.raises(params.ParameterError, match=r"^seed=-1: must be a non-negative integer"):
+        params.check_seed("seed", -1)
+    with pytest.raises(params.ParameterError, match=r"^seed=1.5"):
+        params.check_seed("seed", 1.5)
+    assert params.check_sampler("method", "rigid", get_path("rigid")) == "rigid"
+    with pytest.raises(params.ParameterError, match=r"^method='rigid': does not fit path 'lerp'"):
+        params.check_sampler("method", "rigid", get_path("lerp"))
+    with pytest.raises(params.ParameterError, match=r"^method='euler': does not fit path 'rigid'"):
+        params.check_sampler("method", "euler", get_path("rigid"))
+    with pytest.raises(params.ParameterError, match=r"^method='ddim': path 'gnn_md' is deterministic"):
+        params.check_sampler("method", "ddim", get_path("gnn_md"))
+    with pytest.raises(params.ParameterError, match=r"^pred_dir=.*no PredictedPositions/"):
+        params.check_predictions_dir("pred_dir", curated)
+    with pytest.raises(params.ParameterError, match=r"^out=.*exists and is not a directory"):
+        params.check_out_dir("out", curated / "curation.json")
+    with pytest.raises(params.ParameterError, match=r"^seed=-2"):
+        params.training_config("lerp", curated, seed=-2)

@@ -2,12 +2,15 @@
 
 import json
 import re
+import warnings
 
 import numpy as np
 import pandas as pd
 import pytest
 
 from crystalflow_core import records
+from crystalflow_core.data.noise import NoiseConfig
+from crystalflow_core.errors import InputError
 from crystalflow_core.metrics import METRIC_KEYS
 
 
@@ -294,3 +297,39 @@ def test_model_order_puts_rigid_after_lerp():
         "rigid",
         "new",
     ]
+
+
+def test_per_cluster_files_keep_ids_and_floats_exactly(tmp_path):
+    rng = np.random.default_rng(0)
+    values = np.concatenate([rng.normal(size=5) * 10.0 ** rng.integers(-300, 300, 5), [0.1 + 0.2, 1 / 3, np.nan]])
+    ids = ["0000102", "0000103", "NA", "1e5", "007", "2100840", "nan", "0"]
+    per_cluster = _per_cluster(1.0, 2.0, n=len(ids)).assign(cluster_id=ids, pm_atom=values)
+    config = {"path": "lerp", "seed": 0, "data": str(_data_dir(tmp_path, False))}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no deprecated reader options
+        path = records.write_run_record(tmp_path / "run", config, per_cluster)
+        read = records.load_run_per_cluster(path.parent)
+    assert read["cluster_id"].tolist() == ids
+    np.testing.assert_array_equal(read["pm_atom"].to_numpy(), values)  # bit for bit, NaN where NaN
+
+
+def test_curated_noise_reads_curation_json_and_names_a_bad_one(tmp_path):
+    data = _data_dir(tmp_path, True)
+    assert records.curated_noise(data) == NoiseConfig(inversion=True)
+    assert records.curated_noise(tmp_path / "nowhere") is None
+    (data / "curation.json").write_text(json.dumps({"noise": {"rotation_deg": 720}}))
+    with pytest.raises(InputError, match=r"curation.json: unreadable noise settings \(rotation_deg must lie"):
+        records.curated_noise(data)
+
+
+def test_atomic_open_keeps_the_old_file_when_writing_fails(tmp_path):
+    path = tmp_path / "record.json"
+    path.write_text("old")
+    with pytest.raises(RuntimeError), records.atomic_open(path) as handle:
+        handle.write("half of the new")
+        raise RuntimeError("killed")
+    assert path.read_text() == "old"
+    with records.atomic_open(path) as handle:
+        handle.write("new")
+    assert path.read_text() == "new"
+    assert [p.name for p in tmp_path.iterdir()] == ["record.json"]  # no temporary file left behind

@@ -216,3 +216,31 @@ def test_inertial_axes_are_polar_vectors_and_fade_out_where_undefined():
         torch.testing.assert_close(so3.inertial_axes(body @ q.T, molecule, 3), q @ axes)
     centrosymmetric = torch.cat([body[:2], -body[:2]])  # third moments vanish: no signed axis exists
     assert so3.inertial_axes(centrosymmetric, torch.zeros(4, dtype=torch.long), 1).abs().max() < 1e-8
+
+
+@pytest.mark.parametrize("fraction", [0.0, 0.5, 1.0])
+def test_start_fraction_sets_how_many_clusters_are_trained_at_the_random_start(fraction):
+    numbers, x_w, x_s, batch, molecule = _rigid_cluster(5, n_graphs=64)
+    seen = {}
+
+    def recorder(numbers, x, condition, t, batch, molecule):
+        seen.update(x=x, t=t)
+        return torch.zeros_like(x)
+
+    path = get_path("rigid", start_fraction=fraction)
+    path.loss(recorder, numbers, x_w, x_s, batch, generator=torch.Generator().manual_seed(3), molecule=molecule)
+    at_start = seen["t"] == 0
+    assert abs(float(at_start.double().mean()) - fraction) < 0.2
+    if fraction == 1.0:
+        assert bool(at_start.all())
+    # at t = 0 every molecule sits at its x_w centroid in some orientation; later it has moved towards x_s
+    n_molecules = int(molecule.max()) + 1
+    drift = (
+        molecule_centroids(seen["x"], molecule, n_molecules) - molecule_centroids(x_w, molecule, n_molecules)
+    ).norm(dim=-1)
+    molecule_graph = torch.zeros(n_molecules, dtype=torch.long).index_copy_(0, molecule, batch)
+    assert float(torch.cat([drift[at_start[molecule_graph]], torch.zeros(1)]).max()) < 1e-9
+    if fraction < 1.0:
+        assert float(drift[~at_start[molecule_graph]].max()) > 1e-3
+    with pytest.raises(ValueError, match="start_fraction"):
+        get_path("rigid", start_fraction=1.5)

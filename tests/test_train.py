@@ -1,5 +1,11 @@
 """Training on a handful of real clusters: the loss falls, the model beats the identity baseline, runs resume."""
 
+import json
+import random
+import re
+import shutil
+from dataclasses import replace
+
 import pandas as pd
 import pytest
 import torch
@@ -8,17 +14,20 @@ from torch_geometric.loader import DataLoader
 from crystalflow_core import metrics
 from crystalflow_core.data.dataset import ClusterDataset
 from crystalflow_core.data.noise import NoiseConfig
+from crystalflow_core.errors import CheckpointError, ParameterError
 from crystalflow_core.inference import predict_dataset
 from crystalflow_core.paths import get_path
 from crystalflow_core.train import (
     CHECKPOINT,
     TrainConfig,
+    _Run,
     build_model,
     load_model,
     redraw_weak,
     resolve_device,
     train,
     validation_loss,
+    with_data_noise,
 )
 
 
@@ -63,19 +72,67 @@ def test_training_lowers_loss_and_beats_identity(small_data, tmp_path, path):
 def test_runs_resume_and_checkpoints_load_weights_only(small_data, tmp_path):
     first = train(_tiny(small_data, tmp_path, "lerp", epochs=2))
     state = torch.load(tmp_path / CHECKPOINT, weights_only=True)
-    assert state["epoch"] == 2 and state["step"] == first["step"].iloc[-1]
+    assert state["progress"]["epoch"] == 2 and state["progress"]["step"] == first["step"].iloc[-1]
+    assert state["progress"]["order"] is None and state["progress"]["position"] == 0  # at an epoch's end
     resumed = train(_tiny(small_data, tmp_path, "lerp", epochs=3))
     assert len(resumed) == 3
     pd.testing.assert_frame_equal(resumed.head(2), first)
-    assert torch.load(tmp_path / CHECKPOINT, weights_only=True)["epoch"] == 3
+    assert torch.load(tmp_path / CHECKPOINT, weights_only=True)["progress"]["epoch"] == 3
     assert train(_tiny(small_data, tmp_path, "lerp", epochs=3)).equals(resumed)  # finished: nothing redone
-    with pytest.raises(ValueError, match="cannot resume"):
+    with pytest.raises(
+        CheckpointError, match=r"checkpoint.pt: cannot resume, settings differ \(path: 'lerp' → 'gnn_md'"
+    ):
         train(_tiny(small_data, tmp_path, "gnn_md", epochs=3))
 
 
-def test_config_rejects_unknown_path_and_device_auto_picks_cpu_here():
-    with pytest.raises(ValueError, match="path must be one of"):
+class Interrupted(Exception):
+    """Stands for a kill: raised inside training, before a chosen optimiser step."""
+
+
+@pytest.fixture
+def one_thread():
+    """Bitwise-reproducible CPU arithmetic: with several threads, parallel scatter sums differ in the last bit."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_training_interrupted_mid_epoch_resumes_exactly(small_data, tmp_path, monkeypatch, one_thread):
+    config = replace(_tiny(small_data, tmp_path / "whole", "vp", epochs=3), batch_size=1, checkpoint_every=3)
+    config.augment = True
+    whole = train(config)
+    expected = torch.load(tmp_path / "whole" / CHECKPOINT, weights_only=True)
+    stops = [7, 11]  # 4 steps per epoch: the last checkpoints before them are mid-epoch (steps 6 and 9)
+    original = _Run.step
+
+    def step(self, *args):
+        if self.progress.step + 1 in stops:
+            stops.remove(self.progress.step + 1)
+            raise Interrupted
+        return original(self, *args)
+
+    monkeypatch.setattr(_Run, "step", step)
+    config = replace(config, out=str(tmp_path / "pieces"))
+    for last_checkpoint in (6, 9):
+        with pytest.raises(Interrupted):
+            train(config)
+        progress = torch.load(tmp_path / "pieces" / CHECKPOINT, weights_only=True)["progress"]
+        assert progress["step"] == last_checkpoint and 0 < progress["position"] < 4
+    pd.testing.assert_frame_equal(train(config), whole, check_exact=True)
+    final = torch.load(tmp_path / "pieces" / CHECKPOINT, weights_only=True)
+    assert final["progress"] == expected["progress"]
+    for name, tensor in expected["model"].items():
+        assert torch.equal(final["model"][name], tensor), name
+
+
+def test_config_rejects_bad_values_naming_them_and_device_auto_picks_cpu_here():
+    with pytest.raises(ParameterError, match=r"^path='rectified': must be one of"):
         TrainConfig(data="d", out="o", path="rectified")
+    with pytest.raises(ParameterError, match=r"^checkpoint_every=0"):
+        TrainConfig(data="d", out="o", checkpoint_every=0)
+    with pytest.raises(ParameterError, match=r"^device='gpu7'"):
+        resolve_device("gpu7")
     expected = "cuda" if torch.cuda.is_available() else "cpu"
     assert resolve_device("auto").type == expected
 
@@ -117,3 +174,73 @@ def test_rigid_training_lowers_loss_and_keeps_molecules_exact(small_data, tmp_pa
                     x = torch.as_tensor(frame)[item.mol_index == m]
                     y = x_s[item.mol_index == m]
                     assert (torch.cdist(x, x) - torch.cdist(y, y)).abs().max() < 1e-3
+
+
+def _curated_copy(small_data, tmp_path, noise: dict):
+    """``small_data`` as if curated with ``noise``: same clusters, its ``curation.json`` saying so."""
+    data = tmp_path / "data"
+    shutil.copytree(small_data, data)
+    settings = json.loads((data / "curation.json").read_text())
+    (data / "curation.json").write_text(json.dumps({**settings, "noise": noise}))
+    return data
+
+
+def test_augmentation_redraws_noise_as_the_data_were_curated(small_data, tmp_path):
+    curated = {"rotation_deg": 30.0, "translation_sigma": 0.5, "inversion": True}
+    data = _curated_copy(small_data, tmp_path, curated)
+    config = replace(_tiny(data, tmp_path / "run", "lerp", epochs=1), augment=True)
+    assert config.noise is None  # not given: taken from the data when training starts
+    train(config)
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["noise"] == curated
+    assert torch.load(tmp_path / "run" / CHECKPOINT, weights_only=True)["config"]["noise"] == curated
+    explicit = NoiseConfig(rotation_deg=90.0).to_dict()
+    assert with_data_noise(replace(config, noise=explicit)).noise == explicit
+    assert with_data_noise(replace(config, data=str(tmp_path / "elsewhere"))).noise == NoiseConfig().to_dict()
+
+
+def _flip_bytes(data: bytes, rng: random.Random) -> bytes:
+    corrupted = bytearray(data)
+    start = rng.randrange(len(data) - 8)
+    corrupted[start : start + 8] = bytes(255 - b for b in corrupted[start : start + 8])
+    return bytes(corrupted)
+
+
+def test_damaged_or_foreign_checkpoints_give_a_clear_error(small_data, tmp_path):
+    run = tmp_path / "run"
+    train(_tiny(small_data, run, "lerp", epochs=1))
+    checkpoint = run / CHECKPOINT
+    good = checkpoint.read_bytes()
+    weights = torch.load(checkpoint, weights_only=True)["model"]
+    error = rf"^{re.escape(str(checkpoint))}: (unreadable|corrupted)"
+    for data in (good[: len(good) // 2], good[:10], b"", b"not a checkpoint\n"):
+        checkpoint.write_bytes(data)
+        with pytest.raises(CheckpointError, match=error):
+            load_model(run, "cpu")
+    rng, refused = random.Random(0), 0
+    for _ in range(20):  # flipped bytes: refused, or (in zip padding) harmless; never wrong weights
+        checkpoint.write_bytes(_flip_bytes(good, rng))
+        try:
+            model, _ = load_model(run, "cpu")
+        except CheckpointError as caught:
+            assert re.match(error, str(caught)), caught
+            refused += 1
+            continue
+        assert all(torch.equal(model.state_dict()[name], tensor) for name, tensor in weights.items())
+    assert refused >= 15
+    torch.save({"weights": weights}, checkpoint)
+    with pytest.raises(CheckpointError, match=r"checkpoint.pt: not a checkpoint this version can use \(missing model"):
+        load_model(run, "cpu")
+    rigid = build_model(TrainConfig(data="", out="", path="rigid", hidden=32, layers=2))
+    torch.save({"model": rigid.state_dict(), "config": _tiny(small_data, run, "lerp", epochs=1).to_dict()}, checkpoint)
+    with pytest.raises(CheckpointError, match=r"checkpoint.pt: weights do not fit the 'lerp' network"):
+        load_model(run, "cpu")
+    with pytest.raises(CheckpointError, match=r"checkpoint.pt: no checkpoint"):
+        load_model(tmp_path / "nowhere", "cpu")
+
+
+def test_a_checkpoint_half_written_by_a_killed_run_is_ignored(small_data, tmp_path):
+    config = _tiny(small_data, tmp_path, "lerp", epochs=2)
+    history = train(replace(config, epochs=1))
+    (tmp_path / (CHECKPOINT + ".tmp")).write_bytes(b"PK\x03\x04 killed while writing")
+    assert torch.load(tmp_path / CHECKPOINT, weights_only=True)["progress"]["epoch"] == 1
+    pd.testing.assert_frame_equal(train(config).head(1), history)

@@ -1,15 +1,22 @@
-"""Read CIF data blocks into :class:`Crystal` objects with gemmi (symmetry, cell, asymmetric unit)."""
+"""Read CIF data blocks into :class:`Crystal` objects with gemmi (symmetry, cell, asymmetric unit).
+
+A value that cannot be trusted rejects its data block with a :class:`CurationError` naming the file, the block
+and the value: an unknown or non-finite coordinate is never dropped, defaulted or wrapped into the cell, and a set
+of symmetry operations that is not a space group of the cell is never expanded.
+"""
 
 from __future__ import annotations
 
+import gzip
 import math
 import re
+import zlib
 from pathlib import Path
 
 import gemmi
 import numpy as np
 
-from crystalflow_core.data.crystal import Crystal
+from crystalflow_core.data.crystal import Crystal, check_lattice
 from crystalflow_core.errors import CurationError
 
 _SYMOP_TAGS = (
@@ -21,10 +28,28 @@ _SYMOP_TAGS = (
 _HALL_TAGS = ("_space_group_name_Hall", "_symmetry_space_group_name_Hall", "_space_group.name_Hall")
 _HM_TAGS = ("_space_group_name_H-M_alt", "_symmetry_space_group_name_H-M", "_space_group.name_H-M_alt")
 _NUMBER_TAGS = ("_space_group_IT_number", "_symmetry_Int_Tables_number", "_space_group.IT_number")
-_CELL_TAGS = tuple(
-    f"_cell_{name}" for name in ("length_a", "length_b", "length_c", "angle_alpha", "angle_beta", "angle_gamma")
-)
+_LENGTH_TAGS = ("_cell_length_a", "_cell_length_b", "_cell_length_c")
+_ANGLE_TAGS = ("_cell_angle_alpha", "_cell_angle_beta", "_cell_angle_gamma")
+#: Columns of the atom-site loop, in the order :func:`_atom_sites` reads them; ``?`` marks optional ones.
+_ATOM_SITE_COLUMNS = ("label", "fract_x", "fract_y", "fract_z", "?type_symbol", "?occupancy", "?calc_flag")
 _ELEMENT_START = re.compile(r"[A-Za-z]+")
+_FORMULA_TERM = re.compile(r"([A-Z][a-z]?)(\d+(?:\.\d*)?|\.\d+)?")
+_UTF8_BOM = b"\xef\xbb\xbf"
+_UNKNOWN = ("?", ".")
+#: A fractional coordinate further than this from the cell is a corrupt value, not an unwrapped position
+#: (the 575 reference files stay within 2.4).
+MAX_FRACTIONAL = 10.0
+#: The most distinct operations a space group has (Fm-3m with its centring translations).
+MAX_OPERATIONS = 192
+#: An operation must map the cell's metric onto itself within this (relative, per metric entry).
+METRIC_TOLERANCE = 0.01
+#: Longest text quoted from a file in an error message.
+_QUOTE_LIMIT = 40
+
+
+def _quote(text: str) -> str:
+    """``text`` for an error message, shortened: a hostile file may hold megabytes in one value."""
+    return repr(text if len(text) <= _QUOTE_LIMIT else text[:_QUOTE_LIMIT] + "…")
 
 
 def _element_number(symbol: str) -> int:
@@ -76,149 +101,276 @@ def formula_elements(formula: str) -> frozenset[int]:
     return frozenset(n for symbol in re.findall(r"[A-Z][a-z]?", formula) if (n := _element_number(symbol)))
 
 
+def formula_counts(formula: str) -> dict[int, float] | None:
+    """Atom counts ``{atomic number: count}`` of a ``_chemical_formula_sum`` such as ``'C10.5 H12 N O2'``.
+
+    None when the text is not a plain sum of element symbols with optional counts (``?``, moiety notation with
+    brackets, unknown symbols): such a formula cannot be checked.
+    """
+    counts: dict[int, float] = {}
+    for term in formula.split():
+        match = _FORMULA_TERM.fullmatch(term)
+        number = _element_number(match.group(1)) if match else 0
+        if not number:
+            return None
+        counts[number] = counts.get(number, 0.0) + float(match.group(2) or 1)
+    return counts or None
+
+
 def _first_value(block: gemmi.cif.Block, tags: tuple[str, ...]) -> str | None:
     """First defined (not ``?``/``.``) value among ``tags``."""
     for tag in tags:
         value = block.find_value(tag)
         if value is not None:
             text = gemmi.cif.as_string(value).strip()
-            if text and text not in ("?", "."):
+            if text and text not in _UNKNOWN:
                 return text
     return None
 
 
-def _column(block: gemmi.cif.Block, tag: str, length: int | None = None) -> list[str] | None:
-    """Values of a looped or single-valued tag; None when absent or not ``length`` long."""
-    column = block.find_values(tag)
-    if len(column) == 0 or (length is not None and len(column) != length):
-        return None
-    return [column[i] for i in range(len(column))]
+def _parse_operation(triplet: str, tag: str, where: str) -> gemmi.Op:
+    text = gemmi.cif.as_string(triplet).replace(" ", "").lower()
+    try:
+        return gemmi.Op(text)
+    except (RuntimeError, ValueError) as exc:
+        raise CurationError("bad_symmetry", f"{tag} {_quote(text)}: {exc}", where) from exc
 
 
-def _symmetry_operations(block: gemmi.cif.Block, source: str) -> tuple[list[gemmi.Op], str]:
-    """Space-group operations (centring included) from the symop list, else Hall, H-M or IT number."""
+def _named_group(block: gemmi.cif.Block) -> tuple[int, str] | None:
+    """Order of the space group that the Hall, else the H-M symbol names, and that symbol; None if neither."""
+    hall = _first_value(block, _HALL_TAGS)
+    if hall is not None:
+        try:
+            return len(gemmi.symops_from_hall(hall)), f"Hall symbol {_quote(hall)}"
+        except (RuntimeError, ValueError):
+            pass
+    hm = _first_value(block, _HM_TAGS)
+    spacegroup = gemmi.find_spacegroup_by_name(hm) if hm else None
+    return None if spacegroup is None else (len(spacegroup.operations()), f"H-M symbol {_quote(hm)}")
+
+
+def _symmetry_operations(block: gemmi.cif.Block, where: str) -> tuple[list[gemmi.Op], str]:
+    """Distinct space-group operations (centring included) from the symop list, else Hall, H-M or IT number.
+
+    A symop list must have as many operations as the group its Hall or H-M symbol names: a shorter list has
+    lost lines (a dropped centring translation, a list of identities), which a group check alone cannot see.
+    """
     hm = _first_value(block, _HM_TAGS) or ""
     for tag in _SYMOP_TAGS:
-        triplets = _column(block, tag)
-        if triplets:
-            try:
-                ops = [gemmi.Op(gemmi.cif.as_string(t).replace(" ", "").lower()) for t in triplets]
-            except (RuntimeError, ValueError) as exc:
-                raise CurationError("parse_error", f"bad symmetry operation in {tag}: {exc}", source) from exc
+        triplets = block.find_values(tag)
+        if len(triplets):
+            ops = _distinct([_parse_operation(t, tag, where) for t in triplets])
+            named = _named_group(block)
+            if named is not None and named[0] != len(ops):
+                detail = f"{tag} lists {len(ops)} distinct operations, the {named[1]} has {named[0]}"
+                raise CurationError("bad_symmetry", detail, where)
             return ops, hm
     hall = _first_value(block, _HALL_TAGS)
     if hall is not None:
         try:
-            return list(gemmi.symops_from_hall(hall)), hm
+            return _distinct(list(gemmi.symops_from_hall(hall))), hm
         except (RuntimeError, ValueError):
             pass
     spacegroup = gemmi.find_spacegroup_by_name(hm) if hm else None
     if spacegroup is None and (number := _first_value(block, _NUMBER_TAGS)) is not None:
         try:
             spacegroup = gemmi.find_spacegroup_by_number(int(float(number)))
-        except (RuntimeError, ValueError):
+        except (RuntimeError, ValueError, OverflowError):
             spacegroup = None
     if spacegroup is None:
-        raise CurationError("parse_error", "no symmetry operations, Hall or H-M symbol", source)
-    return list(spacegroup.operations()), hm or spacegroup.hm
+        raise CurationError("bad_symmetry", "no symmetry operations, Hall or H-M symbol", where)
+    return _distinct(list(spacegroup.operations())), hm or spacegroup.hm
+
+
+def _operation_key(op: gemmi.Op) -> tuple:
+    wrapped = op.wrap()
+    return tuple(map(tuple, wrapped.rot)), tuple(wrapped.tran)
+
+
+def _check_group(ops: list[gemmi.Op], lattice: np.ndarray, where: str) -> None:
+    """Refuse operations that are not a space group of this cell: an operation with a rotation part that is not
+    an integer matrix of determinant ±1, a product of two operations missing from the list (a dropped or
+    mistyped line), or an operation that distorts the cell's metric."""
+    if len(ops) > MAX_OPERATIONS:
+        detail = f"{len(ops)} distinct operations; a space group has at most {MAX_OPERATIONS}"
+        raise CurationError("bad_symmetry", detail, where)
+    for op in ops:
+        if any(v % gemmi.Op.DEN for row in op.rot for v in row) or abs(op.det_rot()) != gemmi.Op.DEN**3:
+            raise CurationError("bad_symmetry", f"{op.triplet()} is not a crystallographic operation", where)
+    keys = {_operation_key(op) for op in ops}
+    for first in ops:
+        for second in ops:
+            if _operation_key(first * second) not in keys:
+                product = (first * second).wrap().triplet()
+                detail = f"not a group: {first.triplet()} times {second.triplet()} gives {product}, not listed"
+                raise CurationError("bad_symmetry", detail, where)
+    metric = lattice @ lattice.T
+    scale = np.sqrt(np.outer(np.diag(metric), np.diag(metric)))
+    for op in ops:
+        rotation = np.array(op.rot, dtype=np.float64) / gemmi.Op.DEN
+        if np.abs((rotation.T @ metric @ rotation - metric) / scale).max() > METRIC_TOLERANCE:
+            raise CurationError("bad_symmetry", f"{op.triplet()} does not map the cell onto itself", where)
 
 
 def _operations_to_arrays(ops: list[gemmi.Op]) -> tuple[np.ndarray, np.ndarray]:
-    """Rotations [K, 3, 3] and translations [K, 3] in [0, 1), identity first, duplicates removed."""
+    """Rotations [K, 3, 3] and translations [K, 3] in [0, 1) of a group's operations, identity first."""
+    identity = _operation_key(gemmi.Op())
+    ops = sorted(ops, key=lambda op: _operation_key(op) != identity)  # stable: the file's order otherwise
     rotations = np.array([op.rot for op in ops], dtype=np.float64) / gemmi.Op.DEN
-    translations = np.array([op.tran for op in ops], dtype=np.float64) / gemmi.Op.DEN
-    translations -= np.floor(translations)
-    keys = np.concatenate([rotations.reshape(-1, 9), np.round(translations * 24) % 24], axis=1)
-    _, first = np.unique(np.round(keys, 6), axis=0, return_index=True)
-    order = np.sort(first)
-    rotations, translations = rotations[order], translations[order]
-    is_identity = np.all(np.isclose(rotations, np.eye(3)), axis=(1, 2)) & np.all(np.isclose(translations, 0.0), axis=1)
-    if is_identity.any():
-        front = int(np.argmax(is_identity))
-        perm = [front] + [k for k in range(len(order)) if k != front]
-        rotations, translations = rotations[perm], translations[perm]
+    translations = np.array([op.wrap().tran for op in ops], dtype=np.float64) / gemmi.Op.DEN
     return rotations, translations
 
 
-def _lattice(block: gemmi.cif.Block, source: str) -> np.ndarray:
-    """Lattice [3, 3] with a, b, c as rows (a along x, b in the xy plane); absent angles are 90° (CIF default)."""
-    values = [gemmi.cif.as_number(block.find_value(tag)) if block.find_value(tag) else math.nan for tag in _CELL_TAGS]
-    values[3:] = [90.0 if math.isnan(angle) else angle for angle in values[3:]]
-    if any(math.isnan(v) or v <= 0 for v in values):
-        raise CurationError("parse_error", "missing or invalid cell parameters", source)
-    cell = gemmi.UnitCell(*values)
-    if not cell.volume > 0 or math.isnan(cell.volume):
-        raise CurationError("parse_error", "cell parameters give no volume", source)
-    return np.array(cell.orth.mat.tolist(), dtype=np.float64).T
+def _distinct(ops: list[gemmi.Op]) -> list[gemmi.Op]:
+    """The operations without repeats (equal up to lattice translations), in the order they first appear."""
+    first: dict[tuple, gemmi.Op] = {}
+    for op in ops:
+        first.setdefault(_operation_key(op), op)
+    return list(first.values())
+
+
+def _cell_value(block: gemmi.cif.Block, tag: str, where: str) -> float:
+    """One cell parameter; an absent or unknown angle is 90° (the CIF default), an absent length is an error."""
+    raw = block.find_value(tag)
+    if raw is None or raw in _UNKNOWN:
+        if tag in _ANGLE_TAGS:
+            return 90.0
+        raise CurationError("bad_cell", f"no {tag}", where)
+    value = gemmi.cif.as_number(raw)
+    if not math.isfinite(value):
+        raise CurationError("bad_cell", f"{tag} {_quote(raw)} is not a number", where)
+    return value
+
+
+def _lattice(block: gemmi.cif.Block, where: str) -> np.ndarray:
+    """Lattice [3, 3] with a, b, c as rows (a along x, b in the xy plane)."""
+    lengths = [_cell_value(block, tag, where) for tag in _LENGTH_TAGS]
+    angles = [_cell_value(block, tag, where) for tag in _ANGLE_TAGS]
+    if not all(v > 0 for v in lengths):
+        raise CurationError("bad_cell", f"cell lengths {lengths} must be positive", where)
+    if not all(0 < v < 180 for v in angles):
+        raise CurationError("bad_cell", f"cell angles {angles} must lie strictly between 0 and 180 degrees", where)
+    cell = gemmi.UnitCell(*lengths, *angles)
+    if not cell.volume > 0:
+        raise CurationError("bad_cell", f"cell angles {angles} give no cell (volume {cell.volume:g})", where)
+    lattice = np.array(cell.orth.mat.tolist(), dtype=np.float64).T
+    check_lattice(lattice, where)
+    return lattice
+
+
+def _coordinate(raw: str, label: str, axis: str, where: str) -> float:
+    value = gemmi.cif.as_number(raw)
+    if not math.isfinite(value):
+        problem = "is not a number"
+    elif abs(value) > MAX_FRACTIONAL:
+        problem = f"is more than {MAX_FRACTIONAL:g} cells away"
+    else:
+        return value
+    raise CurationError("bad_coordinate", f"atom {_quote(label)}: fract_{axis} {_quote(raw)} {problem}", where)
+
+
+def _element(row: gemmi.cif.Table.Row, label: str, in_formula: frozenset[int]) -> int:
+    """Atomic number from the type symbol, else the label; 0 when neither tells."""
+    symbol = gemmi.cif.as_string(row[4]) if row.has(4) else "?"
+    number = element_from_type_symbol(symbol) if symbol not in _UNKNOWN else 0
+    return number or element_from_label(label, in_formula)
+
+
+def _atom_sites(block: gemmi.cif.Block, where: str) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray]:
+    """Labels, atomic numbers [M], fractional coordinates [M, 3] and occupancies [M] of the atom-site loop.
+
+    Dummy sites (``_atom_site_calc_flag dum``) are not atoms and are left out; every other site must have finite
+    coordinates. An atom whose element cannot be told gets atomic number 0, which the selection rejects
+    (``unknown_element``) unless an earlier rule already does; an unknown occupancy is 1 (the CIF default).
+    """
+    table = block.find("_atom_site_", list(_ATOM_SITE_COLUMNS))
+    if len(table) == 0:
+        raise CurationError("parse_error", "no complete _atom_site_label/_atom_site_fract_* loop", where)
+    in_formula = formula_elements(_first_value(block, ("_chemical_formula_sum",)) or "")
+    labels, numbers, frac, occupancies = [], [], [], []
+    for row in table:
+        if row.has(6) and gemmi.cif.as_string(row[6]).lower() == "dum":
+            continue
+        label = gemmi.cif.as_string(row[0])
+        labels.append(label)
+        frac.append([_coordinate(row[k], label, axis, where) for k, axis in zip((1, 2, 3), "xyz", strict=True)])
+        numbers.append(_element(row, label, in_formula))
+        occupancy = gemmi.cif.as_number(row[5]) if row.has(5) else math.nan
+        occupancies.append(1.0 if math.isnan(occupancy) else occupancy)
+    if not labels:
+        raise CurationError("no_atoms", "only dummy atom sites", where)
+    return labels, np.array(numbers, dtype=np.int64), np.array(frac, dtype=np.float64), np.array(occupancies)
 
 
 def _crystal_from_block(block: gemmi.cif.Block, name: str, source: str, where: str) -> Crystal:
-    """Build one Crystal from a data block that has ``_atom_site_fract_*``; errors name ``where``."""
-    labels = _column(block, "_atom_site_label")
-    coords = [_column(block, f"_atom_site_fract_{axis}") for axis in "xyz"]
-    if labels is None or any(c is None for c in coords) or not all(len(c) == len(labels) for c in coords):
-        raise CurationError("parse_error", "no complete _atom_site_label/_atom_site_fract_* loop", where)
-    n_atoms = len(labels)
-    frac = np.array([[gemmi.cif.as_number(c[i]) for c in coords] for i in range(n_atoms)], dtype=np.float64)
-    keep = ~np.isnan(frac).any(axis=1)
-    if not keep.any():
-        raise CurationError("parse_error", "no atom with known fractional coordinates", where)
-    labels = [gemmi.cif.as_string(label) for label in labels]
-
-    type_symbols = _column(block, "_atom_site_type_symbol", n_atoms)
-    in_formula = formula_elements(_first_value(block, ("_chemical_formula_sum",)) or "")
-    numbers = np.zeros(n_atoms, dtype=np.int64)
-    for i, label in enumerate(labels):
-        symbol = gemmi.cif.as_string(type_symbols[i]) if type_symbols is not None else "?"
-        numbers[i] = element_from_type_symbol(symbol) if symbol not in ("?", ".") else 0
-        if numbers[i] == 0:
-            numbers[i] = element_from_label(label, in_formula)
-
-    occupancy_column = _column(block, "_atom_site_occupancy", n_atoms)
-    occupancies = np.ones(n_atoms)
-    if occupancy_column is not None:
-        parsed = np.array([gemmi.cif.as_number(v) for v in occupancy_column], dtype=np.float64)
-        occupancies = np.where(np.isnan(parsed), 1.0, parsed)
-
-    calc_flags = _column(block, "_atom_site_calc_flag", n_atoms)
-    if calc_flags is not None:
-        keep &= np.array([gemmi.cif.as_string(f).lower() != "dum" for f in calc_flags])
-
+    """Build one Crystal from a data block with atom sites; errors name ``where``."""
+    lattice = _lattice(block, where)
     ops, hm = _symmetry_operations(block, where)
+    _check_group(ops, lattice, where)
     rotations, translations = _operations_to_arrays(ops)
+    labels, numbers, frac, occupancies = _atom_sites(block, where)
     return Crystal(
         name=name,
         source=source,
-        lattice=_lattice(block, where),
+        lattice=lattice,
         rotations=rotations,
         translations=translations,
-        numbers=numbers[keep],
-        frac=frac[keep],
-        occupancies=occupancies[keep],
-        labels=[label for label, k in zip(labels, keep, strict=True) if k],
+        numbers=numbers,
+        frac=frac,
+        occupancies=occupancies,
+        labels=labels,
         spacegroup=hm,
+        formula_sum=_first_value(block, ("_chemical_formula_sum",)) or "",
     )
 
 
-def read_cif(path: str | Path) -> list[Crystal]:
-    """Read every data block of a CIF file that has atom sites, one :class:`Crystal` each.
+def _read_document(path: Path) -> gemmi.cif.Document:
+    """Parse a CIF, gzip-compressed or not; a leading UTF-8 byte-order mark (Windows editors write one) is skipped."""
+    try:
+        data = path.read_bytes()
+        if path.name.endswith(".gz"):
+            data = gzip.decompress(data)
+        return gemmi.cif.read_string(data.removeprefix(_UTF8_BOM))
+    except (OSError, EOFError, zlib.error, RuntimeError, ValueError) as exc:
+        raise CurationError("parse_error", f"unreadable CIF: {exc}", source=str(path)) from exc
 
-    Crystal names are the file stem (``1000034``), or ``stem/block`` when the file has several blocks
-    with atom sites. Atoms without coordinates are left out; atoms whose element cannot be told from the
-    type symbol or the label get atomic number 0 (the selection rejects them). Raises
-    ``CurationError("parse_error")`` naming the file when it cannot be read or holds no atom sites.
+
+def _has_atom_sites(block: gemmi.cif.Block) -> bool:
+    return len(block.find_values("_atom_site_label")) > 0 or len(block.find_values("_atom_site_fract_x")) > 0
+
+
+def read_cif_blocks(path: str | Path) -> list[Crystal | CurationError]:
+    """One :class:`Crystal`, or the :class:`CurationError` that rejects it, per data block with atom sites.
+
+    Crystal names are the file stem (``1000034``), or ``stem/block`` when the file has several blocks with atom
+    sites; a broken block costs only itself. Raises ``CurationError`` naming the file when the file itself
+    cannot be read (``parse_error``) or no block has atom sites (``no_atoms``).
     """
     path = Path(path)
-    try:
-        document = gemmi.cif.read_file(str(path))
-    except (RuntimeError, ValueError, UnicodeDecodeError) as exc:
-        raise CurationError("parse_error", f"unreadable CIF: {exc}", source=str(path)) from exc
-    blocks = [block for block in document if len(block.find_values("_atom_site_fract_x")) > 0]
+    document = _read_document(path)
+    if len(document) == 0:
+        raise CurationError("parse_error", "no CIF data block", source=str(path))
+    blocks = [block for block in document if _has_atom_sites(block)]
     if not blocks:
-        raise CurationError("parse_error", "no data block with atom sites", source=str(path))
-    crystals = []
+        raise CurationError("no_atoms", "no data block with atom sites", source=str(path))
+    outcomes: list[Crystal | CurationError] = []
     for block in blocks:
         name = path.stem if len(blocks) == 1 else f"{path.stem}/{block.name}"
         where = str(path) if len(blocks) == 1 else f"{path} (data_{block.name})"
-        crystals.append(_crystal_from_block(block, name, str(path), where))
-    return crystals
+        try:
+            outcomes.append(_crystal_from_block(block, name, str(path), where))
+        except CurationError as error:
+            outcomes.append(error)
+    return outcomes
+
+
+def read_cif(path: str | Path) -> list[Crystal]:
+    """Every data block of a CIF file that has atom sites, one :class:`Crystal` each (see :func:`read_cif_blocks`).
+
+    Raises the first block's ``CurationError`` when any block is rejected.
+    """
+    outcomes = read_cif_blocks(path)
+    for outcome in outcomes:
+        if isinstance(outcome, CurationError):
+            raise outcome
+    return outcomes

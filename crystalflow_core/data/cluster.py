@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import itertools
-
 import numpy as np
 
+from crystalflow_core.data.crystal import lattice_shifts, plane_spacings
 from crystalflow_core.data.molecules import MolecularCrystal
 
 #: Two symmetry images whose centroids are closer than this (Å) are the same molecule (special position).
@@ -43,17 +42,17 @@ def crystal_cluster(mc: MolecularCrystal, n_molecules: int = 17) -> np.ndarray:
     images = _symmetry_images(mc)  # [Z, n, 3]
     centroids = images.mean(axis=1)
     reference_centroid = centroids[0] @ lattice
-    plane_spacing = 1.0 / np.linalg.norm(np.linalg.inv(lattice), axis=0)
+    plane_spacing = plane_spacings(lattice)
     n_layers = np.maximum(np.ceil(np.cbrt(n_molecules / len(images))).astype(int), 1) * np.ones(3, dtype=int)
     while True:
-        shifts = np.array(list(itertools.product(*(range(-n, n + 1) for n in n_layers))), dtype=np.int64)
+        shifts = lattice_shifts(n_layers, len(images))
         candidate = (centroids[None, :, :] + shifts[:, None, :]) @ lattice  # [S, Z, 3]
         distance = np.linalg.norm(candidate - reference_centroid, axis=-1).reshape(-1)
         shift_index, image_index = np.divmod(np.arange(distance.size), len(images))
         order = np.lexsort((image_index, *shifts[shift_index].T[::-1], np.round(distance, _DISTANCE_DECIMALS)))
         if order.size >= n_molecules:
             radius = distance[order[n_molecules - 1]]
-            needed = np.ceil(radius / plane_spacing).astype(int) + 1
+            needed = np.ceil(radius / plane_spacing) + 1
             if np.all(n_layers >= needed):
                 break
             n_layers = np.maximum(n_layers, needed)

@@ -13,6 +13,7 @@ exact.
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -77,16 +78,29 @@ def write_positions_csv(path: Path, numbers: np.ndarray, mol_index: np.ndarray, 
             "z": np.asarray(x, dtype=np.float64)[:, 2],
         }
     )
-    tmp = path.with_suffix(".csv.tmp")
+    tmp = temporary_path(path)
     frame.to_csv(tmp, index=False)
     tmp.replace(path)
+
+
+def temporary_path(path: Path) -> Path:
+    """Where to write ``path`` before renaming it into place: unique to this process, and never matched by the
+    patterns that list finished files."""
+    return path.with_name(f"{path.name}.{os.getpid()}.tmp")
+
+
+def remove_partial_writes(root: Path) -> None:
+    """Delete the temporary cluster files that a killed writer left behind."""
+    for directory in (FINAL_DIR, INITIAL_DIR):
+        for path in (Path(root) / directory).glob("*.tmp"):
+            path.unlink(missing_ok=True)
 
 
 def read_positions_csv(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Read ``(numbers [N], mol_index [N], x [N, 3])`` from a COD-Cluster17 CSV, checking the layout."""
     path = Path(path)
     try:
-        frame = pd.read_csv(path, float_precision="round_trip")
+        frame = pd.read_csv(path)
     except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as error:
         raise ClusterFileError(f"{path}: cannot read CSV ({error})") from error
     if list(frame.columns) != COLUMNS:
@@ -157,7 +171,10 @@ def write_trajectory(root: Path, cluster_id: str, k: int, times: np.ndarray, pos
     """Store a sampled trajectory (``times`` ``[T]``, ``positions`` ``[T, N, 3]``) beside the predictions."""
     path = trajectory_path(root, cluster_id, k)
     path.parent.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(path, times=np.asarray(times), positions=np.asarray(positions))
+    tmp = temporary_path(path)
+    with open(tmp, "wb") as handle:
+        np.savez_compressed(handle, times=np.asarray(times), positions=np.asarray(positions))
+    tmp.replace(path)
     return path
 
 

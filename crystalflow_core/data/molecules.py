@@ -8,7 +8,6 @@ polymer.
 
 from __future__ import annotations
 
-import itertools
 from collections import Counter, deque
 from dataclasses import dataclass
 
@@ -16,7 +15,7 @@ import numpy as np
 from ase.data import chemical_symbols, covalent_radii
 from scipy.spatial import cKDTree
 
-from crystalflow_core.data.crystal import Crystal
+from crystalflow_core.data.crystal import Crystal, lattice_shifts, plane_spacings
 from crystalflow_core.errors import CurationError
 
 #: Added to the sum of covalent radii to decide that two atoms are bonded (Å).
@@ -84,9 +83,7 @@ def find_bonds(
     """
     radii = covalent_radii[numbers]
     cutoff = 2.0 * radii.max() + tolerance
-    plane_spacing = 1.0 / np.linalg.norm(np.linalg.inv(lattice), axis=0)
-    n_layers = np.ceil(cutoff / plane_spacing).astype(int)
-    shifts = np.array(list(itertools.product(*(range(-n, n + 1) for n in n_layers))), dtype=np.int64)
+    shifts = lattice_shifts(np.ceil(cutoff / plane_spacings(lattice)), len(numbers))
     cart = frac @ lattice
     images = (cart[None, :, :] + (shifts @ lattice)[:, None, :]).reshape(-1, 3)
     pairs = cKDTree(cart).sparse_distance_matrix(cKDTree(images), cutoff, output_type="ndarray")
@@ -135,15 +132,19 @@ def periodic_components(n_atoms: int, bonds: PeriodicBonds) -> tuple[np.ndarray,
 def select_molecular_crystal(crystal: Crystal) -> MolecularCrystal:
     """Apply the paper's selection and restore one whole reference molecule.
 
-    Rejections (``CurationError``): ``partial_occupancy`` (any occupancy < ``OCCUPANCY_THRESHOLD``),
-    ``no_carbon``, ``parse_error`` (an atom of unknown element), ``bad_geometry`` (two atoms closer than
+    Rejections (``CurationError``): ``no_atoms``, ``hydrogen_only``, ``partial_occupancy`` (any occupancy <
+    ``OCCUPANCY_THRESHOLD``), ``no_carbon``, ``unknown_element`` (an atom of unknown element), ``duplicate_site``
+    (two asymmetric-unit atoms of one element on one site), ``bad_geometry`` (two atoms closer than
     ``BUMP_FACTOR`` of their radii sum or than ``MIN_DISTANCE``), ``polymeric``, ``multiple_species``
     (more than one molecular formula in the cell), ``z_prime_gt_1`` (more molecules than symmetry
-    operations, or molecules not all related by symmetry to the reference molecule).
+    operations, or molecules not all related by symmetry to the reference molecule), ``too_large`` (a
+    neighbour search over too many periodic images).
     """
     name = crystal.name
     if len(crystal.numbers) == 0:
-        raise CurationError("parse_error", "no atoms", name)
+        raise CurationError("no_atoms", "no atoms", name)
+    if (crystal.numbers == 1).all():
+        raise CurationError("hydrogen_only", f"all {len(crystal.numbers)} atoms are hydrogen", name)
     low = crystal.occupancies < OCCUPANCY_THRESHOLD
     if low.any():
         first = int(np.argmax(low))
@@ -153,9 +154,16 @@ def select_molecular_crystal(crystal: Crystal) -> MolecularCrystal:
         raise CurationError("no_carbon", "no carbon atom", name)
     unknown = crystal.numbers == 0
     if unknown.any():
-        raise CurationError("parse_error", f"unknown element of atom {crystal.labels[int(np.argmax(unknown))]}", name)
+        label = crystal.labels[int(np.argmax(unknown))]
+        raise CurationError(
+            "unknown_element", f"atom {label[:40]!r}: neither type symbol nor label names an element", name
+        )
 
     sites = crystal.unit_cell_sites()
+    if len(sites.coincident):
+        a, b = sites.coincident[0]
+        detail = f"atoms {crystal.labels[a]} and {crystal.labels[b]} are on one site"
+        raise CurationError("duplicate_site", detail, name)
     bonds = find_bonds(sites.numbers, sites.frac, crystal.lattice)
     radii = covalent_radii[sites.numbers]
     bump = (bonds.distance < BUMP_FACTOR * (radii[bonds.i] + radii[bonds.j])) | (bonds.distance < MIN_DISTANCE)

@@ -11,7 +11,7 @@ from importlib import resources
 from pathlib import Path
 
 from ..errors import CurationError
-from .cif import read_cif
+from .cif import read_cif_blocks
 from .crystal import Crystal, crystal_from_ase
 
 PYXTAL_DATABASES = ("test.db", "mech.db")
@@ -86,10 +86,13 @@ def resolve_refs(source: str | Path) -> list[StructureRef]:
     return cif_directory_refs(source)
 
 
-def load_crystals(ref: StructureRef) -> list[Crystal]:
-    """Read the crystal(s) a reference points to; errors are :class:`CurationError` naming the file."""
+def load_crystals(ref: StructureRef) -> list[Crystal | CurationError]:
+    """The crystal, or the error that rejects it, of each data block a reference points to.
+
+    Raises :class:`CurationError` naming the file when the file itself cannot be read.
+    """
     if ref.row is None:
-        return read_cif(ref.location)
+        return read_cif_blocks(ref.location)
     from ase.db import connect
 
     try:

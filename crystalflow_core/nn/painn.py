@@ -163,11 +163,15 @@ class PaiNNVelocity(nn.Module):
         time_embedding: int = 16,
         molecular_frame: bool = False,
         molecule_cutoff: float = 0.0,
+        axis_readout: bool = False,
     ) -> None:
         super().__init__()
         self.hidden = hidden
         self.molecular_frame = molecular_frame
         self.molecule_cutoff = molecule_cutoff
+        if axis_readout and not molecular_frame:
+            raise ValueError("axis_readout needs molecular_frame (the principal axes it turns)")
+        self.axis_readout = axis_readout
         self.layers = layers
         self.n_rbf = n_rbf
         self.cutoff = cutoff
@@ -196,6 +200,9 @@ class PaiNNVelocity(nn.Module):
             self.molecule_scalar = nn.ModuleList(nn.Linear(hidden, hidden) for _ in range(layers))
             self.molecule_vector = nn.ModuleList(nn.Linear(hidden, hidden, bias=False) for _ in range(layers))
         self.readout = nn.Linear(hidden, 1, bias=False)
+        if axis_readout:
+            self.axis_turn = nn.Linear(hidden, 3, bias=False)
+            nn.init.zeros_(self.axis_turn.weight)  # start from the unturned axes
 
     def describe(self) -> dict[str, float | int]:
         """Hyperparameters of this network, e.g. for logging alongside a checkpoint."""
@@ -208,6 +215,7 @@ class PaiNNVelocity(nn.Module):
             "time_embedding": self.time_embedding,
             "molecular_frame": self.molecular_frame,
             "molecule_cutoff": self.molecule_cutoff,
+            "axis_readout": self.axis_readout,
             "parameters": sum(p.numel() for p in self.parameters()),
         }
 
@@ -256,4 +264,11 @@ class PaiNNVelocity(nn.Module):
                     h_v = h_v + self.molecule_vector[layer](m_v * m_inverse_degree[:, None, None])[molecule]
             d_s, d_v = update(*self.update_norms[layer](h_s, h_v))
             h_s, h_v = h_s + d_s, h_v + d_v
-        return self.readout(h_v).squeeze(-1)
+        output = self.readout(h_v).squeeze(-1)
+        if self.axis_readout:
+            # Each molecule's principal axes e_k move to e_k + δ_k: every atom follows with its own coordinates
+            # p_k on them, Σ_k p_k δ_k. The δ_k are read from the molecule's pooled vectors, so the crystal
+            # directions of the axes need not be re-derived at every atom from its current orientation.
+            turn = self.axis_turn(scatter(h_v, molecule, dim=0, reduce="mean"))  # [M, 3, 3], column k: δ_k
+            output = output + torch.einsum("nk,nik->ni", principal, turn[molecule])
+        return output

@@ -1,0 +1,143 @@
+"""Run a function over many items in worker processes, each call under a deadline.
+
+A call that runs past its deadline has its worker killed and replaced; a worker that dies mid-call (killed,
+out of memory, a crash in native code) is replaced as well. Either way only that item is lost, and the caller
+gets a :class:`Lost` in its place. Workers are forked, so the function needs no pickling and sees the parent's
+state; its results are pickled back through a pipe.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+import time
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from multiprocessing.connection import Connection, wait
+
+#: How often (s) an idle worker checks that its parent is still alive.
+_PARENT_POLL = 1.0
+
+
+@dataclass(frozen=True)
+class Lost:
+    """An item whose call gave no result: ``reason`` is ``timeout`` or ``worker_died``."""
+
+    reason: str
+    detail: str
+
+
+def _serve(conn: Connection, function: Callable, initializer: Callable[[], None] | None, parent: int) -> None:
+    """Worker loop: receive ``(index, item)``, send back ``(index, function(item))``; stop on ``None``.
+
+    Ctrl-C is left to the parent, which stops the workers. A worker whose parent was killed (SIGKILL gives no
+    chance to stop it) notices while idle and exits rather than linger.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if initializer is not None:
+        initializer()
+    while True:
+        while not conn.poll(_PARENT_POLL):
+            if os.getppid() != parent:
+                return
+        try:
+            task = conn.recv()
+        except (EOFError, OSError):
+            return
+        if task is None:
+            return
+        index, item = task
+        conn.send((index, function(item)))
+
+
+class _Worker:
+    """One forked worker process, the parent's end of its pipe, and the call it is running."""
+
+    def __init__(self, function: Callable, initializer: Callable[[], None] | None) -> None:
+        context = multiprocessing.get_context("fork")
+        self.conn, child = context.Pipe()
+        self.process = context.Process(
+            target=_serve, args=(child, function, initializer, os.getpid()), daemon=True, name="curate-worker"
+        )
+        self.process.start()
+        child.close()  # the worker holds the only other end: its death reads as end-of-file here
+        self.task: int | None = None
+        self.timeout = self.deadline = 0.0
+
+    def submit(self, index: int, item: object, timeout: float) -> None:
+        self.conn.send((index, item))
+        self.task, self.timeout, self.deadline = index, timeout, time.monotonic() + timeout
+
+    def stop(self) -> None:
+        """Kill the process and close the pipe (an idle worker would also stop on ``None``; killing is quicker)."""
+        if self.process.is_alive():
+            self.process.kill()
+        self.process.join()
+        self.conn.close()
+
+
+def _death_detail(process: multiprocessing.Process) -> str:
+    code = process.exitcode
+    if code is not None and code < 0:
+        return f"worker process killed by {signal.Signals(-code).name}"
+    return f"worker process exited with status {code}"
+
+
+def map_with_deadline(
+    function: Callable,
+    items: Sequence,
+    workers: int,
+    timeout: float,
+    initializer: Callable[[], None] | None = None,
+) -> Iterator[tuple[int, object]]:
+    """Yield ``(index, function(items[index]))`` in completion order, or ``(index, Lost(...))`` for a call that
+    took longer than ``timeout`` seconds or whose worker died. Runs ``workers`` (at least one) forked processes."""
+    pending = deque(enumerate(items))
+    pool = [_Worker(function, initializer) for _ in range(min(max(workers, 1), len(items)))]
+    try:
+        while pending or any(w.task is not None for w in pool):
+            for position, worker in enumerate(pool):
+                if worker.task is None and pending:
+                    index, item = pending.popleft()
+                    try:
+                        worker.submit(index, item, timeout)
+                    except OSError:  # the idle worker is gone (killed from outside): replace it
+                        yield index, Lost("worker_died", "worker process died before it was given the item")
+                        worker.stop()
+                        pool[position] = _Worker(function, initializer)
+            busy = [w for w in pool if w.task is not None]
+            if not busy:
+                continue
+            wait_for = max(0.0, min(w.deadline for w in busy) - time.monotonic())
+            wait([w.conn for w in busy] + [w.process.sentinel for w in busy], timeout=wait_for)
+            for worker in busy:
+                outcome = _collect(worker)
+                if outcome is None:
+                    continue
+                yield outcome
+                if isinstance(outcome[1], Lost):
+                    worker.stop()
+                    pool[pool.index(worker)] = _Worker(function, initializer)
+    finally:
+        for worker in pool:
+            worker.stop()
+
+
+def _collect(worker: _Worker) -> tuple[int, object] | None:
+    """The finished call of a busy worker: its result, a ``Lost`` (dead or past its deadline), or None (running)."""
+    index = worker.task
+    if worker.conn.poll():
+        try:
+            received, result = worker.conn.recv()
+        except (EOFError, OSError):
+            worker.process.join()
+            return index, Lost("worker_died", _death_detail(worker.process))
+        worker.task = None
+        return received, result
+    if not worker.process.is_alive():
+        return index, Lost("worker_died", _death_detail(worker.process))
+    if time.monotonic() >= worker.deadline:
+        return index, Lost("timeout", f"no result within {worker.timeout:g} s; worker killed")
+    return None
