@@ -15,7 +15,7 @@ kernel:
 	$(PYTHON) -m ipykernel install --user --name python3
 
 report:
-	$(PYTHON) -m crystalflow_core.report --scale $(SCALE) --out $(OUT)
+	$(PYTHON) -m crystalflow_core.cli report --scale $(SCALE) --out $(OUT)
 
 report-default:
-	$(PYTHON) -m crystalflow_core.report --scale default --out $(OUT)
+	$(PYTHON) -m crystalflow_core.cli report --scale default --out $(OUT)

@@ -1,5 +1,9 @@
 """``crystalflow`` command line: curate, train, sample, evaluate. A stable contract for scripts and notebooks.
 
+Other packages add subcommands through the ``crystalflow.commands`` entry point (:data:`COMMAND_GROUP`):
+``crystalflow report`` comes that way from the notebook layer, ``crystalflow_reports``, which the core never
+imports.
+
 A bad option value stops a command at once with one line naming the option and exit status 2: argparse checks each
 value on its own, :mod:`~crystalflow_core.params` the values that depend on files (``--data``, ``--run``, ...).
 Bad input found later (a corrupted checkpoint, a malformed cluster file) is reported the same way. Any other
@@ -12,6 +16,7 @@ import argparse
 import math
 import sys
 from collections.abc import Callable, Sequence
+from importlib.metadata import EntryPoint, distributions
 from pathlib import Path
 
 import pandas as pd
@@ -24,6 +29,9 @@ from .sampling import METHODS
 
 #: Errors that describe bad input and print as one line; everything else is unexpected and keeps its traceback.
 EXPECTED_ERRORS = (InputError, CurationError, ClusterFileError)
+#: Entry-point group of the subcommands other packages add: each names a function that takes the subparsers,
+#: adds its own and sets its ``handler`` default, the function that runs it (returning an exit status or ``None``).
+COMMAND_GROUP = "crystalflow.commands"
 
 
 def _bounded(kind: type, low: float, high: float = math.inf, *, above: bool = False, what: str) -> Callable:
@@ -81,6 +89,7 @@ def _add_curate(sub) -> None:
         help="std. dev. (Å, per axis) of each centroid's random displacement (default: %(default)s)",
     )
     p.add_argument("--limit", type=POSITIVE_INT, default=None, help="curate only the first N input structures")
+    p.set_defaults(handler=run_curate)
 
 
 def _add_train(sub) -> None:
@@ -129,14 +138,16 @@ def _add_train(sub) -> None:
         action="store_true",
         help="redraw x_w at every step with the rigid noise the data were curated with (their curation.json)",
     )
+    p.set_defaults(handler=run_train)
 
 
 def _add_sample(sub) -> None:
     p = sub.add_parser(
         "sample",
         help="sample predictions for a split into the COD-Cluster17 layout",
-        description="Writes OUT/PredictedPositions/{id}_cluster16_pred{k}.csv and, with "
-        "--trajectories, OUT/Trajectories/{id}_cluster16_pred{k}.npz.",
+        description="Writes OUT/PredictedPositions/{id}_cluster16_pred{k}.csv, OUT/sampling.json (the run, split "
+        "and settings, so that crystalflow evaluate can record the run) and, with --trajectories, "
+        "OUT/Trajectories/{id}_cluster16_pred{k}.npz.",
     )
     p.add_argument("--run", required=True, type=Path, help="run directory written by crystalflow train")
     p.add_argument("--data", required=True, type=Path, help="curated directory")
@@ -159,9 +170,15 @@ def _add_sample(sub) -> None:
         "for rigid (its only sampler); sde: reverse SDE (ve/vp)",
     )
     p.add_argument("--trajectories", action="store_true", help="also store every sampled trajectory")
+    p.add_argument(
+        "--relax",
+        action="store_true",
+        help="polish every prediction by rigid-body steric relaxation: clashes removed, molecules kept exact",
+    )
     p.add_argument("--batch-size", type=POSITIVE_INT, default=8, help="default: %(default)s")
     p.add_argument("--device", default="auto", help="default: %(default)s")
     p.add_argument("--seed", type=NON_NEGATIVE_INT, default=0, help="sampling seed (default: %(default)s)")
+    p.set_defaults(handler=run_sample)
 
 
 def _add_evaluate(sub) -> None:
@@ -171,25 +188,20 @@ def _add_evaluate(sub) -> None:
         description="Mean metrics (every one of crystalflow_core.metrics.METRIC_KEYS: packing matching, "
         "geometry, packing similarity, RMSD, integrity) of any predictions in the COD-Cluster17 layout, beside "
         "the identity baseline (x_w unchanged) and the collapse baseline (every molecule at its x_w centroid) on "
-        "the same clusters; with K > 1 samples also the best of k (oracle) and the best chosen without the truth.",
+        "the same clusters; with K > 1 samples also the best of k (oracle) and the best chosen without the truth. "
+        "Predictions written by crystalflow sample (their sampling.json names the run) also get the run record "
+        "that notebook 03 writes: RUN/record.json, per_cluster.csv, identity.csv and collapse.csv, so the run "
+        "appears in notebook 04's benchmark tables.",
     )
     p.add_argument("--truth", required=True, type=Path, help="curated directory with the true clusters")
     p.add_argument("--pred", required=True, type=Path, help="directory with PredictedPositions/")
     p.add_argument(
-        "--out", type=Path, default=None, help="also write per_cluster.csv (prediction) and summary.csv here"
+        "--out",
+        type=Path,
+        default=None,
+        help="also write per_cluster.csv (prediction), identity.csv, collapse.csv and summary.csv here",
     )
-
-
-def _add_report(sub) -> None:
-    from .report import add_report_arguments
-
-    p = sub.add_parser(
-        "report",
-        help="run the notebook series with papermill and render reports/*.html",
-        description="Executes notebooks/01_curate … 05_trajectories at the chosen scale and writes "
-        "self-contained HTML reports plus reports/index.html.",
-    )
-    add_report_arguments(p)
+    p.set_defaults(handler=run_evaluate)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -199,8 +211,22 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train(sub)
     _add_sample(sub)
     _add_evaluate(sub)
-    _add_report(sub)
+    for entry in _added_commands():
+        entry.load()(sub)
     return parser
+
+
+def _added_commands() -> list[EntryPoint]:
+    """The :data:`COMMAND_GROUP` entry points of every installed distribution, one per command name.
+
+    Not ``importlib.metadata.entry_points``: it reads one copy of each distribution's metadata, the first on
+    ``sys.path``, so a stale ``crystalflow.egg-info`` in a checkout's root would hide the installed commands.
+    """
+    found: dict[str, EntryPoint] = {}
+    for distribution in distributions():
+        for entry in distribution.entry_points.select(group=COMMAND_GROUP):
+            found.setdefault(entry.name, entry)
+    return list(found.values())
 
 
 def run_curate(args: argparse.Namespace) -> None:
@@ -252,6 +278,7 @@ def run_sample(args: argparse.Namespace) -> None:
     from .data.dataset import ClusterDataset
     from .inference import predict_dataset, write_predictions
     from .paths import get_path
+    from .records import write_sampling
     from .train import load_model, resolve_device
 
     run = params.check_run_dir("--run", args.run)
@@ -272,8 +299,11 @@ def run_sample(args: argparse.Namespace) -> None:
         batch_size=args.batch_size,
         seed=args.seed,
         keep_trajectories=args.trajectories,
+        relax=args.relax,
     )
     write_predictions(args.out, dataset, predictions)
+    settings = {"steps": args.steps, "method": args.method, "seed": args.seed, "relax": args.relax}
+    write_sampling(args.out, run, config, args.split, args.samples, **settings)
     print(f"wrote {args.samples} sample(s) for {len(dataset)} {args.split} clusters to {args.out}")
 
 
@@ -287,12 +317,22 @@ def _check_run_data(run: Path, subset: int | None, data: Path) -> None:
 
 
 def run_evaluate(args: argparse.Namespace) -> None:
-    from .records import METHOD_LABELS, PER_CLUSTER, atomic_open, metric_means, score_evaluation, summary_rows
+    from .records import (
+        METHOD_LABELS,
+        atomic_open,
+        metric_means,
+        read_sampling,
+        record_evaluation,
+        score_evaluation,
+        summary_rows,
+        write_scores,
+    )
 
     truth = params.check_data_dir("--truth", args.truth)
     pred = params.check_predictions_dir("--pred", args.pred)
     if args.out is not None:
         params.check_out_dir("--out", args.out)
+    sampling = read_sampling(pred)
     scored = score_evaluation(truth, pred)
     per_cluster = scored["prediction"]
     means = {METHOD_LABELS.get(name, name): metric_means(frame) for name, frame in scored.items()}
@@ -300,38 +340,19 @@ def run_evaluate(args: argparse.Namespace) -> None:
         print(f"{len(per_cluster)} clusters, {int(per_cluster['n_samples'].max())} sample(s) per cluster")
         print(summary_rows(means).to_string())
     if args.out is not None:
-        args.out.mkdir(parents=True, exist_ok=True)
-        with atomic_open(args.out / PER_CLUSTER) as handle:
-            per_cluster.to_csv(handle, index=False)
+        written = write_scores(args.out, scored)
         with atomic_open(args.out / "summary.csv") as handle:
             pd.DataFrame(means).T.to_csv(handle, index_label="method")
-        print(f"wrote {args.out}/per_cluster.csv and {args.out}/summary.csv")
-
-
-def run_report(args: argparse.Namespace) -> int:
-    from .report import run_report as build
-
-    params.check_source("--source", args.source)
-    params.check_out_dir("--out", args.out)
-    if args.work is not None:
-        params.check_out_dir("--work", args.work)
-    return build(args)
-
-
-COMMANDS = {
-    "curate": run_curate,
-    "train": run_train,
-    "sample": run_sample,
-    "evaluate": run_evaluate,
-    "report": run_report,
-}
+        print(f"wrote {', '.join(path.name for path in written.values())} and summary.csv to {args.out}")
+    if sampling is not None:
+        print(f"wrote the run record {record_evaluation(sampling, scored)}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        status = COMMANDS[args.command](args)
+        status = args.handler(args)
     except EXPECTED_ERRORS as error:
         print(f"crystalflow {args.command}: error: {error}", file=sys.stderr)
         return 2

@@ -17,6 +17,7 @@ from .data import codcluster17
 from .data.dataset import ClusterDataset
 from .params import check_predictions_dir
 from .paths import ProbabilityPath
+from .relax import relax_rigid
 from .sampling import sample
 
 
@@ -40,8 +41,14 @@ def predict_dataset(
     seed: int = 0,
     keep_trajectories: bool = False,
     progress: bool = True,
+    relax: bool = False,
 ) -> dict[str, Prediction]:
-    """Draw ``samples`` predictions per cluster, batching clusters; sample ``k`` uses generator seed ``seed + k``."""
+    """Draw ``samples`` predictions per cluster, batching clusters; sample ``k`` uses generator seed ``seed + k``.
+
+    With ``relax`` every prediction is polished by rigid-body steric relaxation (`relax.relax_rigid`), which
+    removes intermolecular clashes and keeps molecules exact; the relaxed pose is the trajectory's last frame,
+    at t = 1 like the sampler's own.
+    """
     device = next(model.parameters()).device
     model.eval()
     collected: dict[str, list[np.ndarray]] = {cid: [] for cid in dataset.ids}
@@ -64,6 +71,9 @@ def predict_dataset(
                 generator=generator,
                 molecule=molecule,
             )  # [T, N, 3]
+            if relax:
+                polished = relax_rigid(trajectory[-1], batch.z, molecule, batch.batch)
+                trajectory = torch.cat([trajectory, polished[None]])
             n_frames = trajectory.shape[0]
             ptr = batch.ptr.tolist()
             for i, cid in enumerate(batch.cluster_id):
@@ -73,7 +83,8 @@ def predict_dataset(
                     trajectories[cid].append(part)
             bar.update(batch.num_graphs)
     bar.close()
-    times = np.linspace(0.0, 1.0, n_frames)
+    times = np.linspace(0.0, 1.0, n_frames - int(relax))
+    times = np.append(times, 1.0) if relax else times
     return {
         cid: Prediction(
             samples=np.stack(collected[cid]),

@@ -99,6 +99,8 @@ def check_device(name: str, value: str) -> str:
     """``"auto"`` or a torch device name that exists here (CUDA only where it is available)."""
     import torch
 
+    if not isinstance(value, str):
+        raise ParameterError(name, value, "must be a device name: 'auto', 'cpu', 'cuda', ...")
     if value == "auto":
         return value
     try:
@@ -236,7 +238,7 @@ def training_config(
     from .train import TrainConfig, with_data_noise
 
     check_choice("path", path, PATHS)
-    check_choice("inversion", inversion, (False, True))
+    check_bool("inversion", inversion)
     for name in ("epochs", "batch_size", "hidden", "layers"):
         if overrides.get(name) is not None:
             check_positive(name, overrides[name])

@@ -1,13 +1,18 @@
-"""Run records and the benchmark tables built from them (the paper's Tables 1 and 2).
+"""Run records: what a scored run is, written once and read by the benchmark (the paper's Tables 1 and 2).
 
-A run directory written by :func:`crystalflow_core.train.train` gets a ``record.json`` once its test split has
-been sampled and scored: the configuration, the seed, the git revision, the probability path, the subset, whether
-the data were curated with inversion noise, where the checkpoint and the per-cluster metrics are, and the mean
-metrics of the model and of the two baselines: identity (``x_w`` returned unchanged) and collapse (every atom of a
-molecule put at its ``x_w`` centroid). :func:`load_run_records` gathers records into one DataFrame and
-:func:`benchmark_table` turns it into "mean ± std over seeds" tables whose rows are the methods and the baselines.
-:func:`score_evaluation` is the one route that scores predictions and both baselines (``crystalflow evaluate``
-and :func:`evaluate_run`).
+A run directory written by :func:`crystalflow_core.train.train` gets a ``record.json`` once predictions of it have
+been scored: the configuration, the seed, the git revision, the probability path, the subset, whether the data
+were curated with inversion noise, where the checkpoint and the per-cluster metrics are, and the mean metrics of
+the model and of the two baselines: identity (``x_w`` returned unchanged) and collapse (every atom of a molecule
+put at its ``x_w`` centroid).
+
+There is one evaluation route. Predictions are written with a ``sampling.json`` that names the run, the split and
+the sampler settings (:func:`write_sampling`), by ``crystalflow sample`` and by :func:`evaluate_run` (notebook 03)
+alike; :func:`score_evaluation` scores them and both baselines, and :func:`record_evaluation` writes the run's
+record from the scores and that provenance (``crystalflow evaluate`` does so whenever the provenance is there).
+:func:`load_run_records` gathers records into one DataFrame, :func:`benchmark_stats` turns it into mean, std and
+count over seeds per method and subset; labelling and styling those tables is the notebook layer's
+(``crystalflow_reports.tables``).
 """
 
 from __future__ import annotations
@@ -36,13 +41,14 @@ PER_CLUSTER = "per_cluster.csv"
 IDENTITY = "identity.csv"
 COLLAPSE = "collapse.csv"
 PREDICTIONS = "predictions"
-MISSING = "—"
+SAMPLING = "sampling.json"
 #: Trained methods in table order; the baselines, scored like any prediction, follow them in every table.
 MODELS = ("gnn_md", "ve", "vp", "lerp", "rigid")
 BASELINES = ("identity", "collapse")
 TABLE_ROWS = (*MODELS, *BASELINES)
-#: Per-cluster metrics of each baseline in a run directory.
-BASELINE_FILES = {"identity": IDENTITY, "collapse": COLLAPSE}
+#: Per-cluster metrics file of the predictions and of each baseline, in a run directory or ``evaluate --out``.
+SCORE_FILES = {"prediction": PER_CLUSTER, "identity": IDENTITY, "collapse": COLLAPSE}
+#: The methods' published names, which the command line prints and the benchmark tables show.
 METHOD_LABELS = {
     "gnn_md": "GNN-MD",
     "ve": "CrystalSDE-VE",
@@ -52,27 +58,9 @@ METHOD_LABELS = {
     "identity": "Identity (x_w)",
     "collapse": "Collapse (x_w centroids)",
 }
-LOWER, HIGHER = "↓", "↑"
-#: Every metric's name and direction: lower (↓) or higher (↑) is better, or neither (``None``: never bold).
-_METRICS: dict[str, tuple[str, str | None]] = {
-    "pm_atom": ("PM (atom)", LOWER),
-    "pm_center": ("PM (center)", LOWER),
-    "collision": ("Collision (%)", LOWER),
-    "clash": ("Clash (%)", LOWER),
-    "separation": ("Separation (%)", None),
-    "matched": ("Matched (of 15)", HIGHER),
-    "rmsd15": ("RMSD₁₅ (Å)", LOWER),
-    "pass_rate": ("Pass rate (%)", HIGHER),
-    "rmsd": ("RMSD (Å)", LOWER),
-    "integrity": ("Integrity (Å)", LOWER),
-}
-METRIC_LABELS = {key: f"{name} {arrow}" if arrow else name for key, (name, arrow) in _METRICS.items()}
-METRIC_DIRECTIONS = {key: arrow for key, (_, arrow) in _METRICS.items()}
 #: Column suffixes of :func:`~crystalflow_core.metrics.metrics_table` with K > 1 samples: the mean over samples
 #: (no suffix), the oracle best of k (chosen with the truth) and the best of k chosen without it (fewest clashes).
 SELECTIONS = {"": "mean of k", "_best": "best of k (oracle)", "_chosen": "chosen of k (fewest clashes)"}
-#: OXtalign packing-similarity metrics (15-molecule shell); Tables 1–2 show them in a table of their own.
-PACKING_SIMILARITY = ("matched", "rmsd15", "pass_rate")
 RECORD_COLUMNS = [
     "method",
     "seed",
@@ -156,40 +144,6 @@ def run_name(method: str, subset: int | None, seed: int, inversion: bool) -> str
     return f"{method}_{subset_label(subset)}_s{seed}" + ("_inv" if inversion else "")
 
 
-def _split_metric(column: str) -> tuple[str, str]:
-    """``"pm_atom_best"`` → ``("pm_atom", "_best")``; a plain metric has the suffix ``""``."""
-    for suffix in SELECTIONS:
-        if suffix and column.endswith(suffix):
-            return column.removesuffix(suffix), suffix
-    return column, ""
-
-
-def metric_label(column: str) -> str:
-    """Table label of a metric column, its direction included: ``"pm_atom_best"`` → ``"PM (atom), best of k … ↓"``."""
-    metric, suffix = _split_metric(column)
-    if metric not in _METRICS:
-        return column
-    name, arrow = _METRICS[metric]
-    name = f"{name}, {SELECTIONS[suffix]}" if suffix else name
-    return f"{name} {arrow}" if arrow else name
-
-
-def metric_direction(column: str) -> str | None:
-    """``LOWER`` (↓) or ``HIGHER`` (↑) when that is better for this metric column; ``None`` when neither."""
-    return METRIC_DIRECTIONS.get(_split_metric(column)[0])
-
-
-def metric_groups(keys: Sequence[str] | None = None) -> dict[str, tuple[str, ...]]:
-    """``keys`` (default ``metrics.METRIC_KEYS``) in their order, split into ``"PM and geometry"`` and
-    ``"packing similarity"`` (:data:`PACKING_SIMILARITY`); a group without keys is left out."""
-    keys = tuple(metrics.METRIC_KEYS if keys is None else keys)
-    groups = {
-        "PM and geometry": tuple(k for k in keys if k not in PACKING_SIMILARITY),
-        "packing similarity": tuple(k for k in keys if k in PACKING_SIMILARITY),
-    }
-    return {name: group for name, group in groups.items() if group}
-
-
 def metric_means(per_cluster: pd.DataFrame) -> dict[str, float]:
     """Mean over clusters (NaNs skipped) of every metric column of a metrics table: each of
     ``metrics.METRIC_KEYS`` and its ``_best`` / ``_chosen`` columns where present."""
@@ -262,6 +216,25 @@ def score_evaluation(truth_dir: str | Path, pred_dir: str | Path) -> dict[str, p
     return {"prediction": per_cluster, **score_baselines(truth_dir, list(per_cluster["cluster_id"]))}
 
 
+def _config_dict(config: Mapping | object) -> dict:
+    """A :class:`~crystalflow_core.train.TrainConfig`, or its ``to_dict()``, as a plain dict."""
+    return dict(config) if isinstance(config, Mapping) else config.to_dict()
+
+
+def write_scores(out_dir: str | Path, scored: Mapping[str, pd.DataFrame | None]) -> dict[str, Path]:
+    """Write each per-cluster table of ``scored`` (the keys of :func:`score_evaluation`; ``None`` is skipped) to
+    its :data:`SCORE_FILES` name in ``out_dir``; returns the files written, by key."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = {}
+    for name, frame in scored.items():
+        if frame is not None:
+            written[name] = out_dir / SCORE_FILES[name]
+            with atomic_open(written[name]) as handle:
+                frame.to_csv(handle, index=False)
+    return written
+
+
 def write_run_record(
     run_dir: str | Path,
     config: Mapping | object,
@@ -280,11 +253,8 @@ def write_run_record(
     ``{}``.
     """
     run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    config = dict(config) if isinstance(config, Mapping) else config.to_dict()
-    per_cluster_path = run_dir / PER_CLUSTER
-    with atomic_open(per_cluster_path) as handle:
-        per_cluster.to_csv(handle, index=False)
+    config = _config_dict(config)
+    files = write_scores(run_dir, {"prediction": per_cluster, "identity": identity, "collapse": collapse})
     record = {
         "method": config["path"],
         "seed": int(config["seed"]),
@@ -296,21 +266,69 @@ def write_run_record(
         "n_clusters": len(per_cluster),
         "git_revision": git_revision(),
         "checkpoint": str(run_dir / "checkpoint.pt"),
-        "per_cluster_csv": str(per_cluster_path),
+        "per_cluster_csv": str(files["prediction"]),
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "metrics": metric_means(per_cluster),
         "config": config,
+        **{
+            name: {} if frame is None else metric_means(frame)
+            for name, frame in (("identity", identity), ("collapse", collapse))
+        },
     }
-    for name, frame in {"identity": identity, "collapse": collapse}.items():
-        record[name] = {}
-        if frame is not None:
-            with atomic_open(run_dir / BASELINE_FILES[name]) as handle:
-                frame.to_csv(handle, index=False)
-            record[name] = metric_means(frame)
     path = run_dir / RECORD
     with atomic_open(path) as handle:
         json.dump(record, handle, indent=2)
     return path
+
+
+def write_sampling(
+    pred_dir: str | Path, run_dir: str | Path, config: Mapping | object, split: str, samples: int, **settings: object
+) -> dict:
+    """Write ``PRED/sampling.json`` beside the predictions under ``pred_dir``: the run that sampled them (its
+    directory and configuration), the split, the samples per cluster and the sampler ``settings`` (steps, seed,
+    ...). Scoring the predictions can then record them as that run's (:func:`record_evaluation`), whichever
+    route sampled them. Returns what was written."""
+    sampling = {
+        "run_dir": str(Path(run_dir).resolve()),
+        "split": split,
+        "samples": int(samples),
+        "settings": settings,
+        "config": _config_dict(config),
+    }
+    pred_dir = Path(pred_dir)
+    pred_dir.mkdir(parents=True, exist_ok=True)
+    with atomic_open(pred_dir / SAMPLING) as handle:
+        json.dump(sampling, handle, indent=2)
+    return sampling
+
+
+def read_sampling(pred_dir: str | Path) -> dict | None:
+    """The ``sampling.json`` of the predictions under ``pred_dir`` (:func:`write_sampling`); ``None`` for
+    predictions without one, such as another model's."""
+    path = Path(pred_dir) / SAMPLING
+    if not path.is_file():
+        return None
+    try:
+        sampling = json.loads(path.read_text())
+    except json.JSONDecodeError as error:
+        raise InputError(f"{path}: not JSON ({error})") from error
+    if not isinstance(sampling, dict) or not {"run_dir", "split", "samples", "config"} <= sampling.keys():
+        raise InputError(f"{path}: not written by crystalflow sample (no run_dir, split, samples and config)")
+    return sampling
+
+
+def record_evaluation(sampling: Mapping, scored: Mapping[str, pd.DataFrame]) -> Path:
+    """Write the run record of scored predictions (:func:`score_evaluation`) into the run that sampled them, as
+    their ``sampling`` (:func:`read_sampling`) names it; returns the ``record.json`` path."""
+    return write_run_record(
+        sampling["run_dir"],
+        sampling["config"],
+        scored["prediction"],
+        identity=scored.get("identity"),
+        collapse=scored.get("collapse"),
+        split=sampling["split"],
+        samples=sampling["samples"],
+    )
 
 
 def evaluate_run(
@@ -322,9 +340,9 @@ def evaluate_run(
     seed: int = 0,
     progress: bool = False,
 ) -> Path:
-    """Sample a trained run on its own ``split`` (same seed and subset as training), score it and the baselines
-    (:func:`score_evaluation`), and write ``RUN/predictions/`` and the run record; returns the ``record.json``
-    path."""
+    """Sample a trained run on its own ``split`` (same seed and subset as training) into ``RUN/predictions/``,
+    score it and the baselines (:func:`score_evaluation`) and write the run record; returns the ``record.json``
+    path. ``crystalflow sample`` followed by ``crystalflow evaluate`` writes the same files."""
     from .data.dataset import ClusterDataset
     from .inference import predict_dataset, write_predictions
     from .paths import get_path
@@ -346,16 +364,8 @@ def evaluate_run(
     )
     shutil.rmtree(run_dir / PREDICTIONS, ignore_errors=True)
     pred_dir = write_predictions(run_dir / PREDICTIONS, dataset, predictions)
-    scored = score_evaluation(config.data, pred_dir)
-    return write_run_record(
-        run_dir,
-        config,
-        scored["prediction"],
-        identity=scored.get("identity"),
-        collapse=scored.get("collapse"),
-        split=split,
-        samples=samples,
-    )
+    sampling = write_sampling(pred_dir, run_dir, config, split, samples, steps=steps, seed=seed)
+    return record_evaluation(sampling, score_evaluation(config.data, pred_dir))
 
 
 def load_run_per_cluster(run_dir: str | Path) -> pd.DataFrame:
@@ -366,7 +376,7 @@ def load_run_per_cluster(run_dir: str | Path) -> pd.DataFrame:
     method = record["method"]
     frames = [read_per_cluster(run_dir / PER_CLUSTER).assign(method=method)]
     for name in BASELINES:
-        path = run_dir / BASELINE_FILES[name]
+        path = run_dir / SCORE_FILES[name]
         if path.is_file():
             frames.append(read_per_cluster(path).assign(method=name))
     frame = pd.concat(frames, ignore_index=True)
@@ -473,102 +483,6 @@ def benchmark_stats(
                 mean.loc[method, (label, metric)] = values.mean()
                 std.loc[method, (label, metric)] = values.std(ddof=1) if len(values) > 1 else np.nan
     return mean, std, count
-
-
-def format_cell(mean: float, std: float, digits: int = 3) -> str:
-    """``"13.589 ± 0.087"``; a single seed (NaN std) gives ``"13.589"``; a missing run gives ``"—"``."""
-    if pd.isna(mean):
-        return MISSING
-    if pd.isna(std):
-        return f"{mean:.{digits}f}"
-    return f"{mean:.{digits}f} ± {std:.{digits}f}"
-
-
-def _best_in_column(mean: pd.Series, candidates: pd.Series, direction: str | None) -> pd.Series:
-    """True where ``mean`` equals the best of ``candidates`` (lowest for ↓, highest for ↑; none for neither)."""
-    if direction is None or candidates.isna().all():
-        return pd.Series(False, index=mean.index)
-    best = candidates.max() if direction == HIGHER else candidates.min()
-    return (mean == best) & mean.notna()
-
-
-def best_mask(mean: pd.DataFrame, exclude: Sequence[str] = BASELINES) -> pd.DataFrame:
-    """Boolean frame: the best mean of each column among the methods not in ``exclude`` (ties all true).
-
-    Best is the lowest mean for a metric marked ↓, the highest for one marked ↑ (``matched``, ``pass_rate``), and
-    no cell for a metric with neither (``separation``) or without a label. Columns are metric names or
-    ``(subset, metric)`` pairs; the baselines in ``exclude`` are never best.
-    """
-    excluded = [m for m in exclude if m in mean.index]
-    candidates = mean.drop(index=excluded)
-    mask = pd.DataFrame(False, index=mean.index, columns=mean.columns)
-    for column in mean.columns:
-        metric = column[-1] if isinstance(column, tuple) else column
-        mask[column] = _best_in_column(mean[column], candidates[column], metric_direction(metric))
-    mask.loc[excluded] = False  # a baseline that ties the best method is still not best
-    return mask
-
-
-def _labelled(frame: pd.DataFrame) -> pd.DataFrame:
-    frame = frame.rename(index=lambda m: METHOD_LABELS.get(m, m))
-    frame.columns = frame.columns.set_levels([metric_label(m) for m in frame.columns.levels[1]], level=1)
-    frame.index.name = None
-    return frame
-
-
-def benchmark_table(
-    records: pd.DataFrame,
-    metric_cols: Sequence[str] = ("pm_atom", "pm_center"),
-    methods: Sequence[str] = TABLE_ROWS,
-    subsets: Sequence[int | None] | None = None,
-    inversion: bool | None = None,
-    digits: int = 3,
-) -> pd.DataFrame:
-    """The paper's Tables 1–2 layout: rows GNN-MD … CrystalFlow-Rigid, then the identity and collapse baselines;
-    column groups per subset; string cells.
-
-    Cells are "mean ± std" over seeds (see :func:`benchmark_stats`) and "—" where no run exists.
-    """
-    mean, std, _ = benchmark_stats(records, metric_cols, methods, subsets, inversion)
-    return _cell_table(mean, std, digits)
-
-
-def _cell_table(mean: pd.DataFrame, std: pd.DataFrame, digits: int) -> pd.DataFrame:
-    """Labelled "mean ± std" / "—" string cells from the statistics of :func:`benchmark_stats`."""
-    cells = pd.DataFrame(
-        [
-            [format_cell(m, s, digits) for m, s in zip(mean_row, std_row, strict=True)]
-            for mean_row, std_row in zip(mean.to_numpy(), std.to_numpy(), strict=True)
-        ],
-        index=mean.index,
-        columns=mean.columns,
-    )
-    return _labelled(cells)
-
-
-def benchmark_styler(
-    records: pd.DataFrame,
-    metric_cols: Sequence[str] = ("pm_atom", "pm_center"),
-    methods: Sequence[str] = TABLE_ROWS,
-    subsets: Sequence[int | None] | None = None,
-    inversion: bool | None = None,
-    digits: int = 3,
-    bold_best: bool = True,
-    caption: str | None = None,
-):
-    """:func:`benchmark_table` as a pandas ``Styler`` with the best method of each column in bold
-    (:func:`best_mask`: lowest for ↓ metrics, highest for ↑, baselines never)."""
-    mean, std, _ = benchmark_stats(records, metric_cols, methods, subsets, inversion)
-    table = _cell_table(mean, std, digits)
-    mask = best_mask(mean) if bold_best else pd.DataFrame(False, index=mean.index, columns=mean.columns)
-    css = pd.DataFrame(np.where(mask.to_numpy(), "font-weight: bold", ""), index=table.index, columns=table.columns)
-    styler = table.style.apply(lambda _: css, axis=None)
-    return styler.set_caption(caption) if caption else styler
-
-
-def benchmark_html(records: pd.DataFrame, **kwargs) -> str:
-    """HTML of :func:`benchmark_styler` (same keyword arguments)."""
-    return benchmark_styler(records, **kwargs).to_html()
 
 
 def missing_runs(

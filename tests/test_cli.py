@@ -1,5 +1,6 @@
 """The command-line contract: curate → train → sample → evaluate on real bundled CIFs, and clear errors."""
 
+import json
 import shutil
 import subprocess
 import sys
@@ -11,7 +12,9 @@ from conftest import SMALL_MOLECULES
 
 from crystalflow_core.cli import build_parser, main
 from crystalflow_core.data import codcluster17
-from crystalflow_core.metrics import METRIC_KEYS, pm_atom
+from crystalflow_core.metrics import METRIC_KEYS, intermolecular_clash_rate, pm_atom
+from crystalflow_core.records import RECORD, SAMPLING, evaluate_run, load_run_records
+from crystalflow_reports.tables import benchmark_table
 
 
 def _collapse_pm_atom(truth, cluster_id):
@@ -221,3 +224,51 @@ def test_an_unexpected_error_keeps_its_traceback(small_data, tmp_path):
     result = subprocess.run([sys.executable, "-c", script, *arguments], capture_output=True, text=True)
     assert result.returncode == 1
     assert "Traceback (most recent call last)" in result.stderr and "KeyError: 'planted'" in result.stderr
+
+
+def test_sample_relax_removes_clashes_and_keeps_each_predicted_molecule(small_data, tiny_run, tmp_path):
+    plain, relaxed = tmp_path / "plain", tmp_path / "relaxed"
+    sample = ["sample", "--run", str(tiny_run), "--data", str(small_data), "--split", "train", "--trajectories"]
+    assert main([*sample, "--out", str(plain)]) == 0
+    assert main([*sample, "--out", str(relaxed), "--relax"]) == 0
+    clashing = 0
+    for cid, paths in codcluster17.list_predictions(plain).items():
+        numbers, mol_index, before = codcluster17.read_positions_csv(paths[0])
+        _, _, after = codcluster17.read_positions_csv(codcluster17.list_predictions(relaxed)[cid][0])
+        clashing += intermolecular_clash_rate(before, numbers, mol_index) > 0
+        assert intermolecular_clash_rate(after, numbers, mol_index) <= intermolecular_clash_rate(
+            before, numbers, mol_index
+        )
+        for m in np.unique(mol_index):
+            atoms = mol_index == m
+            inner = np.linalg.norm(before[atoms][:, None] - before[atoms][None], axis=-1)
+            moved = np.linalg.norm(after[atoms][:, None] - after[atoms][None], axis=-1)
+            np.testing.assert_allclose(moved, inner, atol=1e-4)
+        times, frames = codcluster17.read_trajectory(relaxed, cid, 0)
+        assert times[-1] == times[-2] == 1.0 and np.allclose(frames[-1], after, atol=1e-4)
+    assert clashing > 0  # the untrained model's predictions clash, so the test can fail
+
+
+def test_a_command_line_run_gets_the_record_of_notebook_03_and_joins_the_benchmark(
+    small_data, tiny_run, tmp_path, capsys
+):
+    """train → sample → evaluate writes the files that notebook 03's evaluation writes, so notebook 04's collector
+    (``load_run_records`` of its ``runs_dir``) and tables list the run, however it was made."""
+    cli_run, notebook_run = tmp_path / "runs" / "lerp_cli", tmp_path / "runs" / "lerp_notebook"
+    shutil.copytree(tiny_run, cli_run)
+    shutil.copytree(tiny_run, notebook_run)
+    pred = cli_run / "test"
+    assert main(["sample", "--run", str(cli_run), "--data", str(small_data), "--out", str(pred)]) == 0
+    assert (pred / SAMPLING).is_file()
+    assert main(["evaluate", "--truth", str(small_data), "--pred", str(pred)]) == 0
+    assert f"wrote the run record {cli_run.resolve() / RECORD}" in capsys.readouterr().out
+    by_cli = json.loads((cli_run / RECORD).read_text())
+    by_notebook = json.loads(evaluate_run(notebook_run, device="cpu").read_text())
+    assert by_cli.keys() == by_notebook.keys() and by_cli["metrics"] == pytest.approx(
+        by_notebook["metrics"], nan_ok=True
+    )
+    assert {p.name for p in cli_run.iterdir()} - {"test"} == {p.name for p in notebook_run.iterdir()} - {"predictions"}
+    run_records = load_run_records(tmp_path / "runs")
+    assert sorted(run_records["run_dir"]) == [str(cli_run.resolve()), str(notebook_run.resolve())]
+    assert run_records[["method", "split", "samples", "inversion"]].values.tolist() == [["lerp", "test", 1, False]] * 2
+    assert benchmark_table(run_records, inversion=False).loc["CrystalFlow-LERP"].iloc[0] != "—"

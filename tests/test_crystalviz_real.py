@@ -4,11 +4,11 @@ import numpy as np
 import pytest
 from ase.io import read
 
-from crystalflow_core.report import cluster_views
 from crystalflow_core.train import TrainConfig, train
 from crystalviz.align import kabsch
 from crystalviz.export import write_cluster_sdf, write_trajectory_xyz
 from crystalviz.figures import overlay_figure, trajectory_figure
+from crystalviz.runs import cluster_views
 from crystalviz.widgets import ClusterBrowser, OverlayViewer, TrajectoryViewer
 
 

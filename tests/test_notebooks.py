@@ -10,9 +10,13 @@ pytest.importorskip("papermill")
 from jupyter_client.kernelspec import NoSuchKernel, find_kernel_specs  # noqa: E402
 from papermill.exceptions import PapermillExecutionError  # noqa: E402
 
-from crystalflow_core import records, report  # noqa: E402
+from crystalflow_core import records  # noqa: E402
 from crystalflow_core.metrics import METRIC_KEYS  # noqa: E402
 from crystalflow_core.paths import PATHS  # noqa: E402
+from crystalflow_reports.build import SMOKE_SUBSET, build_reports  # noqa: E402
+from crystalflow_reports.execute import NOTEBOOKS, execute_notebook  # noqa: E402
+from crystalflow_reports.render import external_scripts  # noqa: E402
+from crystalflow_reports.tables import metric_label  # noqa: E402
 
 pytestmark = pytest.mark.slow
 if "python3" not in find_kernel_specs():
@@ -22,30 +26,30 @@ if "python3" not in find_kernel_specs():
 @pytest.fixture(scope="module")
 def smoke(tmp_path_factory):
     root = tmp_path_factory.mktemp("reports")
-    results = report.build_reports("smoke", out_dir=root / "reports", work_dir=root / "work")
+    results = build_reports("smoke", out_dir=root / "reports", work_dir=root / "work")
     return root, results.set_index("notebook")
 
 
-@pytest.mark.parametrize("name", report.NOTEBOOKS)
+@pytest.mark.parametrize("name", NOTEBOOKS)
 def test_notebook_runs_and_renders_offline(smoke, name):
     root, results = smoke
     assert results.loc[name, "status"] == "ok", results.loc[name, "error"]
     page = (root / "reports" / f"{name}.html").read_text()
-    assert report.external_scripts(page) == []
+    assert external_scripts(page) == []
     assert "Plotly.newPlot" in page
 
 
 def test_index_links_every_report(smoke):
     root, _ = smoke
     index = (root / "reports" / "index.html").read_text()
-    assert all(f'href="{name}.html"' in index for name in report.NOTEBOOKS)
+    assert all(f'href="{name}.html"' in index for name in NOTEBOOKS)
     assert "smoke" in index and "launch_missing" in index
 
 
 def test_training_wrote_a_record_that_the_benchmark_reads(smoke):
     root, _ = smoke
     run_records = records.load_run_records(root / "work" / "runs")
-    assert run_records[["method", "subset", "inversion"]].values.tolist() == [["lerp", report.SMOKE_SUBSET, False]]
+    assert run_records[["method", "subset", "inversion"]].values.tolist() == [["lerp", SMOKE_SUBSET, False]]
     record = json.loads(
         (root / "work" / "runs" / run_records["run_dir"].iloc[0].split("/")[-1] / "record.json").read_text()
     )
@@ -60,7 +64,7 @@ def test_results_show_every_metric_and_both_baselines(smoke, name):
     root, _ = smoke
     page = (root / "reports" / f"{name}.html").read_text()
     assert "Identity (x_w)" in page and "Collapse (x_w centroids)" in page
-    assert all(records.metric_label(key) in page for key in METRIC_KEYS)
+    assert all(metric_label(key) in page for key in METRIC_KEYS)
 
 
 def test_benchmark_never_bolds_a_baseline(smoke):
@@ -75,7 +79,7 @@ def test_benchmark_never_bolds_a_baseline(smoke):
 
 def _fails_early(tmp_path, name, parameters, expected):
     with pytest.raises(PapermillExecutionError) as failure:
-        report.execute_notebook(name, tmp_path / f"{name}.ipynb", parameters)
+        execute_notebook(name, tmp_path / f"{name}.ipynb", parameters)
     assert failure.value.ename == "ParameterError"
     assert failure.value.evalue.startswith(expected)
     # the failing cell is the first one after the parameters (markdown title, parameters, injected, checks)
@@ -101,3 +105,9 @@ def test_subset_larger_than_data_stops_training_notebook(smoke, tmp_path):
     root, results = smoke
     data_dir = results.loc["03_train", "parameters"]["data_dir"]
     _fails_early(tmp_path, "03_train", {"data_dir": data_dir, "subset": 100_000}, "subset=100000")
+
+
+def test_bad_numbers_stop_curation_and_trajectory_notebooks(tmp_path):
+    _fails_early(tmp_path, "01_curate", {"seed": -1, "data_root": str(tmp_path / "data")}, "seed=-1")
+    assert not (tmp_path / "data").exists()
+    _fails_early(tmp_path, "05_trajectories", {"steps": "abc", "run_dir": str(tmp_path / "nowhere")}, "steps='abc'")

@@ -1,6 +1,7 @@
 """Parameter checks: a bad value raises ParameterError naming the parameter, before any expensive work."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -97,3 +98,170 @@ def test_checks_of_devices_seeds_samplers_and_outputs(tmp_path, curated):
         params.check_out_dir("out", curated / "curation.json")
     with pytest.raises(params.ParameterError, match=r"^seed=-2"):
         params.training_config("lerp", curated, seed=-2)
+
+
+def _raises(pattern, check, *args, **kwargs):
+    with pytest.raises(params.ParameterError, match=pattern):
+        check(*args, **kwargs)
+
+
+def test_papermill_types_are_refused_with_the_name(tmp_path, curated):
+    """``papermill -p`` passes text, ints, floats and bools: a wrong type is a ParameterError, never a TypeError."""
+    assert params.check_subsets("subsets", (25, None)) == [25, None]
+    _raises(r"^subsets='\[25\]': must be a list", params.check_subsets, "subsets", "[25]")
+    _raises(r"^methods='lerp': must be a list", params.check_choices, "methods", "lerp", ["lerp"])
+    _raises(r"^seeds=None: must be a list", params.check_seeds, "seeds", None)
+    assert params.check_bool("launch_missing", False) is False
+    for value in ("yes", 1, 0.0, None):
+        _raises(r"^launch_missing=.*: must be True or False", params.check_bool, "launch_missing", value)
+    assert params.check_optional_positive("steps", None) is None and params.check_optional_positive("lr", 0.1, float)
+    _raises(r"^steps='abc': must be a positive int", params.check_optional_positive, "steps", "abc")
+    assert params.check_path("data_root", "x") == Path("x") and params.check_path("out", tmp_path) == tmp_path
+    _raises(r"^data_dir=5: must be a path", params.check_data_dir, "data_dir", 5)
+    _raises(r"^run_dir=None: must be a path", params.check_run_dir, "run_dir", None)
+    _raises(r"^out=1.5: must be a path", params.check_out_dir, "out", 1.5)
+    _raises(r"^device=0: must be a device name", params.check_device, "device", 0)
+    _raises(r"^source=5: must be 'default', 'pyxtal' or a directory", params.check_source, "source", 5)
+
+
+@pytest.fixture
+def cif_dir(tmp_path):
+    directory = tmp_path / "cifs"
+    directory.mkdir()
+    for name in ("a", "b", "c"):
+        (directory / f"{name}.cif").write_text("data_x\n")  # listed, not read, by the checks
+    return directory
+
+
+def test_curation_parameters(tmp_path, cif_dir):
+    from crystalflow_core.data.curate import SETTINGS, CurationSettings
+
+    root = tmp_path / "data_out"
+    refs, subsets = params.check_curation_parameters(str(cif_dir), str(root), 2, 3, None, [1, 2])
+    assert [ref.id for ref in refs] == ["a", "b"] and subsets == [1, 2] and not root.exists()
+    good = {"source": str(cif_dir), "data_root": str(root), "limit": None, "seed": 0, "workers": 2, "subsets": [5]}
+    bad = {
+        "seed": (-1, 1.5, True, "0"),
+        "limit": (0, 2.5, "10"),
+        "workers": (0, -2, 1.5, "4", True),
+        "subsets": ("[25]", [0], None),
+        "data_root": (5, None, str(cif_dir / "a.cif")),
+        "source": (5, str(tmp_path / "nowhere")),
+    }
+    for name, values in bad.items():
+        for value in values:
+            _raises(rf"^{name}=", params.check_curation_parameters, **{**good, name: value})
+    # cheap checks come first: a bad seed is named even with a source that does not exist
+    _raises(r"^seed=-1", params.check_curation_parameters, **{**good, "source": "/nowhere", "seed": -1})
+    # a variant already curated with another seed (curation would refuse to resume it)
+    variant = params.default_data_dir(True, root)
+    variant.mkdir(parents=True)
+    (variant / SETTINGS).write_text(json.dumps(CurationSettings(seed=0).to_dict()))
+    _raises(
+        r"^seed=1: .*default_inversion was curated with seed=0", params.check_curation_parameters, **{**good, "seed": 1}
+    )
+    _raises(r"^data_root=.*curated with other settings", params.check_curation_parameters, **good)  # no inversion
+    (root / "default").write_text("")
+    _raises(r"^data_root=.*default.*exists and is not a directory", params.check_curation_parameters, **good)
+
+
+def test_statistics_parameters(tmp_path, curated):
+    assert params.check_statistics_parameters(str(curated), None, 80, 0) == curated
+    assert params.check_statistics_parameters(curated, 50, 1, 7) == curated
+    good = {"data_dir": str(curated), "max_clusters": 5000, "bins": 80, "seed": 0}
+    for name, value in {"max_clusters": 0, "bins": "80", "seed": -1, "data_dir": str(tmp_path / "no")}.items():
+        _raises(rf"^{name}=", params.check_statistics_parameters, **{**good, name: value})
+    _raises(r"^seed=0.5", params.check_statistics_parameters, **{**good, "seed": 0.5})
+
+
+def test_benchmark_parameters(tmp_path):
+    from crystalflow_core.paths import PATHS
+    from crystalflow_core.records import model_order
+
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    good = {
+        "runs_dir": str(runs),
+        "methods": None,
+        "subsets": [None],
+        "seeds": [0],
+        "launch_missing": False,
+        "data_root": str(tmp_path / "data_out"),
+        "train_parameters": {},
+    }
+    assert params.check_benchmark_parameters(**good) == (model_order(PATHS), [None], [0])
+    chosen = {"methods": ("lerp",), "subsets": (12,), "seeds": (0, 1)}
+    assert params.check_benchmark_parameters(**{**good, **chosen}) == (["lerp"], [12], [0, 1])
+    extra = {"epochs": 5, "lr": 1e-3, "cutoff": 4, "steps": None, "samples": 2, "device": "cpu", "data_source": ""}
+    params.check_benchmark_parameters(**{**good, "train_parameters": extra})
+    missing = {**good, "runs_dir": str(tmp_path / "new_runs")}
+    assert params.check_benchmark_parameters(**{**missing, "launch_missing": True})
+    assert not (tmp_path / "new_runs").exists()
+    _raises(r"^runs_dir=.*new_runs.*does not exist", params.check_benchmark_parameters, **missing)
+    (tmp_path / "file").write_text("")
+    bad = {
+        "runs_dir": (5, str(tmp_path / "file")),
+        "methods": ("lerp", ["sde"]),
+        "subsets": ("[None]", [0]),
+        "seeds": ([-1], 0),
+        "launch_missing": ("yes", 1, None),
+        "data_root": (3, str(tmp_path / "file")),
+        "train_parameters": ('{"epochs": 5}', None),
+    }
+    for name, values in bad.items():
+        for value in values:
+            _raises(rf"^{name}=", params.check_benchmark_parameters, **{**good, name: value})
+    for extra, pattern in [
+        ({"epoch": 5}, r"^train_parameters=\{'epoch': 5\}: unknown \['epoch'\]"),
+        ({"seed": 1}, r"^train_parameters=\{'seed': 1\}: \['seed'\] are set per run"),
+        ({"epochs": 0}, r"^train_parameters\['epochs'\]=0: must be a positive int"),
+        ({"lr": "fast"}, r"^train_parameters\['lr'\]='fast': must be a positive float"),
+        ({"samples": None}, r"^train_parameters\['samples'\]=None"),
+        ({"device": "gpu7"}, r"^train_parameters\['device'\]='gpu7'"),
+        ({"data_source": 3}, r"^train_parameters\['data_source'\]=3"),
+    ]:
+        _raises(pattern, params.check_benchmark_parameters, **{**good, "train_parameters": extra})
+
+
+def test_train_parameters_cover_the_training_notebook():
+    """Notebook 04 may pass every parameter of notebook 03 except those it sets per run."""
+    import ast
+
+    notebook = json.loads((Path(__file__).parents[1] / "notebooks" / "03_train.ipynb").read_text())
+    cell = next(c for c in notebook["cells"] if "parameters" in c["metadata"].get("tags", []))
+    names = {node.target.id for node in ast.parse("".join(cell["source"])).body if isinstance(node, ast.AnnAssign)}
+    assert names == set(params.TRAIN_PARAMETER_CHECKS) | set(params.LAUNCH_SET_PARAMETERS)
+    assert not set(params.TRAIN_PARAMETER_CHECKS) & set(params.LAUNCH_SET_PARAMETERS)
+
+
+def test_trajectory_parameters(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "checkpoint.pt").write_bytes(b"")
+    good = {
+        "run_dir": str(run),
+        "n_clusters": 3,
+        "samples": 2,
+        "steps": 20,
+        "frames": 21,
+        "split": "test",
+        "device": "cpu",
+        "seed": 0,
+    }
+    assert params.check_trajectory_parameters(**good) == run
+    assert params.check_trajectory_parameters(**{**good, "steps": None, "device": "auto", "split": "val"}) == run
+    bad = {
+        "n_clusters": (0, 1.5),
+        "samples": (-1, "2"),
+        "steps": ("abc", 0, 2.5, True),
+        "frames": (0, None),
+        "split": ("dev", 1),
+        "device": ("gpu7", 0),
+        "seed": (-1, 1.5, "0", False),
+        "run_dir": (str(tmp_path), 5),
+    }
+    for name, values in bad.items():
+        for value in values:
+            _raises(rf"^{name}=", params.check_trajectory_parameters, **{**good, name: value})
+    # cheap checks come first: a bad steps is named even with a run directory that does not exist
+    _raises(r"^steps='abc'", params.check_trajectory_parameters, **{**good, "run_dir": "nowhere", "steps": "abc"})

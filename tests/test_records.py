@@ -1,4 +1,5 @@
-"""Run records and run_records tables: known numbers in, known table out."""
+"""Run records (core) and the benchmark tables shown from them (the notebook layer): known numbers in, known
+table out."""
 
 import json
 import re
@@ -12,6 +13,7 @@ from crystalflow_core import records
 from crystalflow_core.data.noise import NoiseConfig
 from crystalflow_core.errors import InputError
 from crystalflow_core.metrics import METRIC_KEYS
+from crystalflow_reports import tables
 
 
 def _data_dir(tmp_path, inversion):
@@ -98,7 +100,7 @@ def test_load_run_records_by_dir_glob_and_empty(tmp_path, run_records):
 
 
 def test_benchmark_table_mean_std_and_missing(run_records):
-    table = records.benchmark_table(run_records, inversion=False)
+    table = tables.benchmark_table(run_records, inversion=False)
     assert list(table.index) == [
         "GNN-MD",
         "CrystalSDE-VE",
@@ -119,7 +121,7 @@ def test_benchmark_table_mean_std_and_missing(run_records):
     assert table.loc["Collapse (x_w centroids)"].tolist() == ["0.250 ± 0.000", "0.500 ± 0.000"]
     # the vp run has inversion: Table 1 does not show it, Table 2 shows only it
     assert table.loc["CrystalSDE-VP"].tolist() == ["—", "—"]
-    table2 = records.benchmark_table(run_records, inversion=True)
+    table2 = tables.benchmark_table(run_records, inversion=True)
     assert table2.loc["CrystalSDE-VP"].tolist() == ["0.500", "0.500"]
     assert table2.loc["CrystalFlow-LERP"].tolist() == ["—", "—"]
 
@@ -135,11 +137,11 @@ def test_benchmark_stats_against_numpy(run_records):
 def test_bold_marks_lowest_mean_per_column(run_records):
     mean, _, _ = records.benchmark_stats(run_records, inversion=False)
     assert mean.loc["collapse", ("COD-12", "pm_atom")] == pytest.approx(0.25)  # lower, but a baseline
-    mask = records.best_mask(mean)
+    mask = tables.best_mask(mean)
     # rows: gnn_md, ve, vp, lerp, rigid, identity, collapse
     assert mask[("COD-12", "pm_atom")].tolist() == [False, False, False, True, False, False, False]  # lerp 2 < ve 5
     assert mask[("COD-12", "pm_center")].tolist() == [False, True, False, False, False, False, False]  # ve 2.5
-    page = records.benchmark_styler(run_records, inversion=False).set_uuid("t").to_html()
+    page = tables.benchmark_styler(run_records, inversion=False).set_uuid("t").to_html()
     bold_rules = re.findall(r"([^{}>]+)\{\s*font-weight: bold;\s*\}", page)
     selectors = {s.strip() for rule in bold_rules for s in rule.split(",")}
     assert selectors == {"#T_t_row3_col0", "#T_t_row1_col1"}
@@ -148,11 +150,11 @@ def test_bold_marks_lowest_mean_per_column(run_records):
 def test_identity_row_and_subset_columns(tmp_path, run_records):
     _write(tmp_path, "lerp", 0, 7.0, 7.0, subset=5000, identity=(20.0, 30.0))
     records_ = records.load_run_records(tmp_path / "runs")
-    table = records.benchmark_table(records_, methods=["lerp", "identity"], inversion=False)
+    table = tables.benchmark_table(records_, methods=["lerp", "identity"], inversion=False)
     assert [c[0] for c in table.columns[::2]] == ["COD-12", "COD-5K"]
     assert table.loc["Identity (x_w)"].tolist() == ["10.000 ± 0.000", "9.000 ± 0.000", "20.000", "30.000"]
     mean, _, _ = records.benchmark_stats(records_, methods=["lerp", "identity", "collapse"], inversion=False)
-    assert not records.best_mask(mean).loc[["identity", "collapse"]].any().any()
+    assert not tables.best_mask(mean).loc[["identity", "collapse"]].any().any()
 
 
 def test_latest_record_wins_for_a_repeated_run(tmp_path):
@@ -164,7 +166,7 @@ def test_latest_record_wins_for_a_repeated_run(tmp_path):
     again.mkdir()
     record.update(created="2001-01-01T00:00:00+00:00", metrics={**record["metrics"], "pm_atom": 1.0})
     (again / "record.json").write_text(json.dumps(record))
-    table = records.benchmark_table(records.load_run_records(tmp_path / "runs"), methods=["ve"])
+    table = tables.benchmark_table(records.load_run_records(tmp_path / "runs"), methods=["ve"])
     assert table.iloc[0, 0] == "1.000"
 
 
@@ -174,11 +176,11 @@ def test_missing_runs_and_names(run_records):
         ["vp_COD-12_s0", "vp_COD-12_s1", "lerp_COD-12_s0_inv", "lerp_COD-12_s1_inv", "vp_COD-12_s1_inv"]
     )
     assert records.subset_label(None) == "all" and records.subset_label(100_000) == "COD-100K"
-    assert records.format_cell(np.nan, np.nan) == "—"
+    assert tables.format_cell(np.nan, np.nan) == "—"
 
 
 def test_metric_keys_are_labelled():
-    assert set(METRIC_KEYS) <= set(records.METRIC_LABELS)
+    assert set(METRIC_KEYS) <= set(tables.METRIC_LABELS)
 
 
 def _flat_records(rows):
@@ -204,12 +206,12 @@ def test_higher_is_better_metrics_are_bolded_by_max():
     )
     mean, _, _ = records.benchmark_stats(flat, metric_cols=columns, methods=["lerp", "ve", "identity", "collapse"])
     assert mean.loc["collapse", ("COD-12", "matched")] == 15.0
-    mask = records.best_mask(mean)
+    mask = tables.best_mask(mean)
     assert mask[("COD-12", "matched")].tolist() == [True, False, False, False]  # max among models, not collapse
     assert mask[("COD-12", "rmsd15")].tolist() == [False, True, False, False]  # lower is better
     assert mask[("COD-12", "pass_rate")].tolist() == [False, True, False, False]  # higher is better
     assert not mask[("COD-12", "separation")].any()  # neither: never bold
-    page = records.benchmark_styler(flat, metric_cols=columns).set_uuid("m").to_html()  # all rows, baselines too
+    page = tables.benchmark_styler(flat, metric_cols=columns).set_uuid("m").to_html()  # all rows, baselines too
     bold_rules = re.findall(r"([^{}>]+)\{\s*font-weight: bold;\s*\}", page)
     rows = {m: k for k, m in enumerate(records.TABLE_ROWS)}
     assert {s.strip() for rule in bold_rules for s in rule.split(",")} == {
@@ -238,21 +240,21 @@ def test_collapse_row_comes_from_the_latest_record_that_scored_it():
 def test_a_record_without_collapse_shows_it_missing(tmp_path):
     _write(tmp_path, "lerp", 0, 1.0, 2.0, collapse=None)
     run_records = records.load_run_records(tmp_path / "runs")
-    table = records.benchmark_table(run_records)
+    table = tables.benchmark_table(run_records)
     assert table.loc["Collapse (x_w centroids)"].tolist() == ["—", "—"]
     assert table.loc["Identity (x_w)"].tolist() == ["10.000", "9.000"]
 
 
 def test_metric_keys_have_a_direction_and_a_group():
-    assert records.METRIC_LABELS["matched"].endswith("↑") and records.METRIC_LABELS["pass_rate"].endswith("↑")
-    assert records.METRIC_LABELS["rmsd"].endswith("↓") and records.METRIC_LABELS["integrity"].endswith("↓")
-    assert records.metric_direction("separation") is None
-    assert records.metric_direction("matched_chosen") == records.HIGHER
-    assert records.metric_label("pm_atom_best") == "PM (atom), best of k (oracle) ↓"
-    groups = records.metric_groups()
+    assert tables.METRIC_LABELS["matched"].endswith("↑") and tables.METRIC_LABELS["pass_rate"].endswith("↑")
+    assert tables.METRIC_LABELS["rmsd"].endswith("↓") and tables.METRIC_LABELS["integrity"].endswith("↓")
+    assert tables.metric_direction("separation") is None
+    assert tables.metric_direction("matched_chosen") == tables.HIGHER
+    assert tables.metric_label("pm_atom_best") == "PM (atom), best of k (oracle) ↓"
+    groups = tables.metric_groups()
     assert sorted(key for group in groups.values() for key in group) == sorted(METRIC_KEYS)
     assert all(list(group) == [k for k in METRIC_KEYS if k in group] for group in groups.values())
-    every = records.metric_groups(["pm_atom", "matched", "rmsd15", "pass_rate", "rmsd"])
+    every = tables.metric_groups(["pm_atom", "matched", "rmsd15", "pass_rate", "rmsd"])
     assert every == {"PM and geometry": ("pm_atom", "rmsd"), "packing similarity": ("matched", "rmsd15", "pass_rate")}
 
 
@@ -333,3 +335,18 @@ def test_atomic_open_keeps_the_old_file_when_writing_fails(tmp_path):
         handle.write("new")
     assert path.read_text() == "new"
     assert [p.name for p in tmp_path.iterdir()] == ["record.json"]  # no temporary file left behind
+
+
+def test_sampling_provenance_round_trips_and_a_bad_one_is_named(tmp_path):
+    config = {"path": "lerp", "seed": 0, "data": str(_data_dir(tmp_path, False))}
+    assert records.read_sampling(tmp_path / "pred") is None  # another model's predictions
+    written = records.write_sampling(tmp_path / "pred", tmp_path / "run", config, "val", 3, steps=None, seed=1)
+    assert records.read_sampling(tmp_path / "pred") == written
+    assert written["run_dir"] == str((tmp_path / "run").resolve()) and written["settings"] == {"steps": None, "seed": 1}
+    scored = {"prediction": _per_cluster(1.0, 2.0), "identity": _per_cluster(3.0, 4.0), "collapse": None}
+    record = json.loads(records.record_evaluation(written, scored).read_text())
+    assert record["split"] == "val" and record["samples"] == 3 and record["collapse"] == {}
+    assert record["identity"]["pm_atom"] == pytest.approx(3.0)
+    (tmp_path / "pred" / records.SAMPLING).write_text("[1, 2]")
+    with pytest.raises(InputError, match=r"sampling.json: not written by crystalflow sample"):
+        records.read_sampling(tmp_path / "pred")
