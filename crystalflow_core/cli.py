@@ -92,10 +92,34 @@ def _add_curate(sub) -> None:
     p.set_defaults(handler=run_curate)
 
 
-def _add_train(sub) -> None:
-    from .train import TrainConfig
+#: ``train``'s option of each training setting but ``path`` (``params.train_settings``): its value type and help.
+#: The option is the setting's name with dashes, its default the setting's, so only these need declaring here.
+TRAIN_OPTIONS: dict[str, tuple[Callable | type, str]] = {
+    "seed": (NON_NEGATIVE_INT, "seed of split, init and noise"),
+    "subset": (POSITIVE_INT, "use only the first N clusters (nested subsets; default: all)"),
+    "epochs": (POSITIVE_INT, "passes over the training split (default: per objective, rigid 60, others 30)"),
+    "batch_size": (POSITIVE_INT, "clusters per optimiser step"),
+    "lr": (POSITIVE_FLOAT, "peak AdamW learning rate"),
+    "weight_decay": (NON_NEGATIVE_FLOAT, "AdamW weight decay"),
+    "grad_clip": (POSITIVE_FLOAT, "largest gradient norm"),
+    "hidden": (POSITIVE_INT, "PaiNN feature width"),
+    "layers": (POSITIVE_INT, "PaiNN layers"),
+    "n_rbf": (POSITIVE_INT, "radial basis functions"),
+    "cutoff": (POSITIVE_FLOAT, "neighbour cutoff in Å; the paper used 20–50"),
+    "molecule_cutoff": (
+        NON_NEGATIVE_FLOAT,
+        "also pass messages between molecule centroids closer than this (Å; 0: off; default: per objective, "
+        "rigid 20, others 0)",
+    ),
+    "device": (str, "'auto' (CUDA when present), 'cpu', 'cuda', ..."),
+    "checkpoint_every": (POSITIVE_INT, "optimiser steps between checkpoints"),
+    "augment": (bool, "redraw x_w at every step with the rigid noise the data were curated with (their curation.json)"),
+}
 
-    d = TrainConfig(data="", out="")
+
+def _add_train(sub) -> None:
+    """``train``: ``--data``, ``--path`` and ``--out``, then one option per other training setting
+    (:data:`TRAIN_OPTIONS`); ``run_train`` passes every setting on to TrainConfig by name."""
     p = sub.add_parser(
         "train",
         help="train one method (resumable)",
@@ -107,37 +131,15 @@ def _add_train(sub) -> None:
         "--path", required=True, choices=PATHS, help="objective: LERP flow, VE/VP diffusion, GNN-MD, rigid-body flow"
     )
     p.add_argument("--out", required=True, type=Path, help="run directory (checkpoint, config, history)")
-    p.add_argument(
-        "--seed", type=NON_NEGATIVE_INT, default=d.seed, help="seed of split, init and noise (default: %(default)s)"
-    )
-    p.add_argument("--subset", type=POSITIVE_INT, default=None, help="use only the first N clusters (nested subsets)")
-    p.add_argument("--epochs", type=POSITIVE_INT, default=None, help="default: per objective (rigid 60, others 30)")
-    p.add_argument("--batch-size", type=POSITIVE_INT, default=d.batch_size, help="default: %(default)s")
-    p.add_argument("--lr", type=POSITIVE_FLOAT, default=d.lr, help="peak AdamW learning rate (default: %(default)s)")
-    p.add_argument("--hidden", type=POSITIVE_INT, default=d.hidden, help="PaiNN feature width (default: %(default)s)")
-    p.add_argument("--layers", type=POSITIVE_INT, default=d.layers, help="PaiNN layers (default: %(default)s)")
-    p.add_argument(
-        "--cutoff",
-        type=POSITIVE_FLOAT,
-        default=d.cutoff,
-        help="neighbour cutoff in Å; the paper used 20–50 (default: %(default)s)",
-    )
-    p.add_argument(
-        "--molecule-cutoff",
-        type=NON_NEGATIVE_FLOAT,
-        default=None,
-        help="also pass messages between molecule centroids closer than this (Å; 0: off) "
-        "(default: per objective, rigid 20, others 0)",
-    )
-    p.add_argument("--device", default=d.device, help="'auto' (CUDA when present), 'cpu', 'cuda', ...")
-    p.add_argument(
-        "--checkpoint-every", type=POSITIVE_INT, default=d.checkpoint_every, help="steps between checkpoints"
-    )
-    p.add_argument(
-        "--augment",
-        action="store_true",
-        help="redraw x_w at every step with the rigid noise the data were curated with (their curation.json)",
-    )
+    for name, default in params.train_settings().items():
+        if name == "path":
+            continue
+        kind, text = TRAIN_OPTIONS[name]
+        option, shown = "--" + name.replace("_", "-"), text if default is None else f"{text} (default: %(default)s)"
+        if kind is bool:
+            p.add_argument(option, action=argparse.BooleanOptionalAction, default=default, help=shown)
+        else:
+            p.add_argument(option, type=kind, default=default, help=shown)
     p.set_defaults(handler=run_train)
 
 
@@ -201,6 +203,12 @@ def _add_evaluate(sub) -> None:
         default=None,
         help="also write per_cluster.csv (prediction), identity.csv, collapse.csv and summary.csv here",
     )
+    p.add_argument(
+        "--no-record",
+        dest="record",
+        action="store_false",
+        help="leave the run record alone (e.g. when scoring another sampler setting of a run already recorded)",
+    )
     p.set_defaults(handler=run_evaluate)
 
 
@@ -252,24 +260,8 @@ def run_train(args: argparse.Namespace) -> None:
     params.check_subset("--subset", args.subset, params.check_data_dir("--data", args.data))
     params.check_device("--device", args.device)
     params.check_out_dir("--out", args.out)
-    config = TrainConfig(
-        data=str(args.data),
-        out=str(args.out),
-        path=args.path,
-        seed=args.seed,
-        subset=args.subset,
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        lr=args.lr,
-        hidden=args.hidden,
-        layers=args.layers,
-        cutoff=args.cutoff,
-        molecule_cutoff=args.molecule_cutoff,
-        device=args.device,
-        checkpoint_every=args.checkpoint_every,
-        augment=args.augment,
-    )
-    history = train(config)
+    settings = {name: getattr(args, name) for name in params.train_settings()}
+    history = train(TrainConfig(data=str(args.data), out=str(args.out), **settings))
     print(history.tail(5).to_string(index=False))
     print(f"checkpoint: {args.out}/checkpoint.pt")
 
@@ -344,7 +336,7 @@ def run_evaluate(args: argparse.Namespace) -> None:
         with atomic_open(args.out / "summary.csv") as handle:
             pd.DataFrame(means).T.to_csv(handle, index_label="method")
         print(f"wrote {', '.join(path.name for path in written.values())} and summary.csv to {args.out}")
-    if sampling is not None:
+    if sampling is not None and args.record:
         print(f"wrote the run record {record_evaluation(sampling, scored)}")
 
 

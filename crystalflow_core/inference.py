@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -19,6 +20,9 @@ from .params import check_predictions_dir
 from .paths import ProbabilityPath
 from .relax import relax_rigid
 from .sampling import sample
+
+if TYPE_CHECKING:
+    from .data.cluster import Cluster
 
 
 @dataclass
@@ -140,16 +144,11 @@ def collapse_positions(x_w: np.ndarray, mol_index: np.ndarray) -> np.ndarray:
     The "collapse" baseline: molecule centroids are those of ``x_w``, so ``pm_center`` equals the identity
     baseline's while every intramolecular distance is 0.
     """
-    x_w = np.asarray(x_w, dtype=np.float64)
-    mol_index = np.asarray(mol_index, dtype=np.int64)
-    n_mol = int(mol_index.max()) + 1
-    sums = np.zeros((n_mol, 3))
-    np.add.at(sums, mol_index, x_w)
-    return (sums / np.bincount(mol_index, minlength=n_mol)[:, None])[mol_index]
+    return metrics.centroids(x_w, mol_index).numpy()[np.asarray(mol_index)]
 
 
 def _score_baseline(
-    truth_dir: str | Path, cluster_ids: list[str] | None, predict: Callable[[codcluster17.Cluster], np.ndarray]
+    truth_dir: str | Path, cluster_ids: list[str] | None, predict: Callable[[Cluster], np.ndarray]
 ) -> pd.DataFrame:
     """Score ``predict(cluster) -> [N, 3]`` on the clusters of ``truth_dir`` (all of them by default)."""
     ids = cluster_ids if cluster_ids is not None else codcluster17.list_cluster_ids(truth_dir)

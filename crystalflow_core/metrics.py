@@ -35,8 +35,9 @@ import numpy as np
 import pandas as pd
 import torch
 from ase.data import covalent_radii
-from torch_geometric.utils import scatter, to_dense_batch
+from torch_geometric.utils import to_dense_batch
 
+from .data.noise import molecule_centroids
 from .packing import PACKING_KEYS, Reference, packing_metrics, prepare_reference
 
 ArrayLike = np.ndarray | torch.Tensor
@@ -98,10 +99,11 @@ def pm_atom(x_pred: ArrayLike, x_true: ArrayLike) -> float:
 
 
 def centroids(x: ArrayLike, mol_index: ArrayLike) -> torch.Tensor:
-    """Unweighted molecule centroids ``[n_mol, 3]`` of ``x [N, 3]``."""
+    """Unweighted molecule centroids ``[n_mol, 3]`` of ``x [N, 3]`` (NumPy or torch, any float type), in float64:
+    :func:`~crystalflow_core.data.noise.molecule_centroids` on checked input."""
     x = _coords(x)
     mol_index, n_mol = _mol_index(mol_index, x.shape[0])
-    return scatter(x, mol_index.to(x.device), dim=0, dim_size=n_mol, reduce="mean")
+    return molecule_centroids(x, mol_index.to(x.device), n_mol)
 
 
 def pm_center(x_pred: ArrayLike, x_true: ArrayLike, mol_index: ArrayLike) -> float:

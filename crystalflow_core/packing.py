@@ -38,7 +38,8 @@ from ase.data import chemical_symbols
 from scipy.optimize import linear_sum_assignment
 
 from crystalflow_core import so3
-from crystalflow_core.data.symmetry import closest_automorphic, cluster_automorphisms, molecule_bonds
+from crystalflow_core.data.noise import molecule_centroids
+from crystalflow_core.data.symmetry import closest_automorphic, cluster_automorphisms, cluster_bonds
 
 #: Molecules in OXtalign's packing shell, as in COMPACK and OXtal.
 SHELL_SIZE = 15
@@ -112,14 +113,13 @@ def prepare_reference(x_true: np.ndarray | torch.Tensor, numbers: np.ndarray, mo
     numbers = _numpy(numbers, np.int64)
     mol_index = _numpy(mol_index, np.int64)
     members = [np.flatnonzero(mol_index == m) for m in range(int(mol_index.max()) + 1)]
-    bonds = [atoms[molecule_bonds(numbers[atoms], x[atoms])] for atoms in members]
     return Reference(
         x=x,
         numbers=numbers,
         mol_index=mol_index,
         members=members,
         perms=cluster_automorphisms(numbers, mol_index, x),
-        bonds=np.concatenate(bonds).reshape(-1, 2),
+        bonds=cluster_bonds(numbers, mol_index, x),
     )
 
 
@@ -235,6 +235,12 @@ def _relabelled_truth(moved: np.ndarray, reference: Reference, starts: np.ndarra
     return target
 
 
+def _centroids(x: np.ndarray, reference: Reference) -> np.ndarray:
+    """Molecule centroids ``[M, 3]`` of positions ``x [N, 3]`` of the reference's atoms."""
+    mol_index = torch.from_numpy(reference.mol_index)
+    return molecule_centroids(torch.from_numpy(x), mol_index, len(reference.members)).numpy()
+
+
 def _matched_rmsd(x_pred: np.ndarray, reference: Reference, order: np.ndarray) -> float:
     """All-atom RMSD for one molecule assignment, with every molecule's atoms symmetry-corrected.
 
@@ -245,9 +251,7 @@ def _matched_rmsd(x_pred: np.ndarray, reference: Reference, order: np.ndarray) -
     sizes = np.array([len(atoms) for atoms in reference.members])
     starts = np.cumsum(sizes) - sizes
     mobile = np.concatenate([x_pred[reference.members[k]] for k in order])
-    pred_c = np.stack([x_pred[reference.members[k]].mean(axis=0) for k in order])
-    true_c = np.stack([reference.x[atoms].mean(axis=0) for atoms in reference.members])
-    rotation, shift = kabsch(pred_c, true_c)
+    rotation, shift = kabsch(_centroids(x_pred, reference)[order], _centroids(reference.x, reference))
     target = None
     for _ in range(_ICP_ITERATIONS):
         new_target = _relabelled_truth(mobile @ rotation.T + shift, reference, starts)
@@ -280,9 +284,8 @@ def cluster_rmsd(x_pred: np.ndarray | torch.Tensor, reference: Reference) -> flo
         raise ValueError(f"x_pred {x_pred.shape} and the truth {reference.x.shape} differ in shape")
     if not np.isfinite(x_pred).all():
         return math.nan
-    pred_c = np.stack([x_pred[atoms].mean(axis=0) for atoms in reference.members])
-    true_c = np.stack([reference.x[atoms].mean(axis=0) for atoms in reference.members])
-    orders = match_molecules(pred_c, true_c, _incompatible(reference))
+    true_c = _centroids(reference.x, reference)
+    orders = match_molecules(_centroids(x_pred, reference), true_c, _incompatible(reference))
     return min(_matched_rmsd(x_pred, reference, order) for order in orders)
 
 

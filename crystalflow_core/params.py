@@ -3,17 +3,27 @@
 Every check raises :class:`~crystalflow_core.errors.ParameterError` (a ``ValueError``) whose message starts with
 ``name=value``, e.g. ``path='sde': must be one of lerp, ve, vp, gnn_md``. The command line uses the same checks
 with the option as the name (``--data=...``).
+
+The training settings are TrainConfig's fields (:func:`train_settings`), each with its check here; a notebook
+that needs data curates it in a step of its own (:func:`ensure_curated`), never as a side effect of a check.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import fields
+from functools import partial
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .data import codcluster17
 from .errors import ParameterError  # also reached as ``params.ParameterError`` by notebooks
+
+if TYPE_CHECKING:  # train imports this module
+    from .train import TrainConfig
 
 #: Where notebooks put the bundled default data when no ``data_dir`` is given (git-ignored).
 DEFAULT_DATA_ROOT = Path("data_out")
@@ -61,11 +71,23 @@ def check_seeds(name: str, values: Iterable[int]) -> list[int]:
     return values
 
 
-def check_positive(name: str, value: object, kind: type = int) -> int | float:
-    """``value`` if it is a positive ``int`` (or ``float`` with ``kind=float``); bools are refused."""
+def _is_number(value: object, kind: type) -> bool:
+    """An ``int`` (also a finite ``float`` with ``kind=float``), never a bool."""
     allowed = (int, float) if kind is float else (int,)
-    if isinstance(value, bool) or not isinstance(value, allowed) or value <= 0:
+    return not isinstance(value, bool) and isinstance(value, allowed) and math.isfinite(value)
+
+
+def check_positive(name: str, value: object, kind: type = int) -> int | float:
+    """``value`` if it is a positive ``int`` (or finite ``float`` with ``kind=float``); bools are refused."""
+    if not _is_number(value, kind) or value <= 0:
         raise ParameterError(name, value, f"must be a positive {kind.__name__}")
+    return value
+
+
+def check_non_negative(name: str, value: object, kind: type = float) -> int | float:
+    """``value`` if it is a finite ``float`` (or ``int``) ``>= 0`` (an ``int`` only, with ``kind=int``)."""
+    if not _is_number(value, kind) or value < 0:
+        raise ParameterError(name, value, f"must be a {kind.__name__} >= 0")
     return value
 
 
@@ -192,71 +214,125 @@ def check_source(name: str, value: str | Path, limit: int | None = None) -> list
     return refs[:limit] if limit is not None else refs
 
 
-def ensure_data_dir(
+def _check_data_source(name: str, value: object) -> object:
+    if not isinstance(value, (str, os.PathLike)):
+        raise ParameterError(name, value, "must be 'default', 'pyxtal', a directory of CIF files or '' (none)")
+    return value
+
+
+def ensure_curated(
     data_dir: str | Path, inversion: bool, source: str = "default", seed: int = 0, workers: int | None = None
 ) -> Path:
-    """A curated directory for the ``inversion`` variant: ``data_dir`` ("" → :func:`default_data_dir`).
+    """``data_dir`` ("" → :func:`default_data_dir` of the ``inversion`` variant) as a curated directory.
 
-    A missing directory is curated from ``source`` with the default noise (``source=""`` refuses instead);
-    an existing one must have been curated with the same inversion flag (its ``curation.json``).
+    A directory that does not exist yet is curated from ``source`` with the default noise (``inversion`` and
+    ``seed`` its own), and a printed line says so: curation takes a while and writes a whole dataset, so it is
+    one visible step of a notebook, never a side effect of another call. ``source=""`` refuses a missing
+    directory instead.
     """
     from .data.curate import CurationSettings, curate
     from .data.noise import NoiseConfig
-    from .records import data_inversion
 
-    path = Path(data_dir) if str(data_dir) else default_data_dir(inversion)
+    _check_data_source("data_source", source)
+    check_bool("inversion", inversion)
+    check_seed("seed", seed)
+    path = check_path("data_dir", data_dir) if str(data_dir) else default_data_dir(inversion)
     if not path.exists() and source:
         refs = check_source("data_source", source)
+        print(
+            f"{path} does not exist: curating {len(refs)} structures of {str(source)!r} into it (inversion={inversion})"
+        )
         settings = CurationSettings(seed=seed, noise=NoiseConfig(inversion=inversion))
-        curate(refs, path, settings, workers=workers, progress=False)
-    path = check_data_dir("data_dir", path)
-    curated_with = data_inversion(path)
-    if curated_with is not None and curated_with != inversion:
-        raise ParameterError("inversion", inversion, f"{path} was curated with inversion={curated_with}")
-    return path
+        manifest = curate(refs, path, settings, workers=workers, progress=False)
+        print(f"{int((manifest['status'] == 'curated').sum())} of {len(manifest)} structures curated")
+    return check_data_dir("data_dir", path)
+
+
+#: TrainConfig fields that notebook 03 and ``crystalflow train`` do not set under their own name: the data and run
+#: directories (``data_dir`` and ``output_dir``; ``--data`` and ``--out``), the noise (the data's own, see
+#: ``train.with_data_noise``), the objective's options (Python API only) and the progress bar.
+NOT_TRAIN_SETTINGS = ("data", "out", "noise", "path_kwargs", "progress")
+
+
+def train_settings() -> dict[str, object]:
+    """Every other field of :class:`~crystalflow_core.train.TrainConfig` with its default, in its order.
+
+    These are the settings of a training run: notebook 03's parameters, ``crystalflow train``'s options and the
+    report presets use these names and defaults, and tests hold them to it, so a setting is declared once, in
+    TrainConfig.
+    """
+    from .train import TrainConfig
+
+    return {f.name: f.default for f in fields(TrainConfig) if f.name not in NOT_TRAIN_SETTINGS}
+
+
+def _check_objective(name: str, value: object) -> object:
+    from .paths import PATHS
+
+    return check_choice(name, value, PATHS)
+
+
+def check_split_subset(name: str, value: object) -> int | None:
+    """``None`` (all clusters) or a subset of at least 3 clusters, so that train, val and test are all non-empty."""
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 3):
+        raise ParameterError(name, value, "must be None or an integer >= 3 (train, val and test splits)")
+    return value
+
+
+#: The check of every training setting (:func:`train_settings`), by name.
+TRAIN_SETTING_CHECKS: dict[str, Callable[[str, object], object]] = {
+    "path": _check_objective,
+    "seed": check_seed,
+    "subset": check_split_subset,
+    "epochs": check_optional_positive,
+    "batch_size": check_positive,
+    "lr": partial(check_positive, kind=float),
+    "weight_decay": check_non_negative,
+    "grad_clip": partial(check_positive, kind=float),
+    "hidden": check_positive,
+    "layers": check_positive,
+    "n_rbf": check_positive,
+    "cutoff": partial(check_positive, kind=float),
+    "molecule_cutoff": lambda name, value: None if value is None else check_non_negative(name, value),
+    "device": check_device,
+    "checkpoint_every": check_positive,
+    "augment": check_bool,
+}
+
+
+def check_train_settings(settings: Mapping[str, object]) -> dict:
+    """``settings`` as a dict if each is a training setting whose value passes its check (no files are read)."""
+    for key, value in settings.items():
+        if key not in TRAIN_SETTING_CHECKS:
+            raise ParameterError(key, value, f"not a training setting; choose from {', '.join(TRAIN_SETTING_CHECKS)}")
+        TRAIN_SETTING_CHECKS[key](key, value)
+    return dict(settings)
 
 
 def training_config(
-    path: str,
-    data_dir: str | Path = "",
-    output_dir: str | Path = "",
-    subset: int | None = None,
-    inversion: bool = False,
-    seed: int = 0,
-    device: str = "auto",
-    data_source: str = "default",
-    **overrides: object,
-):
-    """A checked :class:`~crystalflow_core.train.TrainConfig` for notebook 03; ``None`` overrides keep defaults.
+    data_dir: str | Path, output_dir: str | Path = "", inversion: bool = False, **settings: object
+) -> TrainConfig:
+    """A checked :class:`~crystalflow_core.train.TrainConfig` for notebook 03.
 
-    Cheap checks come first (``path``, numbers, ``device``), then the data directory is found or curated
-    (:func:`ensure_data_dir`) and ``subset`` is checked against it: at least 3 clusters, so that the train, val
-    and test splits are all non-empty. ``output_dir`` "" → ``runs/<run name>``; ``noise`` is the data's own.
+    ``settings`` are training settings by name (:func:`train_settings`; one left out keeps TrainConfig's
+    default), each checked first. ``data_dir`` must be curated already (:func:`ensure_curated`), with
+    ``inversion`` as its ``curation.json`` says, and hold at least ``subset`` clusters. ``output_dir`` "" →
+    ``runs/<run name>``; the noise is the data's own; no progress bar.
     """
-    from .paths import PATHS
-    from .records import run_name
+    from .records import data_inversion, run_name
     from .train import TrainConfig, with_data_noise
 
-    check_choice("path", path, PATHS)
+    settings = check_train_settings(settings)
     check_bool("inversion", inversion)
-    for name in ("epochs", "batch_size", "hidden", "layers"):
-        if overrides.get(name) is not None:
-            check_positive(name, overrides[name])
-    for name in ("cutoff", "lr"):
-        if overrides.get(name) is not None:
-            check_positive(name, overrides[name], float)
-    if subset is not None and (isinstance(subset, bool) or not isinstance(subset, int) or subset < 3):
-        raise ParameterError("subset", subset, "must be None or an integer >= 3 (train, val and test splits)")
-    check_seed("seed", seed)
-    check_device("device", device)
-    data = ensure_data_dir(data_dir, inversion, data_source, seed)
-    check_subset("subset", subset, data)
-    out = Path(output_dir) if str(output_dir) else Path("runs") / run_name(path, subset, seed, inversion)
-    chosen = {key: value for key, value in overrides.items() if value is not None}
-    config = TrainConfig(
-        data=str(data), out=str(out), path=path, seed=seed, subset=subset, device=device, progress=False, **chosen
-    )
-    return with_data_noise(config)
+    data = check_data_dir("data_dir", data_dir)
+    curated_with = data_inversion(data)
+    if curated_with is not None and curated_with != inversion:
+        raise ParameterError("inversion", inversion, f"{data} was curated with inversion={curated_with}")
+    chosen = {**train_settings(), **settings}
+    check_subset("subset", chosen["subset"], data)
+    name = run_name(chosen["path"], chosen["subset"], chosen["seed"], inversion)
+    out = check_path("output_dir", output_dir) if str(output_dir) else Path("runs") / name
+    return with_data_noise(TrainConfig(data=str(data), out=str(out), progress=False, **settings))
 
 
 def _check_variant_dirs(data_root: str | Path, seed: int) -> None:
@@ -312,20 +388,13 @@ def check_statistics_parameters(data_dir: str, max_clusters: int | None, bins: i
 #: Parameters of notebook 03 that the benchmark (notebook 04) sets for every run it launches.
 LAUNCH_SET_PARAMETERS = ("path", "subset", "seed", "inversion", "data_dir", "output_dir")
 
-
-def _check_data_source(name: str, value: object) -> object:
-    if not isinstance(value, (str, os.PathLike)):
-        raise ParameterError(name, value, "must be 'default', 'pyxtal', a directory of CIF files or '' (none)")
-    return value
-
-
-#: The other parameters of notebook 03, which ``train_parameters`` may give, each with its check.
+#: The other parameters of notebook 03, which ``train_parameters`` may give, each with its check: the training
+#: settings and how the test split is sampled.
 TRAIN_PARAMETER_CHECKS = {
+    **{key: check for key, check in TRAIN_SETTING_CHECKS.items() if key not in LAUNCH_SET_PARAMETERS},
     "data_source": _check_data_source,
-    **{key: check_optional_positive for key in ("epochs", "batch_size", "hidden", "layers", "steps")},
-    **{key: lambda name, value: check_optional_positive(name, value, float) for key in ("lr", "cutoff")},
     "samples": check_positive,
-    "device": check_device,
+    "steps": check_optional_positive,
 }
 
 

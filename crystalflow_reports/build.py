@@ -1,5 +1,9 @@
 """The report series: every notebook executed at one scale, rendered to ``<out>/<name>.html``, and
-``<out>/index.html`` linking them with the run date and parameters (``crystalflow report``)."""
+``<out>/index.html`` linking them with the run date and parameters (``crystalflow report``).
+
+The notebooks run in the work directory and their parameters name data and runs relative to it, so the pages show
+``data/default`` and ``runs/lerp_COD-12_s0`` rather than where one machine keeps them.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from crystalflow_core.data.sources import NAMED_SOURCES
 from crystalflow_core.params import default_data_dir
 from crystalflow_core.records import run_name
 
@@ -19,50 +24,51 @@ from .execute import NOTEBOOKS, execute_notebook
 from .render import render_html
 
 SCALES = ("smoke", "default")
-#: Tiny model and data for the smoke scale (minutes on a 2-core CPU).
-SMOKE_TRAINING = {"epochs": 2, "batch_size": 4, "hidden": 16, "layers": 1, "cutoff": 4.0, "samples": 2, "steps": 5}
+#: Notebook 03 parameters of the smoke scale: a tiny model, few solver steps. Only what differs from notebook 03's
+#: defaults (TrainConfig's, for the training settings), which a test checks.
+SMOKE_TRAINING = {"epochs": 2, "hidden": 16, "layers": 1, "samples": 2, "steps": 5}
 SMOKE_SUBSET = 12
-#: Subset of the default scale (notebook 03's default).
+#: Subset of the default scale's runs (notebook 03 itself trains on all clusters).
 DEFAULT_SUBSET = 100
 SMOKE_LIMIT = 30
+#: Where the curated data and the runs go, relative to the directory the notebooks run in.
+DATA_ROOT, RUNS_DIR = Path("data"), Path("runs")
 
 
-def scale_parameters(scale: str, work_dir: str | Path, source: str = "default") -> dict[str, dict[str, object]]:
-    """Papermill parameters of every notebook for a scale; all data and runs live under ``work_dir``.
+def scale_parameters(scale: str, source: str = "default") -> dict[str, dict[str, object]]:
+    """Papermill parameters of every notebook for a scale, with paths relative to where the notebooks run.
 
     ``smoke``: a few structures, a tiny model, one method (the benchmark shows the others as missing).
-    ``default``: the notebooks' own defaults (03: ``subset=100`` here, 30 epochs) and the benchmark trains every
-    missing method and data variant through 03 — about ten minutes per run on a 2-core CPU.
+    ``default``: the notebooks' own defaults (03: ``subset=100`` here) and the benchmark trains every missing
+    method and data variant through 03.
     """
     if scale not in SCALES:
         raise ValueError(f"scale must be one of {', '.join(SCALES)}, got {scale!r}")
-    work_dir = Path(work_dir).resolve()
-    data_root, runs_dir = work_dir / "data", work_dir / "runs"
     smoke = scale == "smoke"
     subset = SMOKE_SUBSET if smoke else DEFAULT_SUBSET
     training = dict(SMOKE_TRAINING) if smoke else {}
-    run_dir = runs_dir / run_name("lerp", subset, 0, False)
+    run_dir = RUNS_DIR / run_name("lerp", subset, 0, False)
     return {
         "01_curate": {
             "source": source,
-            "data_root": str(data_root),
+            "data_root": str(DATA_ROOT),
             "limit": SMOKE_LIMIT if smoke else None,
             "subsets": [SMOKE_SUBSET] if smoke else [25, 50, DEFAULT_SUBSET, 200],
         },
         "02_dataset_statistics": {
-            "data_dir": str(default_data_dir(False, data_root)),
+            "data_dir": str(default_data_dir(False, DATA_ROOT)),
             "max_clusters": 50 if smoke else 5000,
         },
         "03_train": {
             "path": "lerp",
-            "data_dir": str(default_data_dir(False, data_root)),
+            "data_dir": str(default_data_dir(False, DATA_ROOT)),
             "subset": subset,
             "output_dir": str(run_dir),
             **training,
         },
         "04_benchmark": {
-            "runs_dir": str(runs_dir),
-            "data_root": str(data_root),
+            "runs_dir": str(RUNS_DIR),
+            "data_root": str(DATA_ROOT),
             "subsets": [subset],
             "seeds": [0],
             "launch_missing": not smoke,
@@ -108,16 +114,19 @@ def build_reports(
 ) -> pd.DataFrame:
     """Execute ``notebooks`` in order, render ``<out_dir>/<name>.html`` and ``<out_dir>/index.html``.
 
-    ``work_dir`` (default ``<out_dir>/work``) holds curated data, runs and the executed ``.ipynb``; ``overrides``
-    replaces parameters per notebook; ``notebook_dir`` holds the notebooks (default: the packaged ones). A failing
-    notebook is rendered with its error and the others still run.
+    ``work_dir`` (default ``<out_dir>/work``) holds curated data, runs and the executed ``.ipynb``, and the
+    notebooks run there; ``overrides`` replaces parameters per notebook (relative paths are taken from
+    ``work_dir``); ``notebook_dir`` holds the notebooks (default: the packaged ones). A failing notebook is
+    rendered with its error and the others still run.
     Returns ``notebook, status, seconds, html, error, parameters`` per notebook.
     """
     from papermill.exceptions import PapermillExecutionError
 
     out_dir = Path(out_dir)
-    work_dir = Path(work_dir) if work_dir is not None else out_dir / "work"
-    parameters = scale_parameters(scale, work_dir, source)
+    work_dir = (Path(work_dir) if work_dir is not None else out_dir / "work").resolve()
+    work_dir.mkdir(parents=True, exist_ok=True)
+    # A CIF directory is the caller's path, so it is resolved before the notebooks run elsewhere.
+    parameters = scale_parameters(scale, source if source in NAMED_SOURCES else str(Path(source).resolve()))
     started = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
     rows = []
     for name in notebooks:
@@ -126,7 +135,7 @@ def build_reports(
         start = time.perf_counter()
         status, error = "ok", ""
         try:
-            execute_notebook(name, executed, chosen, notebook_dir=notebook_dir)
+            execute_notebook(name, executed, chosen, cwd=work_dir, notebook_dir=notebook_dir)
         except PapermillExecutionError as failure:
             status, error = "failed", f"{failure.ename}: {failure.evalue}"
         seconds = time.perf_counter() - start

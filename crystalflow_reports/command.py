@@ -27,7 +27,7 @@ def add_report_command(sub: argparse._SubParsersAction) -> None:
         "--scale",
         choices=SCALES,
         default="smoke",
-        help="smoke: tiny data and model, minutes on a CPU; default: the notebooks' full "
+        help="smoke: a few structures and a tiny model, to check the whole series; default: the notebooks' full "
         "defaults, every objective (default: %(default)s)",
     )
     p.add_argument("--out", type=Path, default=Path("reports"), help="HTML output (default: %(default)s)")

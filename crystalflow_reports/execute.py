@@ -45,13 +45,13 @@ def execute_notebook(
     kernel_name: str = "python3",
     notebook_dir: str | Path | None = None,
 ) -> Path:
-    """Run ``<notebook_dir>/<name>.ipynb`` (default: the packaged notebooks) with papermill; raises
-    ``PapermillExecutionError`` on a cell error (the executed notebook, error included, is still written to
-    ``output_path``)."""
+    """Run ``<notebook_dir>/<name>.ipynb`` (default: the packaged notebooks) with papermill in ``cwd`` (default:
+    the current directory); raises ``PapermillExecutionError`` on a cell error (the executed notebook, error
+    included, is still written to ``output_path``)."""
     import papermill
 
     notebook_dir = Path(notebook_dir) if notebook_dir is not None else packaged_notebooks()
-    output_path = Path(output_path)
+    output_path = Path(output_path).resolve()  # papermill saves it while running in ``cwd``
     output_path.parent.mkdir(parents=True, exist_ok=True)
     papermill.execute_notebook(
         str(notebook_dir / f"{name}.ipynb"),

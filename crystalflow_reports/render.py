@@ -2,7 +2,8 @@
 
 plotly.js is embedded inline by :func:`~crystalflow_reports.display.show_figure`, and the template here drops
 require.js, MathJax and the widget manager (all served from CDNs). Interactive widgets therefore do not render
-in the HTML; the notebooks show static plotly figures beside them.
+in the HTML: a crystalviz viewer shows the one-line note of what it holds that it displays beside the widget
+(nbconvert skips a widget view without saved state), and the notebooks show static plotly figures beside them.
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 from ase.data import chemical_symbols
 
-from crystalviz.bonds import detect_bonds
+from crystalflow_core.data.symmetry import cluster_bonds
 
 PDB_RESIDUE = "MOL"
 PDB_CHAIN = "A"
@@ -41,8 +41,8 @@ def pdb_string(
 ) -> str:
     """PDB text of a cluster [N, 3] (one model) or a trajectory [T, N, 3] (MODEL/ENDMDL per frame).
 
-    Each molecule is residue `mol_index + 1` of chain A; bonds [B, 2] (atom indices, default: distance-based
-    on the first frame) become CONECT records; b_factors [N] fill the temperature-factor column (e.g. per-atom
+    Each molecule is residue `mol_index + 1` of chain A; bonds [B, 2] (atom indices, default: the curation's bond
+    rule on the first frame) become CONECT records; b_factors [N] fill the temperature-factor column (e.g. per-atom
     error, for colouring). Coordinates are written with 3 decimals (PDB precision). Multi-model text ends
     after the CONECT records without an END line, which ASE would otherwise read as an extra empty model.
     """
@@ -50,7 +50,7 @@ def pdb_string(
     mol_index = np.asarray(mol_index, dtype=int)
     frames = _as_frames(positions)
     if bonds is None:
-        bonds = detect_bonds(numbers, mol_index, frames[0])
+        bonds = cluster_bonds(numbers, mol_index, frames[0])
     b_factors = np.zeros(len(numbers)) if b_factors is None else np.asarray(b_factors, dtype=float)
     names = _atom_names(numbers, mol_index)
     lines = []
@@ -101,7 +101,7 @@ def cluster_to_rdkit(
 ):
     """RDKit molecule of the whole cluster (one fragment per molecule) with a 3D conformer.
 
-    Connectivity comes from `bonds` [B, 2] (default: distance-based); with `bond_orders`, RDKit's
+    Connectivity comes from `bonds` [B, 2] (default: the curation's bond rule); with `bond_orders`, RDKit's
     DetermineBondOrders assigns double/aromatic bonds for neutral molecules, keeping single bonds otherwise.
     Atom property `mol_index` records the molecule of each atom.
     """
@@ -113,7 +113,7 @@ def cluster_to_rdkit(
     mol_index = np.asarray(mol_index, dtype=int)
     positions = np.asarray(positions, dtype=float)
     if bonds is None:
-        bonds = detect_bonds(numbers, mol_index, positions)
+        bonds = cluster_bonds(numbers, mol_index, positions)
     editable = Chem.RWMol()
     for number, molecule in zip(numbers, mol_index, strict=True):
         atom = Chem.Atom(int(number))

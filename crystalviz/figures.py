@@ -8,7 +8,7 @@ import numpy as np
 import plotly.graph_objects as go
 from ase.data import chemical_symbols, covalent_radii
 
-from crystalviz.bonds import detect_bonds
+from crystalflow_core.data.symmetry import cluster_bonds
 from crystalviz.colors import molecule_colors, molecule_opacities
 from crystalviz.overlay import build_overlay, metrics_caption, resolve_metrics
 
@@ -101,7 +101,7 @@ def cluster_figure(
     numbers = np.asarray(numbers, dtype=int)
     mol_index = np.asarray(mol_index, dtype=int)
     positions = np.asarray(positions, dtype=float)
-    bonds = detect_bonds(numbers, mol_index, positions) if bonds is None else np.asarray(bonds, dtype=int)
+    bonds = cluster_bonds(numbers, mol_index, positions) if bonds is None else np.asarray(bonds, dtype=int)
     figure = go.Figure(_molecule_traces(numbers, mol_index, positions, bonds, highlight_central))
     figure.update_layout(scene=_scene(positions), title=title, margin={"l": 0, "r": 0, "t": 40, "b": 0})
     return figure
@@ -119,7 +119,7 @@ def trajectory_figure(
 ) -> go.Figure:
     """Animated 3D trajectory [T, N, 3]: one plotly frame per time step, a time slider and play/pause.
 
-    Bonds [B, 2] default to distance-based bonds of frame 0 and stay fixed along the trajectory.
+    Bonds [B, 2] default to the curation's bond rule on frame 0 and stay fixed along the trajectory.
     """
     numbers = np.asarray(numbers, dtype=int)
     mol_index = np.asarray(mol_index, dtype=int)
@@ -128,7 +128,7 @@ def trajectory_figure(
     if len(times) != len(trajectory):
         raise ValueError(f"{len(times)} times for {len(trajectory)} frames")
     if bonds is None:
-        bonds = detect_bonds(numbers, mol_index, trajectory[0])
+        bonds = cluster_bonds(numbers, mol_index, trajectory[0])
     traces_per_frame = [_molecule_traces(numbers, mol_index, frame, bonds, highlight_central) for frame in trajectory]
     trace_ids = list(range(len(traces_per_frame[0])))
     frames = [
@@ -189,7 +189,7 @@ def overlay_figure(
     mol_index = np.asarray(mol_index, dtype=int)
     metrics = resolve_metrics(numbers, mol_index, x_pred, x_true, metrics)
     overlay = build_overlay(mol_index, x_pred, x_true)
-    bonds = detect_bonds(numbers, mol_index, overlay.x_true)
+    bonds = cluster_bonds(numbers, mol_index, overlay.x_true)
     sizes = _marker_sizes(numbers)
     symbols = [chemical_symbols[n] for n in numbers]
     traces = [

@@ -7,7 +7,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from crystalviz.align import superimpose
+from crystalflow_core.metrics import centroids, cluster_metrics
+from crystalflow_core.packing import kabsch
 
 CAPTION_METRICS = (
     ("pm_atom", "PM(atom)", "{:.3f} Å"),
@@ -33,21 +34,14 @@ class Overlay:
     center_error: np.ndarray
 
 
-def molecule_centroids(mol_index: np.ndarray, positions: np.ndarray) -> np.ndarray:
-    """Unweighted centroid of every molecule (the centres PM(center) compares): [M, 3] for positions [N, 3]."""
-    mol_index = np.asarray(mol_index, dtype=int)
-    n_molecules = int(mol_index.max()) + 1
-    total = np.zeros((n_molecules, 3))
-    np.add.at(total, mol_index, positions)
-    return total / np.bincount(mol_index, minlength=n_molecules)[:, None]
-
-
 def build_overlay(mol_index: np.ndarray, x_pred: np.ndarray, x_true: np.ndarray) -> Overlay:
-    """Kabsch-align x_pred [N, 3] on x_true [N, 3] (all atoms, proper rotation) and measure displacements."""
-    x_true = np.asarray(x_true, dtype=float)
-    x_aligned = superimpose(x_pred, x_true)
-    center_true = molecule_centroids(mol_index, x_true)
-    center_pred = molecule_centroids(mol_index, x_aligned)
+    """Kabsch-align x_pred [N, 3] on x_true [N, 3] (all atoms, proper rotation) and measure displacements; the
+    centres are the molecule centroids that PM(center) compares."""
+    x_pred, x_true = np.asarray(x_pred, dtype=float), np.asarray(x_true, dtype=float)
+    rotation, shift = kabsch(x_pred, x_true)
+    x_aligned = x_pred @ rotation.T + shift
+    center_true = centroids(x_true, mol_index).numpy()
+    center_pred = centroids(x_aligned, mol_index).numpy()
     return Overlay(
         x_true=x_true,
         x_aligned=x_aligned,
@@ -68,8 +62,6 @@ def resolve_metrics(
     """Return the given metrics, or compute them with `crystalflow_core.metrics.cluster_metrics`."""
     if metrics is not None:
         return metrics
-    from crystalflow_core.metrics import cluster_metrics
-
     return cluster_metrics(np.asarray(x_pred), np.asarray(x_true), np.asarray(numbers), np.asarray(mol_index))
 
 

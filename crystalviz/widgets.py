@@ -1,14 +1,19 @@
-"""Interactive nglview/ipywidgets viewers: trajectory player, prediction/truth overlay, cluster browser."""
+"""Interactive nglview/ipywidgets viewers: trajectory player, prediction/truth overlay, cluster browser.
+
+A viewer is drawn by a Jupyter front end talking to a live kernel. Where there is none, as in the static HTML of
+an executed notebook, it shows a one-line note of what it holds instead of its Python repr.
+"""
 
 from __future__ import annotations
 
+import html
 from collections.abc import Mapping, Sequence
 
 import ipywidgets as widgets
 import nglview
 import numpy as np
 
-from crystalviz.bonds import DEFAULT_BOND_TOLERANCE, detect_bonds
+from crystalflow_core.data.symmetry import cluster_bonds
 from crystalviz.colors import hex_to_rgb, molecule_colors, molecule_opacities
 from crystalviz.export import pdb_string
 from crystalviz.overlay import build_overlay, metrics_caption, resolve_metrics
@@ -16,6 +21,19 @@ from crystalviz.views import ClusterView
 
 TRUTH_COLOR = "#8c8c8c"
 ARROW_COLOR = "#d62728"
+LIVE_ONLY = "interactive (nglview), drawn only with a live Jupyter kernel"
+
+
+class _StaticNote:
+    """Mixed into every viewer, which defines ``static_note()``: its display also carries that note as HTML and
+    text. Jupyter front ends rank the widget view first and draw it; nbconvert's HTML of an executed notebook,
+    which keeps no widget state, shows the note where it would print the repr (``TrajectoryViewer(children=...``).
+    """
+
+    def _repr_mimebundle_(self, **kwargs) -> dict:
+        note = f"{self.static_note()} — {LIVE_ONLY}."
+        bundle = super()._repr_mimebundle_(**kwargs) or {}
+        return {**bundle, "text/plain": note, "text/html": f"<p><em>{html.escape(note)}</em></p>"}
 
 
 class ClusterTrajectory(nglview.Structure, nglview.Trajectory):
@@ -67,11 +85,11 @@ def _size_view(view: nglview.NGLWidget, width: str = "100%", height: str = "420p
     view._set_size(width, height)
 
 
-class TrajectoryViewer(widgets.VBox):
+class TrajectoryViewer(_StaticNote, widgets.VBox):
     """Play a trajectory [T, N, 3] in nglview with play/pause, time slider, speed control and frame counter.
 
-    Molecules are coloured individually; bonds are distance-based on frame 0 (fixed for the whole trajectory);
-    `highlight_central` draws molecule 0 as ball+stick and dims the others.
+    Molecules are coloured individually; bonds follow the curation's rule on frame 0 (fixed for the whole
+    trajectory); `highlight_central` draws molecule 0 as ball+stick and dims the others.
     """
 
     def __init__(
@@ -81,7 +99,6 @@ class TrajectoryViewer(widgets.VBox):
         trajectory: np.ndarray,
         times: Sequence[float] | None = None,
         highlight_central: bool = False,
-        bond_tolerance: float = DEFAULT_BOND_TOLERANCE,
         interval_ms: int = 150,
     ) -> None:
         self.numbers = np.asarray(numbers, dtype=int)
@@ -95,7 +112,7 @@ class TrajectoryViewer(widgets.VBox):
         self.n_molecules = int(self.mol_index.max()) + 1
         self.colors = molecule_colors(self.n_molecules)
         self.highlight_central = highlight_central
-        self.bonds = detect_bonds(self.numbers, self.mol_index, self.trajectory[0], bond_tolerance)
+        self.bonds = cluster_bonds(self.numbers, self.mol_index, self.trajectory[0])
         self.representations = _molecule_representations(self.n_molecules, highlight_central)
         self.base_interval_ms = interval_ms
 
@@ -133,6 +150,13 @@ class TrajectoryViewer(widgets.VBox):
     def frame(self, index: int) -> None:
         self.slider.value = index
 
+    def static_note(self) -> str:
+        """What the player holds, for pages without a kernel."""
+        first, last = self.times[0], self.times[-1]
+        return (
+            f"Trajectory viewer: {self.n_frames} frames of {self.n_molecules} molecules, t = {first:.2f} → {last:.2f}"
+        )
+
     def _on_frame(self, change: dict) -> None:
         self.play.value = change["new"]
         self.view.frame = change["new"]
@@ -145,7 +169,7 @@ class TrajectoryViewer(widgets.VBox):
         self.counter.value = f"frame {index + 1}/{self.n_frames} · t = {self.times[index]:.3f}"
 
 
-class OverlayViewer(widgets.VBox):
+class OverlayViewer(_StaticNote, widgets.VBox):
     """Prediction x_pred [N, 3] Kabsch-aligned onto the truth x_true [N, 3] in nglview, with a metrics caption.
 
     The truth is drawn as thin grey translucent sticks, the prediction as ball+stick coloured by molecule or by
@@ -171,7 +195,7 @@ class OverlayViewer(widgets.VBox):
         self.colors = molecule_colors(self.n_molecules)
         self.metrics = resolve_metrics(self.numbers, self.mol_index, x_pred, x_true, metrics)
         self.overlay = build_overlay(self.mol_index, x_pred, x_true)
-        self.bonds = detect_bonds(self.numbers, self.mol_index, self.overlay.x_true)
+        self.bonds = cluster_bonds(self.numbers, self.mol_index, self.overlay.x_true)
         self.caption = metrics_caption(self.metrics)
 
         truth = nglview.TextStructure(pdb_string(self.numbers, self.mol_index, self.overlay.x_true, self.bonds))
@@ -212,8 +236,12 @@ class OverlayViewer(widgets.VBox):
         """Number of atoms N."""
         return len(self.numbers)
 
+    def static_note(self) -> str:
+        """The overlay's metrics, for pages without a kernel."""
+        return f"Overlay viewer: prediction on the ground truth, {self.caption or 'no metrics'}"
 
-class ClusterBrowser(widgets.VBox):
+
+class ClusterBrowser(_StaticNote, widgets.VBox):
     """Dashboard over entries[run][cluster_id] -> ClusterView: pick run, cluster and sample, and switch
     between the trajectory player and the overlay on the ground truth."""
 
@@ -240,6 +268,11 @@ class ClusterBrowser(widgets.VBox):
         self.mode_picker.observe(self._on_change, names="value")
         pickers = widgets.HBox([self.run_picker, self.cluster_picker, self.sample_picker, self.mode_picker])
         super().__init__([pickers, self.display_box])
+
+    def static_note(self) -> str:
+        """What can be browsed, for pages without a kernel."""
+        clusters = sum(len(clusters) for clusters in self.entries.values())
+        return f"Cluster browser: {clusters} cluster(s) of {len(self.entries)} run(s)"
 
     @property
     def cluster(self) -> ClusterView:

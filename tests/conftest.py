@@ -1,6 +1,9 @@
 """Shared fixtures: a handful of real COD crystals of small molecules shipped with the package, and exact models."""
 
+import ast
+import json
 import shutil
+from pathlib import Path
 
 import pytest
 import torch
@@ -58,3 +61,11 @@ def exact_model():
         return model
 
     return build
+
+
+def notebook_parameters(name: str) -> dict[str, object]:
+    """The parameters of ``notebooks/<name>.ipynb`` and their defaults, read from its ``parameters`` cell."""
+    notebook = json.loads((Path(__file__).parents[1] / "notebooks" / f"{name}.ipynb").read_text())
+    cell = next(c for c in notebook["cells"] if "parameters" in c["metadata"].get("tags", []))
+    body = ast.parse("".join(cell["source"])).body
+    return {node.target.id: ast.literal_eval(node.value) for node in body if isinstance(node, ast.AnnAssign)}

@@ -10,7 +10,8 @@ import pandas as pd
 import pytest
 from conftest import SMALL_MOLECULES
 
-from crystalflow_core.cli import build_parser, main
+from crystalflow_core import params
+from crystalflow_core.cli import TRAIN_OPTIONS, build_parser, main
 from crystalflow_core.data import codcluster17
 from crystalflow_core.metrics import METRIC_KEYS, intermolecular_clash_rate, pm_atom
 from crystalflow_core.records import RECORD, SAMPLING, evaluate_run, load_run_records
@@ -150,6 +151,31 @@ def test_help_documents_every_option():
     assert "--path" in result.stdout and "gnn_md" in result.stdout
 
 
+def test_train_has_an_option_for_every_training_setting_with_its_default():
+    subparsers = next(a for a in build_parser()._actions if a.dest == "command").choices
+    options = {a.dest: a.default for a in subparsers["train"]._actions if a.dest not in ("help", "data", "out")}
+    settings = params.train_settings()
+    assert options.keys() == settings.keys() and TRAIN_OPTIONS.keys() == settings.keys() - {"path"}
+    assert {**options, "path": settings["path"]} == settings  # --path is required: no default of its own
+
+
+def test_train_passes_every_option_to_trainconfig(small_data, tmp_path, monkeypatch):
+    seen = []
+    monkeypatch.setattr("crystalflow_core.train.train", lambda config: seen.append(config) or pd.DataFrame())
+    chosen = {"--weight-decay": "0", "--grad-clip": "2.5", "--n-rbf": "6", "--molecule-cutoff": "0", "--seed": "3"}
+    arguments = ["train", "--data", str(small_data), "--path", "rigid", "--out", str(tmp_path / "r"), "--augment"]
+    assert main([*arguments, *(item for pair in chosen.items() for item in pair)]) == 0
+    config = seen[0]
+    assert (config.weight_decay, config.grad_clip, config.n_rbf, config.molecule_cutoff, config.seed) == (
+        0,
+        2.5,
+        6,
+        0,
+        3,
+    )
+    assert config.augment and config.path == "rigid" and config.epochs == 60  # the objective's default
+
+
 @pytest.fixture(scope="module")
 def tiny_run(small_data, tmp_path_factory):
     """A lerp run of one epoch on the small data."""
@@ -260,6 +286,8 @@ def test_a_command_line_run_gets_the_record_of_notebook_03_and_joins_the_benchma
     pred = cli_run / "test"
     assert main(["sample", "--run", str(cli_run), "--data", str(small_data), "--out", str(pred)]) == 0
     assert (pred / SAMPLING).is_file()
+    assert main(["evaluate", "--truth", str(small_data), "--pred", str(pred), "--no-record"]) == 0
+    assert "run record" not in capsys.readouterr().out and not (cli_run / RECORD).exists()
     assert main(["evaluate", "--truth", str(small_data), "--pred", str(pred)]) == 0
     assert f"wrote the run record {cli_run.resolve() / RECORD}" in capsys.readouterr().out
     by_cli = json.loads((cli_run / RECORD).read_text())

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from crystalflow_core.data import codcluster17
-from crystalflow_core.data.codcluster17 import Cluster, ClusterFileError
+from crystalflow_core.data.cluster import Cluster
+from crystalflow_core.data.codcluster17 import ClusterFileError
 
 
 def make_cluster(cluster_id: str = "1000034", n_mol: int = 17, seed: int = 0) -> Cluster:

@@ -8,7 +8,7 @@ from ase.data import chemical_symbols
 from rdkit import Chem
 from rdkit.Chem import AllChem
 
-from crystalviz.bonds import detect_bonds
+from crystalflow_core.data.symmetry import cluster_bonds
 from crystalviz.demo import demo_cluster_view
 from crystalviz.export import (
     pdb_string,
@@ -58,7 +58,7 @@ def test_trajectory_pdb_round_trip_with_gemmi(tmp_path, cluster, trajectory):
         assert residues == (cluster.mol_index + 1).tolist()
         positions = np.array([[atom.pos.x, atom.pos.y, atom.pos.z] for atom in atoms])
         np.testing.assert_allclose(positions, frame, atol=PDB_PRECISION)
-    expected = detect_bonds(cluster.numbers, cluster.mol_index, frames[0])
+    expected = cluster_bonds(cluster.numbers, cluster.mol_index, frames[0])
     written = {(i - 1, j - 1) for i, partners in structure.conect_map.items() for j in partners if i < j}
     assert written == {tuple(bond) for bond in expected.tolist()}
 
@@ -68,7 +68,7 @@ def test_cluster_pdb_bonds_read_by_rdkit(tmp_path, cluster):
     molecule = Chem.MolFromPDBFile(str(path), removeHs=False, sanitize=False, proximityBonding=False)
     assert [atom.GetAtomicNum() for atom in molecule.GetAtoms()] == cluster.numbers.tolist()
     bonds = {tuple(sorted((b.GetBeginAtomIdx(), b.GetEndAtomIdx()))) for b in molecule.GetBonds()}
-    expected = detect_bonds(cluster.numbers, cluster.mol_index, cluster.x_s)
+    expected = cluster_bonds(cluster.numbers, cluster.mol_index, cluster.x_s)
     assert bonds == {tuple(bond) for bond in expected.tolist()}
     np.testing.assert_allclose(molecule.GetConformer().GetPositions(), cluster.x_s, atol=PDB_PRECISION)
     assert len(ase.io.read(path, index=":")) == 1
@@ -115,7 +115,7 @@ def test_cluster_sdf_round_trip_with_rdkit(tmp_path, cluster):
     assert [atom.GetAtomicNum() for atom in molecule.GetAtoms()] == cluster.numbers.tolist()
     np.testing.assert_allclose(molecule.GetConformer().GetPositions(), cluster.x_s, atol=SDF_PRECISION)
     bonds = {tuple(sorted((b.GetBeginAtomIdx(), b.GetEndAtomIdx()))) for b in molecule.GetBonds()}
-    expected = detect_bonds(cluster.numbers, cluster.mol_index, cluster.x_s)
+    expected = cluster_bonds(cluster.numbers, cluster.mol_index, cluster.x_s)
     assert bonds == {tuple(bond) for bond in expected.tolist()}
     assert [int(m) for m in molecule.GetProp("mol_index").split()] == cluster.mol_index.tolist()
     assert Chem.MolToSmiles(Chem.RemoveHs(molecule)) == ".".join(["CCO"] * 17)

@@ -7,7 +7,7 @@ import plotly.graph_objects as go
 import pytest
 from scipy.spatial.transform import Rotation
 
-from crystalviz.bonds import detect_bonds
+from crystalflow_core.data.symmetry import cluster_bonds
 from crystalviz.colors import molecule_colors
 from crystalviz.demo import demo_cluster_view
 from crystalviz.figures import cluster_figure, overlay_figure, trajectory_figure
@@ -36,7 +36,7 @@ def test_cluster_figure_has_atoms_and_bonds_per_molecule(cluster):
     figure = cluster_figure(cluster.numbers, cluster.mol_index, cluster.x_s)
     assert len(figure.data) == 2 * 17
     colors = molecule_colors(17)
-    bonds = detect_bonds(cluster.numbers, cluster.mol_index, cluster.x_s)
+    bonds = cluster_bonds(cluster.numbers, cluster.mol_index, cluster.x_s)
     for molecule in range(17):
         atoms, bond_lines = figure.data[2 * molecule], figure.data[2 * molecule + 1]
         np.testing.assert_allclose(_points(atoms), cluster.x_s[cluster.mol_index == molecule])

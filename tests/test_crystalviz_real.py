@@ -5,9 +5,9 @@ import pytest
 from ase.io import read
 
 from crystalflow_core.train import TrainConfig, train
-from crystalviz.align import kabsch
 from crystalviz.export import write_cluster_sdf, write_trajectory_xyz
 from crystalviz.figures import overlay_figure, trajectory_figure
+from crystalviz.overlay import build_overlay
 from crystalviz.runs import cluster_views
 from crystalviz.widgets import ClusterBrowser, OverlayViewer, TrajectoryViewer
 
@@ -53,14 +53,15 @@ def test_viewers_build_from_a_curated_cluster_and_a_trained_trajectory(views):
     assert overlay_figure(view.numbers, view.mol_index, view.samples[0], view.x_s).data
 
 
-def test_kabsch_recovers_a_rotation_of_the_real_crystal_cluster(views):
+def test_overlay_undoes_a_rigid_motion_of_the_real_crystal_cluster(views):
     view = next(iter(views.values()))
     rng = np.random.default_rng(0)
     q, _ = np.linalg.qr(rng.normal(size=(3, 3)))
     rotation = q * np.sign(np.linalg.det(q))
     moved = view.x_s @ rotation.T + np.array([3.0, -1.0, 2.0])
-    r, t = kabsch(moved, view.x_s)
-    np.testing.assert_allclose(moved @ r.T + t, view.x_s, atol=1e-8)
+    overlay = build_overlay(view.mol_index, moved, view.x_s)
+    np.testing.assert_allclose(overlay.x_aligned, view.x_s, atol=1e-8)
+    assert overlay.atom_error.max() < 1e-8 and overlay.center_error.max() < 1e-8
 
 
 def test_exports_of_real_data_round_trip(views, tmp_path):

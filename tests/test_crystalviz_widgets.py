@@ -1,14 +1,16 @@
 """nglview/ipywidgets viewers of crystalviz, checked on their Python-side state (no kernel needed)."""
 
+import html
+
 import numpy as np
 import pytest
 from scipy.spatial.transform import Rotation
 
-from crystalviz.bonds import detect_bonds
+from crystalflow_core.data.symmetry import cluster_bonds
 from crystalviz.colors import molecule_colors
 from crystalviz.demo import demo_cluster_view
 from crystalviz.views import ClusterView
-from crystalviz.widgets import ClusterBrowser, OverlayViewer, TrajectoryViewer
+from crystalviz.widgets import LIVE_ONLY, ClusterBrowser, OverlayViewer, TrajectoryViewer
 
 METRICS = {"pm_atom": 0.5, "pm_center": 0.25, "collision": 1.5, "clash": 0.0, "separation": 0.0}
 
@@ -76,7 +78,7 @@ def test_trajectory_viewer_bonds_come_from_first_frame(cluster, trajectory):
     stretched = frames.copy()
     stretched[1:] *= 1.7
     viewer = TrajectoryViewer(cluster.numbers, cluster.mol_index, stretched)
-    expected = detect_bonds(cluster.numbers, cluster.mol_index, frames[0])
+    expected = cluster_bonds(cluster.numbers, cluster.mol_index, frames[0])
     np.testing.assert_array_equal(viewer.bonds, expected)
     topology = viewer.view._trajlist[0].get_structure_string()
     conect = [line for line in topology.splitlines() if line.startswith("CONECT")]
@@ -156,3 +158,23 @@ def test_cluster_browser_rejects_empty_entries():
         ClusterBrowser({})
     with pytest.raises(ValueError, match="entries"):
         ClusterBrowser({"lerp": {}})
+
+
+def test_each_viewer_displays_a_note_beside_the_widget_for_pages_without_a_kernel(cluster, trajectory):
+    times, frames = trajectory
+    notes = {
+        "Trajectory viewer: 9 frames of 17 molecules, t = 0.00 → 1.00": TrajectoryViewer(
+            cluster.numbers, cluster.mol_index, frames, times
+        ),
+        "Overlay viewer: prediction on the ground truth, PM(atom) 0.500 Å · PM(center) 0.250 Å": OverlayViewer(
+            cluster.numbers, cluster.mol_index, cluster.samples[0], cluster.x_s, metrics=METRICS
+        ),
+        "Cluster browser: 3 cluster(s) of 2 run(s)": ClusterBrowser(
+            {"a": {"c1": cluster, "c2": cluster}, "b": {"c": cluster}}
+        ),
+    }
+    for note, viewer in notes.items():
+        bundle = viewer._repr_mimebundle_()
+        assert bundle["application/vnd.jupyter.widget-view+json"]["model_id"] == viewer.model_id
+        assert bundle["text/plain"].startswith(note) and bundle["text/plain"].endswith(f"{LIVE_ONLY}.")
+        assert bundle["text/html"] == f"<p><em>{html.escape(bundle['text/plain'])}</em></p>"

@@ -12,6 +12,7 @@ import torch
 from ase.data import covalent_radii
 from scipy.spatial.transform import Rotation
 
+from crystalflow_core import packing
 from crystalflow_core.metrics import (
     METRIC_KEYS,
     best_of_k,
@@ -324,6 +325,20 @@ def _kabsch_rmsd(mobile: np.ndarray, target: np.ndarray) -> float:
     a, b = mobile - mobile.mean(axis=0), target - target.mean(axis=0)
     rotation, _ = Rotation.align_vectors(b, a)
     return math.sqrt(((rotation.apply(a) - b) ** 2).sum(axis=1).mean())
+
+
+def test_kabsch_recovers_a_rigid_motion_and_never_returns_a_reflection():
+    rng = np.random.default_rng(3)
+    mobile = rng.normal(size=(40, 3)) * 4.0
+    rotation = Rotation.from_euler("zyx", [40.0, -25.0, 110.0], degrees=True).as_matrix()
+    found, shift = packing.kabsch(mobile, mobile @ rotation.T + np.array([3.0, -7.5, 0.25]))
+    np.testing.assert_allclose(found, rotation, atol=1e-10)
+    np.testing.assert_allclose(shift, [3.0, -7.5, 0.25], atol=1e-9)
+    mirrored = mobile * np.array([-1.0, 1.0, 1.0])
+    proper, shift = packing.kabsch(mobile, mirrored)
+    assert np.linalg.det(proper) == pytest.approx(1.0)
+    best = math.sqrt(((mobile @ proper.T + shift - mirrored) ** 2).sum(axis=1).mean())
+    assert best == pytest.approx(_kabsch_rmsd(mobile, mirrored)) and best > 0.1
 
 
 def test_rmsd_ignores_rigid_motion_molecule_order_and_symmetric_labels(small_data):

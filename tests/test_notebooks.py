@@ -103,8 +103,8 @@ def test_missing_data_dir_stops_notebooks(tmp_path):
 
 def test_subset_larger_than_data_stops_training_notebook(smoke, tmp_path):
     root, results = smoke
-    data_dir = results.loc["03_train", "parameters"]["data_dir"]
-    _fails_early(tmp_path, "03_train", {"data_dir": data_dir, "subset": 100_000}, "subset=100000")
+    data_dir = root / "work" / results.loc["03_train", "parameters"]["data_dir"]  # relative to the work directory
+    _fails_early(tmp_path, "03_train", {"data_dir": str(data_dir), "subset": 100_000}, "subset=100000")
 
 
 def test_bad_numbers_stop_curation_and_trajectory_notebooks(tmp_path):

@@ -1,13 +1,16 @@
 """Parameter checks: a bad value raises ParameterError naming the parameter, before any expensive work."""
 
 import json
+import math
 from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import notebook_parameters
 
-from crystalflow_core import params
+from crystalflow_core import params, records
 from crystalflow_core.data import codcluster17
+from crystalflow_core.data.cluster import Cluster
 
 
 @pytest.fixture
@@ -16,7 +19,7 @@ def curated(tmp_path):
     numbers, mol_index = np.array([6, 1]), np.array([0, 0])
     for k in range(4):
         x = np.array([[0.0, 0.0, float(k)], [1.0, 0.0, float(k)]])
-        codcluster17.write_cluster(root, codcluster17.Cluster(f"c{k}", numbers, mol_index, x, x))
+        codcluster17.write_cluster(root, Cluster(f"c{k}", numbers, mol_index, x, x))
     (root / "curation.json").write_text(json.dumps({"noise": {"rotation_deg": 90.0, "inversion": False}}))
     return root
 
@@ -47,32 +50,67 @@ def test_messages_name_the_parameter(tmp_path, curated):
         params.check_run_dir("run_dir", tmp_path)
 
 
-def test_training_config_checks_before_curating(tmp_path, curated):
+def test_training_config_checks_every_setting_and_curates_nothing(tmp_path, curated):
     missing = tmp_path / "would_be_curated"
-    with pytest.raises(params.ParameterError, match=r"^path='sde'"):
-        params.training_config("sde", missing)
-    assert not missing.exists()
-    with pytest.raises(params.ParameterError, match=r"^data_dir="):
-        params.training_config("lerp", missing, data_source="")
-    with pytest.raises(params.ParameterError, match=r"^subset=9"):
-        params.training_config("lerp", curated, subset=9)
-    with pytest.raises(params.ParameterError, match=r"^inversion=True: .* curated with inversion=False"):
-        params.training_config("lerp", curated, inversion=True)
-    with pytest.raises(params.ParameterError, match=r"^hidden=-4"):
-        params.training_config("lerp", curated, hidden=-4)
+    bad = {"path": "sde", "hidden": -4, "lr": math.nan, "weight_decay": -1.0, "augment": 1, "subset": 2, "epochs": 0}
+    for name, value in bad.items():
+        _raises(rf"^{name}=", params.check_train_settings, {name: value})
+        _raises(rf"^{name}=", params.training_config, missing, **{name: value})
+    _raises(r"^hiden=4: not a training setting", params.training_config, curated, hiden=4)
+    _raises(r"^data_dir=.*does not exist", params.training_config, missing)
+    assert not missing.exists()  # training_config never curates
+    _raises(r"^subset=9: larger than the 4 curated clusters", params.training_config, curated, subset=9)
+    _raises(r"^inversion=True: .* curated with inversion=False", params.training_config, curated, inversion=True)
 
 
 def test_training_config_keeps_package_defaults(tmp_path, curated):
-    from crystalflow_core.train import TrainConfig
-
-    config = params.training_config("ve", curated, tmp_path / "run", subset=3, epochs=2, hidden=None)
-    defaults = TrainConfig(data="", out="")
-    assert (config.path, config.subset, config.epochs) == ("ve", 3, 2)
-    assert (config.hidden, config.layers, config.cutoff) == (defaults.hidden, defaults.layers, defaults.cutoff)
-    automatic = params.training_config("lerp", curated, subset=None, seed=2)
+    config = params.training_config(curated, tmp_path / "run", path="ve", subset=3, epochs=2, weight_decay=0)
+    defaults = params.train_settings()
+    assert (config.path, config.subset, config.epochs, config.weight_decay) == ("ve", 3, 2, 0)
+    assert (config.hidden, config.n_rbf, config.cutoff) == (defaults["hidden"], defaults["n_rbf"], defaults["cutoff"])
+    assert config.out == str(tmp_path / "run") and config.progress is False
+    automatic = params.training_config(curated, subset=None, seed=2)
     assert automatic.out == "runs/lerp_all_s2"
     assert params.default_data_dir(True, "root").as_posix() == "root/default_inversion"
     assert config.noise == {"rotation_deg": 90.0, "translation_sigma": 1.0, "inversion": False}  # curation.json
+
+
+def test_ensure_curated_curates_only_a_missing_directory_and_says_so(tmp_path, curated, small_cifs, capsys):
+    assert params.ensure_curated(curated, False, source=str(tmp_path / "no_cifs")) == curated  # source unused
+    assert capsys.readouterr().out == ""
+    missing = tmp_path / "missing"
+    _raises(r"^data_dir=.*does not exist", params.ensure_curated, missing, False, source="")
+    _raises(r"^data_source=5", params.ensure_curated, missing, False, source=5)
+    (tmp_path / "empty").mkdir()
+    _raises(r"^data_source=.*no structures found", params.ensure_curated, missing, False, str(tmp_path / "empty"))
+    assert not missing.exists()
+    assert params.ensure_curated(missing, True, source=str(small_cifs), workers=1) == missing
+    printed = capsys.readouterr().out.splitlines()
+    assert printed[0] == f"{missing} does not exist: curating 8 structures of '{small_cifs}' into it (inversion=True)"
+    assert printed[1].endswith("of 8 structures curated") and records.data_inversion(missing) is True
+
+
+def test_the_train_settings_are_the_fields_of_trainconfig():
+    """Every field but the few set otherwise is a setting, with its default, and has a check."""
+    from dataclasses import fields
+
+    from crystalflow_core.train import TrainConfig
+
+    every = {f.name: f.default for f in fields(TrainConfig)}
+    settings = params.train_settings()
+    assert settings == {k: v for k, v in every.items() if k not in params.NOT_TRAIN_SETTINGS}
+    assert set(params.NOT_TRAIN_SETTINGS) <= set(every)
+    assert list(params.TRAIN_SETTING_CHECKS) == list(settings)
+    assert params.check_train_settings(settings) == settings  # every default passes its own check
+
+
+def test_the_training_notebook_has_every_setting_with_its_default():
+    """Notebook 03's parameters are the training settings under their own names and defaults, plus its own."""
+    parameters = notebook_parameters("03_train")
+    settings = params.train_settings()
+    assert {name: parameters.get(name) for name in settings} == settings
+    own = set(parameters) - set(settings)
+    assert own == {"data_dir", "data_source", "inversion", "output_dir", "samples", "steps"}
 
 
 def test_checks_of_devices_seeds_samplers_and_outputs(tmp_path, curated):
@@ -97,7 +135,7 @@ def test_checks_of_devices_seeds_samplers_and_outputs(tmp_path, curated):
     with pytest.raises(params.ParameterError, match=r"^out=.*exists and is not a directory"):
         params.check_out_dir("out", curated / "curation.json")
     with pytest.raises(params.ParameterError, match=r"^seed=-2"):
-        params.training_config("lerp", curated, seed=-2)
+        params.training_config(curated, seed=-2)
 
 
 def _raises(pattern, check, *args, **kwargs):
@@ -225,11 +263,7 @@ def test_benchmark_parameters(tmp_path):
 
 def test_train_parameters_cover_the_training_notebook():
     """Notebook 04 may pass every parameter of notebook 03 except those it sets per run."""
-    import ast
-
-    notebook = json.loads((Path(__file__).parents[1] / "notebooks" / "03_train.ipynb").read_text())
-    cell = next(c for c in notebook["cells"] if "parameters" in c["metadata"].get("tags", []))
-    names = {node.target.id for node in ast.parse("".join(cell["source"])).body if isinstance(node, ast.AnnAssign)}
+    names = set(notebook_parameters("03_train"))
     assert names == set(params.TRAIN_PARAMETER_CHECKS) | set(params.LAUNCH_SET_PARAMETERS)
     assert not set(params.TRAIN_PARAMETER_CHECKS) & set(params.LAUNCH_SET_PARAMETERS)
 

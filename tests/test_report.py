@@ -11,8 +11,10 @@ from pathlib import Path
 import nbformat
 import plotly.graph_objects as go
 import pytest
+from conftest import notebook_parameters
 from nbformat.v4 import new_code_cell, new_notebook, new_output
 
+from crystalflow_core import params
 from crystalflow_core.cli import build_parser
 from crystalflow_core.errors import ParameterError
 from crystalflow_reports import build, render
@@ -41,13 +43,36 @@ def test_render_html_embeds_plotly_and_loads_nothing_remote(tmp_path):
     assert "Plotly.newPlot" in html and "require.min.js" not in html and "html-manager" not in html
 
 
-def test_scale_parameters_cover_every_notebook_and_share_the_run(tmp_path):
-    smoke = build.scale_parameters("smoke", tmp_path)
+def test_a_viewer_without_a_kernel_shows_its_note_not_its_repr(tmp_path):
+    """nbconvert skips a widget view whose state the notebook does not keep and shows the viewer's note."""
+    from crystalviz.demo import demo_cluster_view
+    from crystalviz.widgets import TrajectoryViewer
+
+    view = demo_cluster_view(n_samples=1, n_frames=4, seed=0)
+    times, frames = view.trajectory(0)
+    bundle = TrajectoryViewer(view.numbers, view.mol_index, frames, times)._repr_mimebundle_()
+    output = new_output("display_data", data=bundle)
+    nbformat.write(new_notebook(cells=[new_code_cell("viewer", outputs=[output])]), tmp_path / "n.ipynb")
+    page = render.render_html(tmp_path / "n.ipynb", tmp_path / "n.html").read_text()
+    assert "Trajectory viewer: 4 frames of 17 molecules" in page and "children=" not in page
+
+
+def test_scale_parameters_cover_every_notebook_and_share_the_run():
+    smoke = build.scale_parameters("smoke")
     assert set(smoke) == set(NOTEBOOKS)
-    assert smoke["03_train"]["output_dir"] == smoke["05_trajectories"]["run_dir"]
+    assert smoke["03_train"]["output_dir"] == smoke["05_trajectories"]["run_dir"] == "runs/lerp_COD-12_s0"
     assert smoke["03_train"]["hidden"] == 16 and smoke["04_benchmark"]["launch_missing"] is False
-    default = build.scale_parameters("default", tmp_path)
+    default = build.scale_parameters("default")
     assert "hidden" not in default["03_train"] and default["04_benchmark"]["launch_missing"] is True
+    paths = [value for notebook in (smoke, default) for values in notebook.values() for value in values.values()]
+    assert not any(isinstance(value, str) and Path(value).is_absolute() for value in paths)  # no machine paths
+
+
+def test_the_smoke_preset_names_notebook_03_parameters_and_changes_each():
+    """Only parameters that notebook 03 has and notebook 04 may pass on, each with a value of its own."""
+    defaults = notebook_parameters("03_train")
+    assert params.check_train_parameters("SMOKE_TRAINING", build.SMOKE_TRAINING) == build.SMOKE_TRAINING
+    assert all(defaults[name] != value for name, value in build.SMOKE_TRAINING.items())
 
 
 def test_the_core_imports_no_report_machinery():

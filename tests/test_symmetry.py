@@ -19,6 +19,7 @@ from crystalflow_core.data.symmetry import (
     automorphisms,
     closest_automorphic,
     cluster_automorphisms,
+    cluster_bonds,
     molecule_bonds,
 )
 
@@ -81,6 +82,19 @@ def test_hydrogen_pairs_use_the_tighter_tolerance():
     numbers = np.array([1, 6, 6])
     coords = np.array([[-c_h, 0.0, 0.0], [0.0, 0.0, 0.0], [c_c, 0.0, 0.0]])
     assert molecule_bonds(numbers, coords).tolist() == [[1, 2]]
+
+
+def test_cluster_bonds_are_each_molecules_and_never_cross_molecules():
+    """Two ethanol molecules overlapping (0.3 Å apart) with interleaved atoms: only each molecule's own bonds."""
+    numbers, coords, chemical = embedded("CCO")
+    n = len(numbers)
+    mol_index = np.tile([0, 1], n)  # atom k of molecule m is atom 2k + m of the cluster
+    both = np.empty((2 * n, 3))
+    both[0::2], both[1::2] = coords, coords + 0.3
+    bonds = cluster_bonds(np.repeat(numbers, 2), mol_index, both)
+    expected = sorted((2 * i + m, 2 * j + m) for m in (0, 1) for i, j in chemical)
+    assert bonds.tolist() == [list(b) for b in expected]
+    assert bonds.dtype == np.int64 and (mol_index[bonds[:, 0]] == mol_index[bonds[:, 1]]).all()
 
 
 # --- automorphisms ----------------------------------------------------------------------------------------

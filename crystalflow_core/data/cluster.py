@@ -1,6 +1,10 @@
-"""Cut the 17-molecule cluster (x_s) around a reference molecule out of the periodic crystal."""
+"""17-molecule clusters: the :class:`Cluster` record of one entry (its crystal cluster ``x_s`` and weakly-correlated
+start ``x_w``) and :func:`crystal_cluster`, which cuts ``x_s`` around a reference molecule out of the periodic
+crystal."""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -11,6 +15,22 @@ from crystalflow_core.data.molecules import MolecularCrystal
 SAME_MOLECULE_TOLERANCE = 0.1
 #: Centroid distances are rounded to this many decimals (Å) before sorting, so ties sort deterministically.
 _DISTANCE_DECIMALS = 4
+
+
+@dataclass
+class Cluster:
+    """One cluster as a COD-Cluster17 entry stores it: ``numbers`` ``[N]``, ``mol_index`` ``[N]`` (0 = central),
+    ``x_w``/``x_s`` ``[N, 3]``."""
+
+    cluster_id: str
+    numbers: np.ndarray
+    mol_index: np.ndarray
+    x_w: np.ndarray
+    x_s: np.ndarray
+
+    @property
+    def n_molecules(self) -> int:
+        return int(self.mol_index.max()) + 1
 
 
 def _symmetry_images(mc: MolecularCrystal) -> np.ndarray:

@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from ase.data import atomic_numbers, chemical_symbols
+
+from .cluster import Cluster
 
 COLUMNS = ["mol_idx", "atom_type", "x", "y", "z"]
 FINAL_DIR = "FinalPositions"
@@ -32,21 +33,6 @@ _PRED_PATTERN = re.compile(r"^(?P<id>.+)_cluster16_pred(?P<k>\d+)\.csv$")
 
 class ClusterFileError(ValueError):
     """A cluster CSV that does not follow the COD-Cluster17 layout; the message names the file."""
-
-
-@dataclass
-class Cluster:
-    """One COD-Cluster17 entry: ``numbers`` ``[N]``, ``mol_index`` ``[N]`` (0 = central), ``x_w``/``x_s`` ``[N, 3]``."""
-
-    cluster_id: str
-    numbers: np.ndarray
-    mol_index: np.ndarray
-    x_w: np.ndarray
-    x_s: np.ndarray
-
-    @property
-    def n_molecules(self) -> int:
-        return int(self.mol_index.max()) + 1
 
 
 def final_path(root: Path, cluster_id: str) -> Path:

@@ -44,7 +44,7 @@ from tqdm.auto import tqdm
 from ..errors import CurationError, InputError
 from . import codcluster17
 from .cif import formula_counts
-from .cluster import crystal_cluster
+from .cluster import Cluster, crystal_cluster
 from .crystal import Crystal
 from .molecules import MolecularCrystal, select_molecular_crystal
 from .noise import NoiseConfig, centre_on_weak, rigid_noise
@@ -70,7 +70,8 @@ MANIFEST_COLUMNS = [
 #: Two curated crystals with the same molecular formula whose volumes per molecule differ by less than this
 #: fraction are taken as the same crystal reported twice (e.g. a COD and a CSD entry, or two temperatures).
 DUPLICATE_VOLUME_TOLERANCE = 0.03
-#: Seconds one input file may take (the slowest of the 575 reference CIFs takes 0.15 s on one core).
+#: Seconds one input file may take: far beyond what a valid CIF needs (the README gives the slowest reference file),
+#: so only a pathological file meets it.
 FILE_TIMEOUT = 120.0
 #: Rejections that a re-run tries again: they depend on the run (machine load, memory), not on the file.
 RETRIED_REASONS = ("timeout", "worker_died")
@@ -102,7 +103,7 @@ def structure_seed(seed: int, cluster_id: str) -> int:
     return int.from_bytes(digest[:8], "little") & 0x7FFF_FFFF_FFFF_FFFF
 
 
-def make_cluster(mc: MolecularCrystal, cluster_id: str, settings: CurationSettings) -> codcluster17.Cluster:
+def make_cluster(mc: MolecularCrystal, cluster_id: str, settings: CurationSettings) -> Cluster:
     """Crystal cluster ``x_s`` and its seeded weakly-correlated start ``x_w``, both centred on ``x_w``'s centroid."""
     positions = crystal_cluster(mc, settings.n_molecules)  # [M, n, 3]
     n_mol, n_atoms, _ = positions.shape
@@ -112,7 +113,7 @@ def make_cluster(mc: MolecularCrystal, cluster_id: str, settings: CurationSettin
     x_w = rigid_noise(x_s, mol_index, settings.noise, generator)
     x_w, x_s = centre_on_weak(x_w, x_s)
     numbers = np.tile(np.asarray(mc.numbers, dtype=np.int64), n_mol)
-    return codcluster17.Cluster(cluster_id, numbers, mol_index.numpy(), x_w.numpy(), x_s.numpy())
+    return Cluster(cluster_id, numbers, mol_index.numpy(), x_w.numpy(), x_s.numpy())
 
 
 def _prepare_worker() -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
@@ -17,6 +18,9 @@ from tqdm.auto import tqdm
 
 from . import codcluster17
 from .symmetry import cluster_automorphisms, proper_symmetries
+
+if TYPE_CHECKING:
+    from .cluster import Cluster
 
 CACHE_NAME = "clusters.pt"
 SPLITS = ("train", "val", "test")
@@ -59,7 +63,7 @@ def split_ids(
     }
 
 
-def _cluster_tensors(cluster: codcluster17.Cluster) -> dict[str, torch.Tensor]:
+def _cluster_tensors(cluster: Cluster) -> dict[str, torch.Tensor]:
     return {
         "z": torch.tensor(cluster.numbers, dtype=torch.long),
         "mol_index": torch.tensor(cluster.mol_index, dtype=torch.long),

@@ -71,12 +71,20 @@ def hill_formula(numbers) -> str:
     return " ".join(f"{s}{counts[s]}" if counts[s] > 1 else s for s in order)
 
 
+def bond_lengths(a: np.ndarray, b: np.ndarray, tolerance: float = BOND_TOLERANCE) -> np.ndarray:
+    """The bond rule: the longest bond between atoms of atomic numbers ``a`` and ``b`` (broadcast), in Å.
+
+    The sum of their covalent radii plus ``tolerance``, or plus ``HYDROGEN_BOND_TOLERANCE`` when that is the smaller
+    and one of them is a hydrogen atom. Curation, the symmetry and packing metrics and the viewers all bond by it.
+    """
+    pair_tolerance = np.where((a == 1) | (b == 1), min(tolerance, HYDROGEN_BOND_TOLERANCE), tolerance)
+    return covalent_radii[a] + covalent_radii[b] + pair_tolerance
+
+
 def find_bonds(
     numbers: np.ndarray, frac: np.ndarray, lattice: np.ndarray, tolerance: float = BOND_TOLERANCE
 ) -> PeriodicBonds:
-    """All atom pairs closer than the sum of covalent radii plus ``tolerance``, over periodic images.
-
-    Pairs with a hydrogen atom use ``HYDROGEN_BOND_TOLERANCE`` when it is the smaller.
+    """All atom pairs closer than :func:`bond_lengths` (with ``tolerance``), over periodic images.
 
     ``numbers`` [P], ``frac`` [P, 3] in the cell, ``lattice`` [3, 3] rows a, b, c. Uses a k-d tree of the
     cell padded with as many image layers as the longest possible bond needs.
@@ -92,8 +100,7 @@ def find_bonds(
     j = pairs["j"].astype(np.int64) % n_atoms
     shift = shifts[pairs["j"] // n_atoms]
     distance = pairs["v"]
-    pair_tolerance = np.where((numbers[i] == 1) | (numbers[j] == 1), min(tolerance, HYDROGEN_BOND_TOLERANCE), tolerance)
-    is_bond = (distance < radii[i] + radii[j] + pair_tolerance) & ~((i == j) & ~shift.any(axis=1))
+    is_bond = (distance < bond_lengths(numbers[i], numbers[j], tolerance)) & ~((i == j) & ~shift.any(axis=1))
     return PeriodicBonds(i=i[is_bond], j=j[is_bond], shift=shift[is_bond], distance=distance[is_bond])
 
 

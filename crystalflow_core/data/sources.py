@@ -77,13 +77,14 @@ def default_refs() -> list[StructureRef]:
     return refs
 
 
+#: Sources known by name; any other source is a directory of CIF files.
+NAMED_SOURCES = {"default": default_refs, "pyxtal": pyxtal_refs}
+
+
 def resolve_refs(source: str | Path) -> list[StructureRef]:
     """``"default"`` → :func:`default_refs`; ``"pyxtal"`` → :func:`pyxtal_refs`; otherwise a CIF directory."""
-    if str(source) == "default":
-        return default_refs()
-    if str(source) == "pyxtal":
-        return pyxtal_refs()
-    return cif_directory_refs(source)
+    named = NAMED_SOURCES.get(str(source))
+    return named() if named is not None else cif_directory_refs(source)
 
 
 def load_crystals(ref: StructureRef) -> list[Crystal | CurationError]:

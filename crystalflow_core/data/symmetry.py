@@ -18,11 +18,10 @@ import itertools
 
 import numpy as np
 import torch
-from ase.data import covalent_radii
 from rdkit import Chem
 
 from crystalflow_core import so3
-from crystalflow_core.data.molecules import BOND_TOLERANCE, HYDROGEN_BOND_TOLERANCE
+from crystalflow_core.data.molecules import bond_lengths
 
 #: Default cap on the number of automorphisms enumerated per molecule. Molecules with many independent
 #: symmetric groups (k methyl groups alone give 3^k) can have more; beyond the cap only the first
@@ -33,19 +32,24 @@ SAME_MOLECULE_TOLERANCE = 0.05
 
 
 def molecule_bonds(numbers: np.ndarray, coords: np.ndarray) -> np.ndarray:
-    """Bonds ``[B, 2]`` (``i < j``, int64) of one molecule, ``numbers [n]``, ``coords [n, 3]`` in Å.
-
-    The curation rule of :mod:`crystalflow_core.data.molecules`: closer than the sum of covalent radii plus
-    ``BOND_TOLERANCE``, or plus ``HYDROGEN_BOND_TOLERANCE`` for pairs with a hydrogen atom.
-    """
+    """Bonds ``[B, 2]`` (``i < j``, int64) of one molecule, ``numbers [n]``, ``coords [n, 3]`` in Å: the pairs
+    closer than the curation rule's :func:`~crystalflow_core.data.molecules.bond_lengths`."""
     numbers = np.asarray(numbers, dtype=np.int64)
     coords = np.asarray(coords, dtype=np.float64)
-    radii = covalent_radii[numbers]
     distance = np.linalg.norm(coords[:, None, :] - coords[None, :, :], axis=-1)
-    hydrogen = (numbers[:, None] == 1) | (numbers[None, :] == 1)
-    tolerance = np.where(hydrogen, min(BOND_TOLERANCE, HYDROGEN_BOND_TOLERANCE), BOND_TOLERANCE)
-    bonded = np.triu(distance < radii[:, None] + radii[None, :] + tolerance, k=1)
+    bonded = np.triu(distance < bond_lengths(numbers[:, None], numbers[None, :]), k=1)
     return np.argwhere(bonded).astype(np.int64).reshape(-1, 2)
+
+
+def cluster_bonds(numbers: np.ndarray, mol_index: np.ndarray, coords: np.ndarray) -> np.ndarray:
+    """Bonds ``[B, 2]`` (``i < j``, int64, sorted) of every molecule of a cluster, ``numbers [N]``, ``mol_index [N]``,
+    ``coords [N, 3]`` in Å: :func:`molecule_bonds` per molecule, so no bond crosses two molecules however they
+    overlap (a trajectory keeps the bonds of the frame they were found on)."""
+    numbers, mol_index = np.asarray(numbers, dtype=np.int64), np.asarray(mol_index)
+    coords = np.asarray(coords, dtype=np.float64)
+    members = [np.flatnonzero(mol_index == m) for m in np.unique(mol_index)]
+    bonds = np.concatenate([atoms[molecule_bonds(numbers[atoms], coords[atoms])] for atoms in members]).reshape(-1, 2)
+    return bonds[np.lexsort((bonds[:, 1], bonds[:, 0]))]
 
 
 def _graph_molecule(numbers: np.ndarray, bonds: np.ndarray, labels: np.ndarray | None = None) -> Chem.Mol:

@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 from ase.data import chemical_symbols
 
+from . import metrics
 from .data.curate import MANIFEST
 from .data.dataset import hash_order, load_cluster_tensors
 
@@ -53,9 +54,7 @@ def distance_correlation(
 
 def cluster_radius(x_s: np.ndarray, mol_index: np.ndarray) -> float:
     """Largest distance (Å) of a molecule centroid from the central molecule's (molecule 0) centroid."""
-    x_s, mol_index = np.asarray(x_s, dtype=np.float64), np.asarray(mol_index)
-    n_mol = int(mol_index.max()) + 1
-    centroids = np.stack([x_s[mol_index == m].mean(axis=0) for m in range(n_mol)])
+    centroids = metrics.centroids(x_s, mol_index).numpy()
     return float(np.linalg.norm(centroids - centroids[0], axis=1).max())
 
 
