@@ -154,14 +154,13 @@ def test_augmentation_redraws_rigid_centred_noise(small_data):
 def test_rigid_training_lowers_loss_and_keeps_molecules_exact(small_data, tmp_path):
     config = _tiny(small_data, tmp_path / "rigid", "rigid", epochs=40)
     assert config.molecule_cutoff == 20.0  # the objective's own default
-    history = train(config)
-    assert history["train_loss"].tail(5).mean() < 0.8 * history["train_loss"].head(3).mean()
+    train(config)  # its per-epoch loss mixes t = 0 (large) and later times, so compare fixed draws instead
     model, config = load_model(tmp_path / "rigid", "cpu")
     train_set = ClusterDataset(small_data, split="train", seed=config.seed, progress=False)
     loader = DataLoader(train_set, batch_size=2)
     torch.manual_seed(config.seed)
     fixed = {"path": get_path("rigid"), "loader": loader, "device": torch.device("cpu"), "seed": 123}
-    assert validation_loss(model, **fixed) < 0.9 * validation_loss(build_model(config), **fixed)
+    assert validation_loss(model, **fixed) < 0.7 * validation_loss(build_model(config), **fixed)
     predictions = predict_dataset(
         model, get_path("rigid"), train_set, samples=2, keep_trajectories=True, progress=False
     )
