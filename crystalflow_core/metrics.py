@@ -45,7 +45,8 @@ ArrayLike = np.ndarray | torch.Tensor
 #: Per-cluster metric names, in table order.
 METRIC_KEYS = ("pm_atom", "pm_center", "collision", "clash", "separation", *PACKING_KEYS)
 
-_COVALENT_RADII = torch.as_tensor(covalent_radii, dtype=torch.float64)
+#: Covalent radii (Å) by atomic number: a pair closer than the sum of theirs clashes.
+COVALENT_RADII = torch.as_tensor(covalent_radii, dtype=torch.float64)
 
 
 def _coords(x: ArrayLike) -> torch.Tensor:
@@ -81,7 +82,7 @@ def _distances(x: torch.Tensor) -> torch.Tensor:
 def _contact_matrix(x: torch.Tensor, numbers: ArrayLike) -> torch.Tensor:
     """Boolean ``[N, N]``: pair closer than the sum of covalent radii."""
     numbers = _labels(numbers, x.shape[0], "numbers")
-    radii = _COVALENT_RADII.to(x.device)[numbers]
+    radii = COVALENT_RADII.to(x.device)[numbers]
     return _distances(x) < radii[:, None] + radii[None, :]
 
 

@@ -2,24 +2,21 @@
 intermolecular energy, so molecules stay exact while contacts are repaired.
 
 The energy is a soft steric wall: every pair of atoms in different molecules closer than ``margin`` times the
-sum of their covalent radii (the radii that define a clash in :mod:`crystalflow_core.metrics`) costs the squared
+sum of their covalent radii (``metrics.COVALENT_RADII``, the radii that define a clash) costs the squared
 overlap, and nothing else does. Pairs that do not clash feel no force, so the relaxation removes clashes with
 the least motion and leaves every other contact, hydrogen bonds included, as it was. Poses are parameterised
 per molecule as ``x = c + τ + exp([φ]×) (x₀ − c)`` and minimised by L-BFGS on the whole batch at once.
-
 """
 
 from __future__ import annotations
 
 import torch
-from ase.data import covalent_radii
 from torch import Tensor
 
 from . import so3
 from .data.noise import molecule_centroids
+from .metrics import COVALENT_RADII
 from .nn.painn import radius_edges
-
-_COVALENT_RADII = torch.as_tensor(covalent_radii, dtype=torch.float64)
 
 #: Steric walls sit at this multiple of the covalent-radius sum: a little beyond the clash threshold, so
 #: that round-off at the end of the minimisation cannot leave a pair just inside it.
@@ -37,7 +34,7 @@ def contact_pairs(x: Tensor, molecule: Tensor, batch: Tensor, reach: float) -> T
 
 def steric_energy(x: Tensor, numbers: Tensor, pairs: Tensor, margin: float = DEFAULT_MARGIN) -> Tensor:
     """Steric energy (Å²) of the atom ``pairs [2, P]`` of ``x [N, 3]``: Σ relu(margin·(r_i + r_j) − d_ij)²."""
-    radius = _COVALENT_RADII.to(device=x.device, dtype=x.dtype)[numbers]
+    radius = COVALENT_RADII.to(device=x.device, dtype=x.dtype)[numbers]
     i, j = pairs
     distance = torch.sqrt(((x[i] - x[j]) ** 2).sum(dim=-1) + 1e-12)
     return 0.5 * (torch.relu(margin * (radius[i] + radius[j]) - distance) ** 2).sum()
@@ -64,7 +61,7 @@ def relax_rigid(
     body = x64 - centre[molecule]
     shift = torch.zeros(n_molecules, 3, dtype=torch.float64, device=x.device, requires_grad=True)
     turn = torch.zeros(n_molecules, 3, dtype=torch.float64, device=x.device, requires_grad=True)
-    reach = margin * 2.0 * float(_COVALENT_RADII[numbers].max()) + _SKIN
+    reach = margin * 2.0 * float(COVALENT_RADII[numbers].max()) + _SKIN
 
     def pose() -> Tensor:
         return so3.place(centre + shift, so3.exp_map(turn), body, molecule)
