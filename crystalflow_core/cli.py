@@ -25,6 +25,7 @@ from . import params
 from .data.codcluster17 import ClusterFileError
 from .errors import CurationError, InputError, ParameterError
 from .paths import PATHS
+from .relax import DEFAULT_ITERATIONS as RELAX_ITERATIONS
 from .sampling import METHODS
 
 #: Errors that describe bad input and print as one line; everything else is unexpected and keeps its traceback.
@@ -97,6 +98,7 @@ def _add_curate(sub) -> None:
 TRAIN_OPTIONS: dict[str, tuple[Callable | type, str]] = {
     "seed": (NON_NEGATIVE_INT, "seed of split, init and noise"),
     "subset": (POSITIVE_INT, "use only the first N clusters (nested subsets; default: all)"),
+    "training_split": (str, "crystals to train on: 'train' (the seeded split) or 'all' (every one, no validation)"),
     "epochs": (POSITIVE_INT, "passes over the training split (default: per objective, rigid 60, others 30)"),
     "batch_size": (POSITIVE_INT, "clusters per optimiser step"),
     "lr": (POSITIVE_FLOAT, "peak AdamW learning rate"),
@@ -183,6 +185,48 @@ def _add_sample(sub) -> None:
     p.set_defaults(handler=run_sample)
 
 
+def _add_relax(sub) -> None:
+    p = sub.add_parser(
+        "relax",
+        help="the classical baseline: relax every x_w of a split as rigid molecules in MMFF94",
+        description="No model: each cluster's x_w is relaxed as rigid molecules (expanded until no molecules "
+        "clash, then L-BFGS on the MMFF94 interaction energy with a steric wall). Writes "
+        "OUT/PredictedPositions/{id}_cluster16_pred0.csv, OUT/Trajectories and OUT/sampling.json, so that "
+        "crystalflow evaluate --pred OUT records it (OUT/record.json) as the method 'relax' of the benchmark.",
+    )
+    p.add_argument("--data", required=True, type=Path, help="curated directory")
+    p.add_argument("--out", required=True, type=Path, help="output directory for the relaxed clusters")
+    p.add_argument("--split", default="test", choices=("train", "val", "test"), help="default: %(default)s")
+    p.add_argument("--seed", type=NON_NEGATIVE_INT, default=0, help="seed of the split (default: %(default)s)")
+    p.add_argument("--subset", type=POSITIVE_INT, default=None, help="the split of the first N clusters, as in train")
+    p.add_argument(
+        "--iterations", type=POSITIVE_INT, default=RELAX_ITERATIONS, help="L-BFGS iterations (default: %(default)s)"
+    )
+    p.set_defaults(handler=run_relax)
+
+
+def _add_predict(sub) -> None:
+    p = sub.add_parser(
+        "predict",
+        help="packings of your own molecule (SMILES, SDF or CIF) by the shipped model, relaxed and ranked",
+        description="Builds a 3D conformer (RDKit ETKDG + MMFF94), places 17 copies in a loose cluster at the "
+        "density its molecular volume suggests, samples --samples packings with the model, relaxes each as rigid "
+        "molecules in MMFF94 and ranks them. Writes OUT/ranking.csv (energy per molecule, clashes, density, "
+        "loosest contact), PDB/ and XYZ/ files per packing, the COD-Cluster17 layout (InitialPositions/, "
+        "PredictedPositions/, Trajectories/) and predict.json.",
+    )
+    given = p.add_mutually_exclusive_group(required=True)
+    given.add_argument("--smiles", help="one molecule as a SMILES string (one species: no salts)")
+    given.add_argument("--sdf", type=Path, help="SDF/MOL file; its first record (3D coordinates are kept)")
+    given.add_argument("--cif", type=Path, help="CIF of a crystal of the molecule; its molecule as it sits there")
+    p.add_argument("--samples", type=POSITIVE_INT, default=4, help="packings to draw, K (default: %(default)s)")
+    p.add_argument("--out", required=True, type=Path, help="output directory")
+    p.add_argument("--run", type=Path, default=None, help="run directory of a trained model (default: the shipped one)")
+    p.add_argument("--seed", type=NON_NEGATIVE_INT, default=0, help="seed of the conformer, start and samples")
+    p.add_argument("--device", default="auto", help="default: %(default)s")
+    p.set_defaults(handler=run_predict)
+
+
 def _add_evaluate(sub) -> None:
     p = sub.add_parser(
         "evaluate",
@@ -219,6 +263,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train(sub)
     _add_sample(sub)
     _add_evaluate(sub)
+    _add_relax(sub)
+    _add_predict(sub)
     for entry in _added_commands():
         entry.load()(sub)
     return parser
@@ -306,6 +352,47 @@ def _check_run_data(run: Path, subset: int | None, data: Path) -> None:
     available = len(list_cluster_ids(data))
     if subset is not None and subset > available:
         raise ParameterError("--data", str(data), f"{available} clusters, fewer than the subset={subset} of {run}")
+
+
+def run_relax(args: argparse.Namespace) -> None:
+    from .data.dataset import ClusterDataset
+    from .inference import relax_dataset, write_predictions
+    from .records import relax_config, write_sampling
+
+    data = params.check_data_dir("--data", args.data)
+    params.check_out_dir("--out", args.out)
+    _check_run_data(args.out, args.subset, data)
+    dataset = ClusterDataset(data, split=args.split, seed=args.seed, subset=args.subset)
+    predictions = relax_dataset(dataset, iterations=args.iterations)
+    write_predictions(args.out, dataset, predictions)
+    config = relax_config(data, args.seed, args.subset, args.iterations)
+    write_sampling(args.out, args.out, config, args.split, 1, iterations=args.iterations)
+    print(f"wrote {len(dataset)} relaxed {args.split} clusters to {args.out}")
+
+
+def run_predict(args: argparse.Namespace) -> None:
+    from . import molecule_input
+    from .predict import predict_packings, write_prediction
+    from .shipped import SHIPPED_MODEL, known_elements
+
+    run = params.check_run_dir("--run", SHIPPED_MODEL if args.run is None else args.run)
+    params.check_out_dir("--out", args.out)
+    device = params.check_device("--device", args.device)
+    elements = known_elements(run)
+    if args.smiles is not None:
+        molecule = molecule_input.from_smiles(args.smiles, elements, seed=args.seed)
+    elif args.sdf is not None:
+        molecule = molecule_input.from_sdf(args.sdf, elements)
+    else:
+        molecule = molecule_input.from_cif(args.cif, elements)
+    prediction = predict_packings(molecule, run, samples=args.samples, seed=args.seed, device=device)
+    ranking = write_prediction(args.out, prediction)
+    best = prediction.packings[0]
+    print(
+        f"wrote {len(prediction.packings)} ranked packings of {prediction.name} to {args.out} "
+        f"({ranking.name}; best: sample {best.k}, {best.scores['energy']:.1f} kcal/mol per molecule, "
+        f"{best.scores['density']:.2f} g/cm³) in {prediction.settings['seconds']:.0f} s"
+    )
 
 
 def run_evaluate(args: argparse.Namespace) -> None:

@@ -15,10 +15,12 @@ from tqdm.auto import tqdm
 
 from . import metrics
 from .data import codcluster17
-from .data.dataset import ClusterDataset
+from .data.dataset import ClusterData, ClusterDataset
+from .forcefield import ForceFieldError, cluster_terms
 from .params import check_predictions_dir
 from .paths import ProbabilityPath
-from .relax import relax_rigid
+from .relax import DEFAULT_ITERATIONS as RELAX_ITERATIONS
+from .relax import relax_cluster
 from .sampling import sample
 
 if TYPE_CHECKING:
@@ -49,9 +51,10 @@ def predict_dataset(
 ) -> dict[str, Prediction]:
     """Draw ``samples`` predictions per cluster, batching clusters; sample ``k`` uses generator seed ``seed + k``.
 
-    With ``relax`` every prediction is polished by rigid-body steric relaxation (`relax.relax_rigid`), which
-    removes intermolecular clashes and keeps molecules exact; the relaxed pose is the trajectory's last frame,
-    at t = 1 like the sampler's own.
+    With ``relax`` every prediction is polished by rigid-body MMFF94 relaxation (`relax.relax_cluster`, the
+    molecule typed on ``x_w``; the steric wall alone for a molecule MMFF94 cannot type), which removes
+    intermolecular clashes and keeps molecules exact; the relaxed pose is the trajectory's last frame, at t = 1
+    like the sampler's own.
     """
     device = next(model.parameters()).device
     model.eval()
@@ -75,13 +78,12 @@ def predict_dataset(
                 generator=generator,
                 molecule=molecule,
             )  # [T, N, 3]
-            if relax:
-                polished = relax_rigid(trajectory[-1], batch.z, molecule, batch.batch)
-                trajectory = torch.cat([trajectory, polished[None]])
-            n_frames = trajectory.shape[0]
+            n_frames = trajectory.shape[0] + int(relax)
             ptr = batch.ptr.tolist()
             for i, cid in enumerate(batch.cluster_id):
                 part = trajectory[:, ptr[i] : ptr[i + 1]].double().cpu().numpy()
+                if relax:
+                    part = np.concatenate([part, relax_start(dataset[dataset.ids.index(cid)], part[-1])[None]])
                 collected[cid].append(part[-1])
                 if keep_trajectories:
                     trajectories[cid].append(part)
@@ -97,6 +99,33 @@ def predict_dataset(
         )
         for cid in dataset.ids
     }
+
+
+def relax_start(item: ClusterData, x: np.ndarray, iterations: int = RELAX_ITERATIONS) -> np.ndarray:
+    """``x [N, 3]``, a pose of the cluster ``item``, after :func:`~crystalflow_core.relax.relax_cluster`, its
+    molecule typed for MMFF94 on ``item.x_w`` (the steric wall alone when MMFF94 cannot type it)."""
+    numbers, mol_index = item.z.numpy(), item.mol_index.numpy()
+    try:
+        terms = cluster_terms(numbers, mol_index, item.x_w.double().numpy())
+    except ForceFieldError:
+        terms = None
+    relaxed = relax_cluster(torch.as_tensor(x, dtype=torch.float64), item.z, item.mol_index, terms, iterations)
+    return relaxed.numpy()
+
+
+def relax_dataset(
+    dataset: ClusterDataset, iterations: int = RELAX_ITERATIONS, progress: bool = True
+) -> dict[str, Prediction]:
+    """The classical baseline ``relax``: every cluster's ``x_w`` relaxed as rigid molecules in MMFF94
+    (:func:`relax_start`), no model involved; one sample per cluster, trajectory ``[x_w, relaxed]``."""
+    predictions = {}
+    for item in tqdm(dataset, desc="relax x_w", unit="cluster", disable=not progress):
+        start = item.x_w.double().numpy()
+        relaxed = relax_start(item, start, iterations)
+        predictions[item.cluster_id] = Prediction(
+            samples=relaxed[None], trajectories=np.stack([start, relaxed])[None], times=np.array([0.0, 1.0])
+        )
+    return predictions
 
 
 def write_predictions(out_dir: str | Path, dataset: ClusterDataset, predictions: dict[str, Prediction]) -> Path:
@@ -162,6 +191,12 @@ def _score_baseline(
 def score_identity(truth_dir: str | Path, cluster_ids: list[str] | None = None) -> pd.DataFrame:
     """The trivial baseline "return ``x_w`` unchanged", scored like any prediction."""
     return _score_baseline(truth_dir, cluster_ids, lambda cluster: cluster.x_w)
+
+
+def score_crystal(truth_dir: str | Path, cluster_ids: list[str] | None = None) -> pd.DataFrame:
+    """The crystal cluster ``x_s`` itself scored as a prediction: the reference row of every table (PM 0, all
+    15 shell molecules matched, no clash) and the crystal's own interaction energy."""
+    return _score_baseline(truth_dir, cluster_ids, lambda cluster: cluster.x_s)
 
 
 def score_collapse(truth_dir: str | Path, cluster_ids: list[str] | None = None) -> pd.DataFrame:

@@ -12,6 +12,9 @@ Definitions follow the CrystalFlow paper / COD-Cluster17 so that numbers compare
 - ``clash``: % of atom pairs in *different* molecules closer than the sum of their covalent radii.
 - ``separation``: % of the ``n_mol (n_mol - 1) / 2`` molecule pairs whose closest atoms are more than
   ``threshold`` Å apart.
+- ``energy``: MMFF94 intermolecular interaction energy per molecule, kcal/mol
+  (:mod:`~crystalflow_core.forcefield`; the crystal cluster's own is the ``crystal`` row of every table). NaN
+  for a molecule MMFF94 cannot type.
 
 Covalent radii are ``ase.data.covalent_radii`` (Cordero et al., 2008). Every function accepts NumPy arrays or
 torch tensors and computes in float64 with vectorised distance matrices.
@@ -38,12 +41,13 @@ from ase.data import covalent_radii
 from torch_geometric.utils import to_dense_batch
 
 from .data.noise import molecule_centroids
+from .forcefield import ClusterEnergy, ForceFieldError, cluster_terms
 from .packing import PACKING_KEYS, Reference, packing_metrics, prepare_reference
 
 ArrayLike = np.ndarray | torch.Tensor
 
 #: Per-cluster metric names, in table order.
-METRIC_KEYS = ("pm_atom", "pm_center", "collision", "clash", "separation", *PACKING_KEYS)
+METRIC_KEYS = ("pm_atom", "pm_center", "collision", "clash", "separation", "energy", *PACKING_KEYS)
 
 #: Covalent radii (Å) by atomic number: a pair closer than the sum of theirs clashes.
 COVALENT_RADII = torch.as_tensor(covalent_radii, dtype=torch.float64)
@@ -160,25 +164,47 @@ def separation_rate(x: ArrayLike, mol_index: ArrayLike, threshold: float = 0.5) 
     return float((closest[i, j] > threshold).to(torch.float64).mean() * 100.0)
 
 
+def energy_model(x_true: ArrayLike, numbers: ArrayLike, mol_index: ArrayLike) -> ClusterEnergy | None:
+    """The MMFF94 :class:`~crystalflow_core.forcefield.ClusterEnergy` of a cluster's layout, its molecule typed
+    on the crystal's geometry; ``None`` when MMFF94 cannot type it."""
+    try:
+        terms = cluster_terms(np.asarray(numbers), np.asarray(mol_index), _coords(x_true).cpu().numpy())
+    except ForceFieldError:
+        return None
+    return ClusterEnergy(terms, torch.as_tensor(np.asarray(mol_index)))
+
+
+def energy_per_molecule(x: ArrayLike, energy: ClusterEnergy | None, n_molecules: int) -> float:
+    """MMFF94 interaction energy of ``x [N, 3]`` per molecule (kcal/mol); NaN without an energy model."""
+    if energy is None:
+        return math.nan
+    return float(energy(_coords(x).cpu())) / n_molecules
+
+
 def cluster_metrics(
     x_pred: ArrayLike,
     x_true: ArrayLike,
     numbers: ArrayLike,
     mol_index: ArrayLike,
     reference: Reference | None = None,
+    energy: ClusterEnergy | None | bool = True,
 ) -> dict[str, float]:
     """All metrics (keys: METRIC_KEYS) of a predicted cluster ``x_pred [N, 3]`` against ``x_true [N, 3]``.
 
-    ``reference``: :func:`~crystalflow_core.packing.prepare_reference` of the truth, to reuse across samples.
+    ``reference``: :func:`~crystalflow_core.packing.prepare_reference` of the truth, and ``energy``:
+    :func:`energy_model` of it (``True``: made here), to reuse across samples.
     """
     if reference is None:
         reference = prepare_reference(x_true, numbers, mol_index)
+    if energy is True:
+        energy = energy_model(x_true, numbers, mol_index)
     return {
         "pm_atom": pm_atom(x_pred, x_true),
         "pm_center": pm_center(x_pred, x_true, mol_index),
         "collision": collision_rate(x_pred, numbers),
         "clash": intermolecular_clash_rate(x_pred, numbers, mol_index),
         "separation": separation_rate(x_pred, mol_index),
+        "energy": energy_per_molecule(x_pred, energy, len(reference.members)),
         **packing_metrics(x_pred, reference),
     }
 
@@ -255,7 +281,8 @@ def metrics_table(
         if samples.ndim == 2:
             samples = samples[None]
         reference = prepare_reference(x_true, numbers, mol_index)
-        per_sample = [cluster_metrics(s, x_true, numbers, mol_index, reference) for s in samples]
+        energy = energy_model(x_true, numbers, mol_index)
+        per_sample = [cluster_metrics(s, x_true, numbers, mol_index, reference, energy) for s in samples]
         row: dict[str, object] = {
             "cluster_id": cluster_id,
             "n_atoms": samples.shape[1],

@@ -284,6 +284,7 @@ TRAIN_SETTING_CHECKS: dict[str, Callable[[str, object], object]] = {
     "path": _check_objective,
     "seed": check_seed,
     "subset": check_split_subset,
+    "training_split": lambda name, value: check_choice(name, value, ("train", "all")),  # train.TRAINING_SPLITS
     "epochs": check_optional_positive,
     "batch_size": check_positive,
     "lr": partial(check_positive, kind=float),

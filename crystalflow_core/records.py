@@ -42,12 +42,16 @@ IDENTITY = "identity.csv"
 COLLAPSE = "collapse.csv"
 PREDICTIONS = "predictions"
 SAMPLING = "sampling.json"
-#: Trained methods in table order; the baselines, scored like any prediction, follow them in every table.
+CRYSTAL = "crystal.csv"
+#: Trained methods in table order, then the classical one (``crystalflow relax``: x_w relaxed in MMFF94, no
+#: model); the baselines, scored like any prediction, follow them in every table, and last the crystal itself
+#: (the answer, scored as a prediction: the reference for every metric, the interaction energy included).
 MODELS = ("gnn_md", "ve", "vp", "lerp", "rigid")
-BASELINES = ("identity", "collapse")
-TABLE_ROWS = (*MODELS, *BASELINES)
+CLASSICAL = ("relax",)
+BASELINES = ("identity", "collapse", "crystal")
+TABLE_ROWS = (*MODELS, *CLASSICAL, *BASELINES)
 #: Per-cluster metrics file of the predictions and of each baseline, in a run directory or ``evaluate --out``.
-SCORE_FILES = {"prediction": PER_CLUSTER, "identity": IDENTITY, "collapse": COLLAPSE}
+SCORE_FILES = {"prediction": PER_CLUSTER, "identity": IDENTITY, "collapse": COLLAPSE, "crystal": CRYSTAL}
 #: The methods' published names, which the command line prints and the benchmark tables show.
 METHOD_LABELS = {
     "gnn_md": "GNN-MD",
@@ -55,8 +59,10 @@ METHOD_LABELS = {
     "vp": "CrystalSDE-VP",
     "lerp": "CrystalFlow-LERP",
     "rigid": "CrystalFlow-Rigid",
+    "relax": "MMFF94 relax of x_w",
     "identity": "Identity (x_w)",
     "collapse": "Collapse (x_w centroids)",
+    "crystal": "Crystal (x_s, the answer)",
 }
 #: Column suffixes of :func:`~crystalflow_core.metrics.metrics_table` with K > 1 samples: the mean over samples
 #: (no suffix), the oracle best of k (chosen with the truth) and the best of k chosen without it (fewest clashes).
@@ -239,22 +245,22 @@ def write_run_record(
     run_dir: str | Path,
     config: Mapping | object,
     per_cluster: pd.DataFrame,
-    identity: pd.DataFrame | None = None,
-    collapse: pd.DataFrame | None = None,
+    baselines: Mapping[str, pd.DataFrame] | None = None,
     split: str = "test",
     samples: int = 1,
 ) -> Path:
-    """Write ``per_cluster.csv`` (and ``identity.csv``, ``collapse.csv``) and ``record.json`` into ``run_dir``;
-    returns the record.
+    """Write ``per_cluster.csv`` (and ``identity.csv``, ``collapse.csv``, ``crystal.csv``) and ``record.json``
+    into ``run_dir``; returns the record.
 
-    ``config`` is a :class:`~crystalflow_core.train.TrainConfig` or its ``to_dict()``; ``per_cluster`` is a
-    :func:`~crystalflow_core.metrics.metrics_table` of the model's predictions, ``identity`` the same for ``x_w``
-    and ``collapse`` for ``x_w`` with every molecule collapsed to its centroid. A baseline not given is stored as
-    ``{}``.
+    ``config`` is a :class:`~crystalflow_core.train.TrainConfig` or its ``to_dict()`` (for ``relax``, the
+    :func:`relax_config`); ``per_cluster`` is a :func:`~crystalflow_core.metrics.metrics_table` of the
+    predictions, ``baselines`` the same of each of :data:`BASELINES` by name (:func:`score_baselines`). A
+    baseline not given is stored as ``{}``.
     """
     run_dir = Path(run_dir)
     config = _config_dict(config)
-    files = write_scores(run_dir, {"prediction": per_cluster, "identity": identity, "collapse": collapse})
+    baselines = {name: frame for name, frame in (baselines or {}).items() if frame is not None}
+    files = write_scores(run_dir, {"prediction": per_cluster, **baselines})
     record = {
         "method": config["path"],
         "seed": int(config["seed"]),
@@ -270,15 +276,17 @@ def write_run_record(
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "metrics": metric_means(per_cluster),
         "config": config,
-        **{
-            name: {} if frame is None else metric_means(frame)
-            for name, frame in (("identity", identity), ("collapse", collapse))
-        },
+        **{name: metric_means(baselines[name]) if name in baselines else {} for name in BASELINES},
     }
     path = run_dir / RECORD
     with atomic_open(path) as handle:
         json.dump(record, handle, indent=2)
     return path
+
+
+def relax_config(data: str | Path, seed: int, subset: int | None, iterations: int) -> dict:
+    """The configuration of the classical ``relax`` method, in the keys a run record reads from a TrainConfig."""
+    return {"path": "relax", "seed": int(seed), "subset": subset, "data": str(data), "iterations": int(iterations)}
 
 
 def write_sampling(
@@ -324,8 +332,7 @@ def record_evaluation(sampling: Mapping, scored: Mapping[str, pd.DataFrame]) -> 
         sampling["run_dir"],
         sampling["config"],
         scored["prediction"],
-        identity=scored.get("identity"),
-        collapse=scored.get("collapse"),
+        baselines={name: scored[name] for name in BASELINES if scored.get(name) is not None},
         split=sampling["split"],
         samples=sampling["samples"],
     )

@@ -57,6 +57,10 @@ UNREADABLE = (
 )
 
 
+#: What ``TrainConfig.training_split`` may be: the seeded train split, or every curated crystal (a shipped model).
+TRAINING_SPLITS = ("train", "all")
+
+
 @dataclass
 class TrainConfig:
     """Everything a run needs. Defaults train on the bundled data in minutes on a laptop CPU; ``epochs`` and
@@ -71,6 +75,7 @@ class TrainConfig:
     path: str = "lerp"
     seed: int = 0
     subset: int | None = None
+    training_split: str = "train"
     epochs: int | None = None
     batch_size: int = 4
     lr: float = 1e-3
@@ -90,6 +95,7 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         check_choice("path", self.path, PATHS)
+        check_choice("training_split", self.training_split, TRAINING_SPLITS)
         for key, value in get_path(self.path, **self.path_kwargs).training_defaults.items():
             if getattr(self, key) is None:
                 setattr(self, key, value)
@@ -116,6 +122,7 @@ ARCHITECTURE_KEYS = (
     "path_kwargs",
     "data",
     "subset",
+    "training_split",
     "seed",
 )
 
@@ -397,12 +404,15 @@ def _start(config: TrainConfig) -> _Run:
     """A fresh run of ``config``: data, model (seeded initialisation), optimiser and generators."""
     device = resolve_device(config.device)
     seed_everything(config.seed)
+    every = config.training_split == "all"
     train_set = ClusterDataset(
-        config.data, split="train", seed=config.seed, subset=config.subset, progress=config.progress
+        config.data, split=None if every else "train", seed=config.seed, subset=config.subset, progress=config.progress
     )
     if len(train_set) == 0:
         raise ParameterError("data", config.data, "the training split is empty")
-    val_set = ClusterDataset(config.data, split="val", seed=config.seed, subset=config.subset, progress=False)
+    # Training on every crystal leaves nothing to validate on: the history then has no val_loss.
+    val_split = ClusterDataset(config.data, split="val", seed=config.seed, subset=config.subset, progress=False)
+    val_set = torch.utils.data.Subset(val_split, []) if every else val_split
     model = build_model(config).to(device)
     return _Run(
         config=config,

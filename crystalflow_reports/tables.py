@@ -24,6 +24,7 @@ _METRICS: dict[str, tuple[str, str | None]] = {
     "collision": ("Collision (%)", LOWER),
     "clash": ("Clash (%)", LOWER),
     "separation": ("Separation (%)", None),
+    "energy": ("Energy (kcal/mol per molecule)", LOWER),
     "matched": ("Matched (of 15)", HIGHER),
     "rmsd15": ("RMSD₁₅ (Å)", LOWER),
     "pass_rate": ("Pass rate (%)", HIGHER),

@@ -8,14 +8,16 @@ from __future__ import annotations
 
 import html
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 
 import ipywidgets as widgets
 import nglview
 import numpy as np
 
 from crystalflow_core.data.symmetry import cluster_bonds
+from crystalflow_core.export import pdb_string
+from crystalflow_core.predict import read_packing
 from crystalviz.colors import hex_to_rgb, molecule_colors, molecule_opacities
-from crystalviz.export import pdb_string
 from crystalviz.overlay import build_overlay, metrics_caption, resolve_metrics
 from crystalviz.views import ClusterView
 
@@ -318,3 +320,12 @@ class ClusterBrowser(_StaticNote, widgets.VBox):
                 metrics=cluster.sample_metrics(sample),
             )
         self.display_box.children = [self.viewer]
+
+
+def predicted_packing_viewer(out_dir: str | Path, rank: int = 1, highlight_central: bool = True) -> TrajectoryViewer:
+    """Animate the packing of ``rank`` (1: the best) of a ``crystalflow predict --out`` directory: the model's
+    steps from the loose start, then the MMFF94-relaxed packing as the last frame."""
+    packing = read_packing(out_dir, rank)
+    return TrajectoryViewer(
+        packing.numbers, packing.mol_index, packing.trajectory, packing.times, highlight_central=highlight_central
+    )

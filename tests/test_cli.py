@@ -93,9 +93,12 @@ def test_end_to_end_commands(small_cifs, tmp_path, capsys):
         *chosen,
         "Identity (x_w)",
         "Collapse (x_w centroids)",
+        "Crystal (x_s, the answer)",
     ]
     summary = pd.read_csv(scores / "summary.csv", index_col="method")
-    assert list(summary.index) == ["prediction", "Identity (x_w)", "Collapse (x_w centroids)"]
+    baselines = ["Identity (x_w)", "Collapse (x_w centroids)", "Crystal (x_s, the answer)"]
+    assert list(summary.index) == ["prediction", *baselines]
+    assert summary.loc["Crystal (x_s, the answer)", "pm_atom"] == 0.0
     assert summary.loc["prediction", "pm_atom"] == pytest.approx(per_cluster["pm_atom"].mean())
     collapse = np.mean([_collapse_pm_atom(data, cid) for cid in per_cluster["cluster_id"]])
     assert summary.loc["Collapse (x_w centroids)", "pm_atom"] == pytest.approx(collapse)
@@ -140,7 +143,7 @@ def test_evaluate_names_bad_input(small_data, tmp_path, capsys):
 def test_help_documents_every_option():
     parser = build_parser()
     subparsers = next(a for a in parser._actions if a.dest == "command").choices
-    assert {"curate", "train", "sample", "evaluate"} <= set(subparsers)
+    assert {"curate", "train", "sample", "evaluate", "relax", "predict"} <= set(subparsers)
     for name, sub in subparsers.items():
         for action in sub._actions:
             if action.dest != "help":
@@ -300,3 +303,25 @@ def test_a_command_line_run_gets_the_record_of_notebook_03_and_joins_the_benchma
     assert sorted(run_records["run_dir"]) == [str(cli_run.resolve()), str(notebook_run.resolve())]
     assert run_records[["method", "split", "samples", "inversion"]].values.tolist() == [["lerp", "test", 1, False]] * 2
     assert benchmark_table(run_records, inversion=False).loc["CrystalFlow-LERP"].iloc[0] != "—"
+
+
+def test_relax_baseline_is_recorded_as_a_method_with_energies_beside_pm(small_data, tmp_path, capsys):
+    out = tmp_path / "relax"
+    assert main(["relax", "--data", str(small_data), "--out", str(out), "--split", "train", "--iterations", "60"]) == 0
+    predictions = codcluster17.list_predictions(out)
+    assert predictions and all(len(paths) == 1 for paths in predictions.values())
+    assert main(["evaluate", "--truth", str(small_data), "--pred", str(out)]) == 0
+    assert "wrote the run record" in capsys.readouterr().out
+    record = json.loads((out / "record.json").read_text())
+    assert record["method"] == "relax" and record["config"]["iterations"] == 60
+    relaxed, identity, crystal = record["metrics"], record["identity"], record["crystal"]
+    assert relaxed["clash"] == 0 and relaxed["integrity"] < 1e-4
+    assert relaxed["energy"] < identity["energy"]  # x_w overlaps; relaxed it binds
+    assert crystal["pm_atom"] == 0 and crystal["matched"] == 15 and crystal["energy"] < 0
+    for cid, paths in predictions.items():
+        cluster = codcluster17.read_cluster(small_data, cid)
+        _, _, x = codcluster17.read_positions_csv(paths[0])
+        for m in range(cluster.n_molecules):
+            atoms = cluster.mol_index == m
+            inner = np.linalg.norm(cluster.x_w[atoms][:, None] - cluster.x_w[atoms][None], axis=-1)
+            np.testing.assert_allclose(np.linalg.norm(x[atoms][:, None] - x[atoms][None], axis=-1), inner, atol=1e-4)

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 from ase.io import read
 
+from crystalflow_core.export import write_cluster_sdf, write_trajectory_xyz
 from crystalflow_core.train import TrainConfig, train
-from crystalviz.export import write_cluster_sdf, write_trajectory_xyz
 from crystalviz.figures import overlay_figure, trajectory_figure
 from crystalviz.overlay import build_overlay
 from crystalviz.runs import cluster_views

@@ -48,3 +48,57 @@ def test_steric_energy_is_the_squared_overlap_of_close_pairs_only():
                 expected += 0.5 * max(0.0, wall - float((x[i] - x[j]).norm())) ** 2
     assert expected > 0
     torch.testing.assert_close(float(steric_energy(x, numbers, pairs)), expected, rtol=1e-9, atol=0)
+
+
+def _methanol_cluster(spacing: float, n: int = 8) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, object]:
+    """``n`` turned copies of an MMFF94 methanol conformer on a cubic grid ``spacing`` Å apart, and its terms."""
+    from rdkit import Chem
+    from rdkit.Chem import AllChem, rdForceFieldHelpers
+
+    from crystalflow_core.data.noise import random_rotations
+    from crystalflow_core.forcefield import mmff_terms
+
+    molecule = Chem.AddHs(Chem.MolFromSmiles("CO"))
+    AllChem.EmbedMolecule(molecule, randomSeed=3)
+    rdForceFieldHelpers.MMFFOptimizeMolecule(molecule)
+    body = torch.as_tensor(molecule.GetConformer().GetPositions())
+    body = body - body.mean(dim=0)
+    grid = torch.tensor([[i, j, k] for i in range(2) for j in range(2) for k in range(2)], dtype=torch.float64)
+    turns = random_rotations(n, 180.0, torch.Generator().manual_seed(1))
+    x = torch.cat([body @ turns[m].T + spacing * grid[m] for m in range(n)])
+    numbers = torch.tensor([a.GetAtomicNum() for a in molecule.GetAtoms()] * n)
+    mol_index = torch.arange(n).repeat_interleave(len(body))
+    return x, numbers, mol_index, mmff_terms(molecule)
+
+
+def test_mmff_relaxation_binds_loose_molecules_and_keeps_them_exact():
+    from crystalflow_core.forcefield import interaction_energy
+    from crystalflow_core.relax import relax_cluster
+
+    x, numbers, mol_index, terms = _methanol_cluster(spacing=6.0)
+    relaxed = relax_cluster(x, numbers, mol_index, terms)
+    before, after = (float(interaction_energy(y, terms, mol_index)) for y in (x, relaxed))
+    assert after < before - 10.0  # kcal/mol: eight methanols form hydrogen bonds
+    assert intermolecular_clash_rate(relaxed, numbers, mol_index) == 0
+    for m in range(8):
+        atoms = mol_index == m
+        torch.testing.assert_close(_distances(relaxed[atoms]), _distances(x[atoms]), rtol=0, atol=1e-9)
+    # every molecule ends in contact: its nearest atom of another molecule is within 3 Å (an O-H···O is ~1.9)
+    d = torch.cdist(relaxed, relaxed)
+    d[mol_index[:, None] == mol_index[None, :]] = float("inf")
+    nearest = torch.stack([d[mol_index == m].min() for m in range(8)])
+    assert float(nearest.max()) < 3.0 and float(nearest.min()) > 1.5
+
+
+def test_expansion_undoes_interpenetration_by_the_smallest_clear_factor():
+    from crystalflow_core.relax import expand_until_clear
+
+    x, numbers, mol_index, _ = _methanol_cluster(spacing=1.5)
+    assert intermolecular_clash_rate(x, numbers, mol_index) > 0
+    expanded = expand_until_clear(x, numbers, mol_index)
+    assert intermolecular_clash_rate(expanded, numbers, mol_index) == 0
+    centre = lambda y: torch.stack([y[mol_index == m].mean(dim=0) for m in range(8)])  # noqa: E731
+    ratio = (centre(expanded) - centre(expanded).mean(0)).norm(dim=1) / (centre(x) - centre(x).mean(0)).norm(dim=1)
+    torch.testing.assert_close(ratio, torch.full_like(ratio, float(ratio[0])))  # one factor for all
+    slightly_less = x + ((float(ratio[0]) - 1.0 - 0.02) * (centre(x) - centre(x).mean(0)))[mol_index]
+    assert intermolecular_clash_rate(slightly_less, numbers, mol_index) > 0

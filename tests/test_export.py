@@ -1,4 +1,4 @@
-"""Round trips of crystalviz exports through independent readers (ASE, RDKit, gemmi)."""
+"""Round trips of cluster exports (crystalflow_core.export) through independent readers (ASE, RDKit, gemmi)."""
 
 import ase.io
 import gemmi
@@ -9,8 +9,7 @@ from rdkit import Chem
 from rdkit.Chem import AllChem
 
 from crystalflow_core.data.symmetry import cluster_bonds
-from crystalviz.demo import demo_cluster_view
-from crystalviz.export import (
+from crystalflow_core.export import (
     pdb_string,
     write_cluster_pdb,
     write_cluster_sdf,
@@ -18,6 +17,7 @@ from crystalviz.export import (
     write_trajectory_pdb,
     write_trajectory_xyz,
 )
+from crystalviz.demo import demo_cluster_view
 
 PDB_PRECISION = 5e-4 + 1e-9
 SDF_PRECISION = 5e-5 + 1e-9

@@ -1,0 +1,150 @@
+"""A chemist's molecule for ``crystalflow predict``: read from a SMILES, an SDF or a CIF, checked, with
+hydrogens and a 3D conformer (RDKit's ETKDG, then MMFF94).
+
+Every failure is a :class:`MoleculeInputError` that names the input and the reason, as curation does: one
+species only, elements the model knows, a molecule RDKit can embed and MMFF94 can type.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from pathlib import Path
+
+import numpy as np
+from ase.data import chemical_symbols
+from rdkit import Chem, RDLogger
+from rdkit.Chem import rdDistGeom, rdForceFieldHelpers
+
+from .chemistry import cluster_to_rdkit
+from .errors import CurationError, InputError
+from .forcefield import ForceFieldError, mmff_terms
+
+#: Attempts of ETKDG before a molecule counts as one RDKit cannot embed.
+EMBED_ATTEMPTS = 10
+
+
+class MoleculeInputError(InputError):
+    """A molecule ``predict`` cannot use; the message starts with the input it came from."""
+
+    def __init__(self, source: str, problem: str) -> None:
+        super().__init__(f"{source}: {problem}")
+
+
+def _one_species(molecule: Chem.Mol, source: str) -> Chem.Mol:
+    fragments = Chem.GetMolFrags(molecule, asMols=True, sanitizeFrags=False)
+    if len(fragments) != 1:
+        smiles = sorted({Chem.MolToSmiles(Chem.RemoveHs(f, sanitize=False)) for f in fragments})
+        raise MoleculeInputError(
+            source, f"{len(fragments)} components ({'; '.join(smiles)}): give one species (no salts or solvates)"
+        )
+    return molecule
+
+
+def _check_elements(molecule: Chem.Mol, source: str, known: Collection[int] | None) -> None:
+    if known is None:
+        return
+    unknown = sorted({a.GetAtomicNum() for a in molecule.GetAtoms()} - set(known))
+    if unknown:
+        names = ", ".join(chemical_symbols[z] for z in unknown)
+        seen = " ".join(chemical_symbols[z] for z in sorted(known))
+        raise MoleculeInputError(source, f"element(s) {names} never seen in training (the model knows {seen})")
+
+
+def _embedded(molecule: Chem.Mol, source: str, seed: int) -> Chem.Mol:
+    """``molecule`` with explicit hydrogens and one ETKDG conformer optimised with MMFF94."""
+    molecule = Chem.AddHs(molecule, addCoords=molecule.GetNumConformers() > 0)
+    molecule.RemoveAllConformers()
+    parameters = rdDistGeom.ETKDGv3()
+    for attempt in range(EMBED_ATTEMPTS):
+        parameters.randomSeed = seed + attempt
+        if rdDistGeom.EmbedMolecule(molecule, parameters) == 0:
+            break
+    else:
+        raise MoleculeInputError(source, f"RDKit cannot embed the molecule in 3D ({EMBED_ATTEMPTS} ETKDG attempts)")
+    _check_force_field(molecule, source)
+    rdForceFieldHelpers.MMFFOptimizeMolecule(molecule, maxIters=2000)
+    return molecule
+
+
+def _check_force_field(molecule: Chem.Mol, source: str) -> None:
+    """The relaxation and the ranking need MMFF94 terms of the molecule (typed, and neutral)."""
+    if not rdForceFieldHelpers.MMFFHasAllMoleculeParams(molecule):
+        raise MoleculeInputError(source, "MMFF94 has no parameters for some atom of the molecule")
+    try:
+        mmff_terms(molecule)
+    except ForceFieldError as error:
+        raise MoleculeInputError(source, str(error)) from error
+
+
+def from_smiles(smiles: str, known_elements: Collection[int] | None = None, seed: int = 0) -> Chem.Mol:
+    """The molecule of ``smiles`` with hydrogens and an MMFF94-optimised ETKDG conformer."""
+    source = f"SMILES {smiles!r}"
+    RDLogger.DisableLog("rdApp.*")
+    try:
+        molecule = Chem.MolFromSmiles(smiles) if smiles.strip() else None
+    finally:
+        RDLogger.EnableLog("rdApp.*")
+    if molecule is None:
+        raise MoleculeInputError(source, "does not parse as a SMILES (RDKit rejects it)")
+    _one_species(molecule, source)
+    _check_elements(molecule, source, known_elements)
+    return _embedded(molecule, source, seed)
+
+
+def _with_hydrogens(molecule: Chem.Mol, source: str) -> None:
+    if not any(atom.GetAtomicNum() == 1 for atom in molecule.GetAtoms()):
+        raise MoleculeInputError(source, "has no hydrogen atoms; give the molecule with them, or as a SMILES")
+
+
+def from_sdf(path: str | Path, known_elements: Collection[int] | None = None) -> Chem.Mol:
+    """The first record of an SDF/MOL file, with hydrogens; a 3D conformer is kept, a 2D one replaced."""
+    source = str(path)
+    if not Path(path).is_file():
+        raise MoleculeInputError(source, "no such file")
+    RDLogger.DisableLog("rdApp.*")
+    try:
+        molecule = next(iter(Chem.SDMolSupplier(source, removeHs=False)), None)
+    except OSError as error:
+        raise MoleculeInputError(source, f"cannot be read ({error})") from error
+    finally:
+        RDLogger.EnableLog("rdApp.*")
+    if molecule is None:
+        raise MoleculeInputError(source, "holds no molecule RDKit can read")
+    _one_species(molecule, source)
+    _check_elements(molecule, source, known_elements)
+    if molecule.GetNumConformers() and molecule.GetConformer().Is3D():
+        if not any(a.GetAtomicNum() == 1 for a in molecule.GetAtoms()):
+            molecule = Chem.AddHs(molecule, addCoords=True)
+        _check_force_field(molecule, source)
+        return molecule
+    return _embedded(molecule, source, seed=0)
+
+
+def from_cif(path: str | Path, known_elements: Collection[int] | None = None) -> Chem.Mol:
+    """The molecule of a CIF's crystal (its first block that curation accepts), as it sits in the crystal."""
+    from .data.cif import read_cif_blocks
+    from .data.molecules import select_molecular_crystal
+
+    source = str(path)
+    if not Path(path).is_file():
+        raise MoleculeInputError(source, "no such file")
+    problems = []
+    for crystal in read_cif_blocks(path):
+        try:
+            if isinstance(crystal, CurationError):
+                raise crystal
+            chosen = select_molecular_crystal(crystal)
+        except CurationError as error:
+            problems.append(str(error))
+            continue
+        positions = chosen.frac @ chosen.crystal.lattice
+        molecule = cluster_to_rdkit(chosen.numbers, np.zeros(len(chosen.numbers), dtype=int), positions)
+        try:
+            Chem.SanitizeMol(molecule)
+        except (RuntimeError, ValueError) as error:
+            raise MoleculeInputError(source, f"RDKit cannot perceive the molecule ({error})") from error
+        _with_hydrogens(molecule, source)
+        _check_elements(molecule, source, known_elements)
+        _check_force_field(molecule, source)
+        return molecule
+    raise MoleculeInputError(source, "no block with one molecular species: " + ("; ".join(problems) or "empty"))

@@ -1,0 +1,53 @@
+"""Still pictures of a cluster (matplotlib, no browser or kernel): ball-and-stick in 3D, one colour per molecule,
+for READMEs and papers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from crystalflow_core.data.symmetry import cluster_bonds  # noqa: E402
+from crystalviz.colors import molecule_colors  # noqa: E402
+
+#: Marker areas (points²) of hydrogen and of heavier atoms.
+_HYDROGEN_SIZE, _HEAVY_SIZE = 12.0, 40.0
+
+
+def cluster_png(
+    path: str | Path,
+    numbers: np.ndarray,
+    mol_index: np.ndarray,
+    positions: np.ndarray,
+    title: str = "",
+    elevation: float = 20.0,
+    azimuth: float = 35.0,
+) -> Path:
+    """Write a ball-and-stick PNG of one cluster ``positions [N, 3]``; bonds by the curation's rule."""
+    numbers, mol_index = np.asarray(numbers), np.asarray(mol_index)
+    positions = np.asarray(positions, dtype=float)
+    colors = molecule_colors(int(mol_index.max()) + 1)
+    figure = plt.figure(figsize=(6, 6), dpi=120)
+    axes = figure.add_subplot(projection="3d")
+    for i, j in cluster_bonds(numbers, mol_index, positions):
+        axes.plot(*positions[[i, j]].T, color=colors[mol_index[i]], linewidth=1.6)
+    sizes = np.where(numbers == 1, _HYDROGEN_SIZE, _HEAVY_SIZE)
+    axes.scatter(*positions.T, s=sizes, c=[colors[m] for m in mol_index], edgecolors="black", linewidths=0.3)
+    span = (positions.max(axis=0) - positions.min(axis=0)).max() / 2
+    for centre, setter in zip(positions.mean(axis=0), (axes.set_xlim, axes.set_ylim, axes.set_zlim), strict=True):
+        setter(centre - span, centre + span)
+    axes.view_init(elev=elevation, azim=azimuth)
+    axes.set_box_aspect(None, zoom=1.35)
+    axes.set_axis_off()
+    if title:
+        axes.set_title(title, fontsize=10)
+    figure.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path)
+    plt.close(figure)
+    return path

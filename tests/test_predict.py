@@ -1,0 +1,148 @@
+"""``crystalflow predict``: the start cluster, the scores of a packing, the inputs it accepts and refuses, and the
+whole command with the shipped model."""
+
+import json
+import math
+
+import ase.io
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from rdkit import Chem
+from rdkit.Chem import AllChem
+
+from conftest import SMALL_MOLECULES
+from crystalflow_core import molecule_input, predict
+from crystalflow_core.cli import main
+from crystalflow_core.data import codcluster17
+from crystalflow_core.data.noise import NoiseConfig
+from crystalflow_core.data.sources import bundled_cod_directory
+from crystalflow_core.shipped import SHIPPED_MODEL, known_elements
+
+SALICYLIC_ACID = "O=C(O)c1ccccc1O"
+
+
+def _pairwise(x: np.ndarray) -> np.ndarray:
+    return np.linalg.norm(x[:, None] - x[None], axis=-1)
+
+
+def test_fcc_sites_are_the_17_nearest_sites_at_the_asked_density():
+    volume = 150.0
+    sites = predict.fcc_sites(17, volume, torch.Generator().manual_seed(0))
+    a = (4 * volume) ** (1 / 3)  # four sites per cubic cell
+    radii = np.sort(np.linalg.norm(sites, axis=1))
+    np.testing.assert_allclose(radii[0], 0.0, atol=1e-12)
+    np.testing.assert_allclose(radii[1:13], a / math.sqrt(2), rtol=1e-12)  # the 12 nearest neighbours
+    np.testing.assert_allclose(radii[13:], a, rtol=1e-12)  # 4 of the 6 second neighbours
+    other = predict.fcc_sites(17, volume, torch.Generator().manual_seed(1))
+    assert not np.allclose(other, sites)  # the lattice is turned at random
+    np.testing.assert_allclose(np.sort(_pairwise(other)[0]), np.sort(_pairwise(sites)[0]), atol=1e-9)
+
+
+def test_density_of_a_cubic_lattice_of_molecules_is_its_mass_over_the_cell():
+    molecule = Chem.AddHs(Chem.MolFromSmiles("CO"))
+    AllChem.EmbedMolecule(molecule, randomSeed=1)
+    body = molecule.GetConformer().GetPositions()
+    spacing = 4.2
+    grid = np.array([[i, j, k] for i in (-1, 0, 1) for j in (-1, 0, 1) for k in (-1, 0, 1)], dtype=float) * spacing
+    x = np.concatenate([body - body.mean(axis=0) + site for site in grid])
+    numbers = np.array([a.GetAtomicNum() for a in molecule.GetAtoms()] * len(grid))
+    mol_index = np.repeat(np.arange(len(grid)), len(body))
+    grams_per_mole = 12.011 + 15.999 + 4 * 1.008
+    expected = grams_per_mole / 6.02214076e23 / (spacing * 1e-8) ** 3  # g/cm³
+    assert predict.packing_density(x, numbers, mol_index) == pytest.approx(expected, rel=1e-3)
+
+
+def test_loosest_contact_is_the_worst_molecules_closest_approach_over_the_vdw_sum():
+    x = np.array([[0.0, 0, 0], [3.0, 0, 0], [3.0, 4.0, 0]])
+    # carbon and oxygen (ASE's Bondi radii 1.70 and 1.52): molecule 2 (O) is 4 Å from molecule 1
+    ratio = predict.loosest_contact(x, np.array([6, 6, 8]), np.array([0, 1, 2]))
+    assert ratio == pytest.approx(4.0 / (1.70 + 1.52))
+
+
+def test_start_cluster_holds_17_exact_copies_around_molecule_0():
+    molecule = molecule_input.from_smiles(SALICYLIC_ACID)
+    numbers, mol_index, x_w = predict.start_cluster(molecule, NoiseConfig(), torch.Generator().manual_seed(0))
+    n = molecule.GetNumAtoms()
+    assert len(numbers) == 17 * n and mol_index.max() == 16 and (numbers == 1).sum() == 17 * 6
+    body = molecule.GetConformer().GetPositions()
+    for m in range(17):
+        np.testing.assert_allclose(_pairwise(x_w[mol_index == m]), _pairwise(body), atol=1e-9)
+    centres = np.stack([x_w[mol_index == m].mean(axis=0) for m in range(17)])
+    assert np.linalg.norm(centres[0]) < 5.0  # the origin's site, moved by 1 Å noise
+
+
+def test_inputs_are_checked_and_named(tmp_path, monkeypatch):
+    known = known_elements(SHIPPED_MODEL)
+    with pytest.raises(molecule_input.MoleculeInputError, match=r"^SMILES 'C1CC': does not parse"):
+        molecule_input.from_smiles("C1CC", known)
+    with pytest.raises(molecule_input.MoleculeInputError, match=r"2 components .*one species"):
+        molecule_input.from_smiles("CC(=O)[O-].[Na+]", known)
+    with pytest.raises(molecule_input.MoleculeInputError, match=r"element\(s\) Se never seen in training"):
+        molecule_input.from_smiles("C[Se]C", known)
+    with pytest.raises(molecule_input.MoleculeInputError, match=r"net charge"):
+        molecule_input.from_smiles("C[NH3+]", known)
+    monkeypatch.setattr(molecule_input.rdDistGeom, "EmbedMolecule", lambda *args: -1)
+    with pytest.raises(molecule_input.MoleculeInputError, match=r"^SMILES 'CCO': RDKit cannot embed"):
+        molecule_input.from_smiles("CCO", known)
+
+
+def test_sdf_and_cif_inputs_give_the_molecule_with_hydrogens(tmp_path):
+    molecule = molecule_input.from_smiles(SALICYLIC_ACID)
+    path = tmp_path / "mine.sdf"
+    with Chem.SDWriter(str(path)) as writer:
+        writer.write(molecule)
+    read = molecule_input.from_sdf(path)
+    np.testing.assert_allclose(read.GetConformer().GetPositions(), molecule.GetConformer().GetPositions(), atol=1e-3)
+    with pytest.raises(molecule_input.MoleculeInputError, match="no such file"):
+        molecule_input.from_sdf(tmp_path / "missing.sdf")
+    cif = tmp_path / "crystal.cif"
+    import gzip
+
+    cif.write_bytes(gzip.decompress((bundled_cod_directory() / f"{SMALL_MOLECULES[0]}.cif.gz").read_bytes()))
+    from_crystal = molecule_input.from_cif(cif)
+    assert any(atom.GetAtomicNum() == 1 for atom in from_crystal.GetAtoms())
+    assert from_crystal.GetNumConformers() == 1 and len(Chem.GetMolFrags(from_crystal)) == 1
+
+
+def test_predict_command_writes_ranked_intact_clash_free_packings(tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main(["predict", "--smiles", SALICYLIC_ACID, "--samples", "2", "--out", str(out)]) == 0
+    assert "wrote 2 ranked packings" in capsys.readouterr().out
+    ranking = pd.read_csv(out / "ranking.csv")
+    assert ranking["rank"].tolist() == [1, 2] and sorted(ranking["k"]) == [0, 1]
+    assert (ranking["clash"] == 0).all() and (ranking["integrity"] < 1e-4).all()
+    assert (ranking["energy"] < 0).all() and ranking["energy"].is_monotonic_increasing  # no clashes: by energy
+    assert (ranking["loosest_contact"] < 1.2).all()  # every molecule touches a neighbour
+    assert ranking["density"].between(0.8, 2.0).all()
+    record = json.loads((out / "predict.json").read_text())
+    name = record["name"]
+    assert record["samples"] == 2 and Chem.CanonSmiles(record["smiles"]) == Chem.CanonSmiles(SALICYLIC_ACID)
+    start_numbers, start_index, x_w = codcluster17.read_positions_csv(codcluster17.initial_path(out, name))
+    for row in ranking.itertuples():
+        numbers, mol_index, x = codcluster17.read_positions_csv(codcluster17.prediction_path(out, name, row.k))
+        assert np.array_equal(numbers, start_numbers) and (numbers == 1).sum() == 17 * 6
+        for m in range(17):
+            np.testing.assert_allclose(_pairwise(x[mol_index == m]), _pairwise(x_w[mol_index == m]), atol=1e-4)
+        pdb = ase.io.read(out / row.pdb)
+        np.testing.assert_allclose(pdb.positions, x, atol=1e-3)
+        assert ase.io.read(out / row.xyz).get_chemical_formula() == pdb.get_chemical_formula()
+        times, trajectory = codcluster17.read_trajectory(out, name, row.k)
+        assert times[0] == 0.0 and times[-1] == 1.0 and np.allclose(trajectory[-1], x)
+    best = predict.read_packing(out, rank=1)
+    assert best.scores["k"] == ranking.loc[0, "k"] and best.trajectory.shape[1:] == x.shape
+
+
+def test_predict_refuses_bad_input_with_status_2(tmp_path, capsys):
+    out = str(tmp_path / "out")
+    assert main(["predict", "--smiles", "C1CC", "--out", out]) == 2
+    assert "error: SMILES 'C1CC': does not parse" in capsys.readouterr().err
+    assert main(["predict", "--smiles", "C[Se]C", "--out", out]) == 2
+    assert "Se never seen in training" in capsys.readouterr().err
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    (foreign / "checkpoint.pt").write_bytes(b"not a checkpoint")
+    assert main(["predict", "--smiles", SALICYLIC_ACID, "--run", str(foreign), "--out", out]) == 2
+    assert "checkpoint.pt" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
