@@ -145,6 +145,11 @@ def _add_train(sub) -> None:
     p.set_defaults(handler=run_train)
 
 
+def _add_data_and_split(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data", required=True, type=Path, help="curated directory")
+    p.add_argument("--split", default="test", choices=("train", "val", "test"), help="default: %(default)s")
+
+
 def _add_sample(sub) -> None:
     p = sub.add_parser(
         "sample",
@@ -154,8 +159,7 @@ def _add_sample(sub) -> None:
         "OUT/Trajectories/{id}_cluster16_pred{k}.npz.",
     )
     p.add_argument("--run", required=True, type=Path, help="run directory written by crystalflow train")
-    p.add_argument("--data", required=True, type=Path, help="curated directory")
-    p.add_argument("--split", default="test", choices=("train", "val", "test"), help="default: %(default)s")
+    _add_data_and_split(p)
     p.add_argument("--samples", type=POSITIVE_INT, default=1, help="samples per cluster, K (default: %(default)s)")
     p.add_argument("--out", required=True, type=Path, help="output directory for predictions")
     p.add_argument(
@@ -177,7 +181,8 @@ def _add_sample(sub) -> None:
     p.add_argument(
         "--relax",
         action="store_true",
-        help="polish every prediction by rigid-body steric relaxation: clashes removed, molecules kept exact",
+        help="polish every prediction by rigid-body relaxation in MMFF94 (the molecule typed on x_w; a steric wall "
+        "alone where MMFF94 cannot type it): clashes removed, molecules kept exact",
     )
     p.add_argument("--batch-size", type=POSITIVE_INT, default=8, help="default: %(default)s")
     p.add_argument("--device", default="auto", help="default: %(default)s")
@@ -194,13 +199,18 @@ def _add_relax(sub) -> None:
         "OUT/PredictedPositions/{id}_cluster16_pred0.csv, OUT/Trajectories and OUT/sampling.json, so that "
         "crystalflow evaluate --pred OUT records it (OUT/record.json) as the method 'relax' of the benchmark.",
     )
-    p.add_argument("--data", required=True, type=Path, help="curated directory")
+    _add_data_and_split(p)
     p.add_argument("--out", required=True, type=Path, help="output directory for the relaxed clusters")
-    p.add_argument("--split", default="test", choices=("train", "val", "test"), help="default: %(default)s")
     p.add_argument("--seed", type=NON_NEGATIVE_INT, default=0, help="seed of the split (default: %(default)s)")
     p.add_argument("--subset", type=POSITIVE_INT, default=None, help="the split of the first N clusters, as in train")
     p.add_argument(
         "--iterations", type=POSITIVE_INT, default=RELAX_ITERATIONS, help="L-BFGS iterations (default: %(default)s)"
+    )
+    p.add_argument(
+        "--starts",
+        type=POSITIVE_INT,
+        default=1,
+        help="relaxed starts per cluster: x_w, then x_w with its molecules turned at random (default: %(default)s)",
     )
     p.set_defaults(handler=run_relax)
 
@@ -363,11 +373,11 @@ def run_relax(args: argparse.Namespace) -> None:
     params.check_out_dir("--out", args.out)
     _check_run_data(args.out, args.subset, data)
     dataset = ClusterDataset(data, split=args.split, seed=args.seed, subset=args.subset)
-    predictions = relax_dataset(dataset, iterations=args.iterations)
+    predictions = relax_dataset(dataset, iterations=args.iterations, starts=args.starts, seed=args.seed)
     write_predictions(args.out, dataset, predictions)
     config = relax_config(data, args.seed, args.subset, args.iterations)
-    write_sampling(args.out, args.out, config, args.split, 1, iterations=args.iterations)
-    print(f"wrote {len(dataset)} relaxed {args.split} clusters to {args.out}")
+    write_sampling(args.out, args.out, config, args.split, args.starts, iterations=args.iterations)
+    print(f"wrote {args.starts} relaxed start(s) for each of {len(dataset)} {args.split} clusters to {args.out}")
 
 
 def run_predict(args: argparse.Namespace) -> None:

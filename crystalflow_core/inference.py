@@ -16,6 +16,7 @@ from tqdm.auto import tqdm
 from . import metrics
 from .data import codcluster17
 from .data.dataset import ClusterData, ClusterDataset
+from .data.noise import NoiseConfig, rigid_noise
 from .forcefield import ForceFieldError, cluster_terms
 from .params import check_predictions_dir
 from .paths import ProbabilityPath
@@ -114,17 +115,36 @@ def relax_start(item: ClusterData, x: np.ndarray, iterations: int = RELAX_ITERAT
 
 
 def relax_dataset(
-    dataset: ClusterDataset, iterations: int = RELAX_ITERATIONS, progress: bool = True
+    dataset: ClusterDataset,
+    iterations: int = RELAX_ITERATIONS,
+    starts: int = 1,
+    seed: int = 0,
+    progress: bool = True,
 ) -> dict[str, Prediction]:
     """The classical baseline ``relax``: every cluster's ``x_w`` relaxed as rigid molecules in MMFF94
-    (:func:`relax_start`), no model involved; one sample per cluster, trajectory ``[x_w, relaxed]``."""
+    (:func:`relax_start`), no model involved; trajectory ``[start, relaxed]`` per sample.
+
+    With ``starts > 1`` there are that many samples: the first starts from ``x_w``, each other from ``x_w`` with
+    every molecule turned to a uniformly random orientation about its centroid (generator seed ``seed + k``), so
+    scoring them shows what many relaxed starts, chosen by energy, add.
+    """
+    turn = NoiseConfig(rotation_deg=180.0, translation_sigma=0.0)
     predictions = {}
-    for item in tqdm(dataset, desc="relax x_w", unit="cluster", disable=not progress):
-        start = item.x_w.double().numpy()
-        relaxed = relax_start(item, start, iterations)
+    bar = tqdm(total=starts * len(dataset), desc="relax x_w", unit="start", disable=not progress)
+    for item in dataset:
+        x_w = item.x_w.double()
+        poses, frames = [], []
+        for k in range(starts):
+            generator = torch.Generator().manual_seed(seed + k)
+            start = x_w if k == 0 else rigid_noise(x_w, item.mol_index, turn, generator)
+            relaxed = relax_start(item, start.numpy(), iterations)
+            poses.append(relaxed)
+            frames.append(np.stack([start.numpy(), relaxed]))
+            bar.update(1)
         predictions[item.cluster_id] = Prediction(
-            samples=relaxed[None], trajectories=np.stack([start, relaxed])[None], times=np.array([0.0, 1.0])
+            samples=np.stack(poses), trajectories=np.stack(frames), times=np.array([0.0, 1.0])
         )
+    bar.close()
     return predictions
 
 

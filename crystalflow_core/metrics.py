@@ -32,7 +32,7 @@ the sample closest to the truth (an oracle choice) and ``<metric>_chosen`` for t
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -227,25 +227,29 @@ def best_of_k(
     return {**cluster_metrics(samples[best_k], x_true, numbers, mol_index), "best_k": best_k}
 
 
-def choose_without_truth(samples: ArrayLike, numbers: ArrayLike, mol_index: ArrayLike) -> int:
+def choose_without_truth(
+    samples: ArrayLike, numbers: ArrayLike, mol_index: ArrayLike, energies: Sequence[float] | None = None
+) -> int:
     """Index of the sample of ``samples [K, N, 3]`` that looks most physical, chosen without the truth.
 
-    Fewest intermolecular clashes (:func:`intermolecular_clash_rate`), ties broken by the largest smallest
-    distance between two molecules (:func:`closest_approach`), then by the lowest index. Samples with
-    non-finite coordinates come last (they would otherwise look clash-free).
+    Fewest intermolecular clashes (:func:`intermolecular_clash_rate`), ties broken by the lowest of
+    ``energies [K]`` (interaction energies, when known and finite), then by the largest smallest distance between
+    two molecules (:func:`closest_approach`), then by the lowest index. Samples with non-finite coordinates come
+    last (they would otherwise look clash-free).
     """
     samples = _coords(samples)
     if samples.ndim != 3:
         raise ValueError(f"samples must have shape [K, N, 3], got {tuple(samples.shape)}")
 
-    def badness(k: int) -> tuple[bool, float, float, int]:
+    def badness(k: int) -> tuple[bool, float, float, float, int]:
         if not bool(torch.isfinite(samples[k]).all()):
-            return (True, math.inf, math.inf, k)
+            return (True, math.inf, math.inf, math.inf, k)
+        energy = math.inf if energies is None or not math.isfinite(energies[k]) else float(energies[k])
         clash = intermolecular_clash_rate(samples[k], numbers, mol_index)
         closest = closest_approach(samples[k], mol_index)
         off_diagonal = ~torch.eye(closest.shape[0], dtype=torch.bool, device=closest.device)
         nearest = float(closest[off_diagonal].min()) if bool(off_diagonal.any()) else math.inf
-        return (False, math.inf if math.isnan(clash) else clash, -nearest, k)
+        return (False, math.inf if math.isnan(clash) else clash, energy, -nearest, k)
 
     return min(range(samples.shape[0]), key=badness)
 
@@ -290,7 +294,8 @@ def metrics_table(
         }
         row.update({key: _sample_mean(key, [m[key] for m in per_sample]) for key in METRIC_KEYS})
         best_k = int(np.argmin(np.nan_to_num([m["pm_atom"] for m in per_sample], nan=np.inf)))
-        chosen_k = choose_without_truth(samples, numbers, mol_index) if len(samples) > 1 else 0
+        energies = [m["energy"] for m in per_sample]
+        chosen_k = choose_without_truth(samples, numbers, mol_index, energies) if len(samples) > 1 else 0
         for suffix, k in (("best", best_k), ("chosen", chosen_k)):
             row.update({f"{key}_{suffix}": per_sample[k][key] for key in METRIC_KEYS})
             row[f"{suffix}_k"] = k

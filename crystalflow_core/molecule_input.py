@@ -7,7 +7,8 @@ species only, elements the model knows, a molecule RDKit can embed and MMFF94 ca
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -76,18 +77,31 @@ def _check_force_field(molecule: Chem.Mol, source: str) -> None:
         raise MoleculeInputError(source, str(error)) from error
 
 
+@contextmanager
+def _rdkit_silenced() -> Iterator[None]:
+    """RDKit's own warnings off: the error raised here says what went wrong, once."""
+    RDLogger.DisableLog("rdApp.*")
+    try:
+        yield
+    finally:
+        RDLogger.EnableLog("rdApp.*")
+
+
+def _read(molecule: Chem.Mol | None, source: str, unread: str, known: Collection[int] | None) -> Chem.Mol:
+    """``molecule`` if RDKit read one (``unread`` says why not), of one species and of known elements."""
+    if molecule is None:
+        raise MoleculeInputError(source, unread)
+    _one_species(molecule, source)
+    _check_elements(molecule, source, known)
+    return molecule
+
+
 def from_smiles(smiles: str, known_elements: Collection[int] | None = None, seed: int = 0) -> Chem.Mol:
     """The molecule of ``smiles`` with hydrogens and an MMFF94-optimised ETKDG conformer."""
     source = f"SMILES {smiles!r}"
-    RDLogger.DisableLog("rdApp.*")
-    try:
+    with _rdkit_silenced():
         molecule = Chem.MolFromSmiles(smiles) if smiles.strip() else None
-    finally:
-        RDLogger.EnableLog("rdApp.*")
-    if molecule is None:
-        raise MoleculeInputError(source, "does not parse as a SMILES (RDKit rejects it)")
-    _one_species(molecule, source)
-    _check_elements(molecule, source, known_elements)
+    molecule = _read(molecule, source, "does not parse as a SMILES (RDKit rejects it)", known_elements)
     return _embedded(molecule, source, seed)
 
 
@@ -101,17 +115,12 @@ def from_sdf(path: str | Path, known_elements: Collection[int] | None = None) ->
     source = str(path)
     if not Path(path).is_file():
         raise MoleculeInputError(source, "no such file")
-    RDLogger.DisableLog("rdApp.*")
     try:
-        molecule = next(iter(Chem.SDMolSupplier(source, removeHs=False)), None)
+        with _rdkit_silenced():
+            molecule = next(iter(Chem.SDMolSupplier(source, removeHs=False)), None)
     except OSError as error:
         raise MoleculeInputError(source, f"cannot be read ({error})") from error
-    finally:
-        RDLogger.EnableLog("rdApp.*")
-    if molecule is None:
-        raise MoleculeInputError(source, "holds no molecule RDKit can read")
-    _one_species(molecule, source)
-    _check_elements(molecule, source, known_elements)
+    molecule = _read(molecule, source, "holds no molecule RDKit can read", known_elements)
     if molecule.GetNumConformers() and molecule.GetConformer().Is3D():
         if not any(a.GetAtomicNum() == 1 for a in molecule.GetAtoms()):
             molecule = Chem.AddHs(molecule, addCoords=True)

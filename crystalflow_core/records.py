@@ -65,8 +65,9 @@ METHOD_LABELS = {
     "crystal": "Crystal (x_s, the answer)",
 }
 #: Column suffixes of :func:`~crystalflow_core.metrics.metrics_table` with K > 1 samples: the mean over samples
-#: (no suffix), the oracle best of k (chosen with the truth) and the best of k chosen without it (fewest clashes).
-SELECTIONS = {"": "mean of k", "_best": "best of k (oracle)", "_chosen": "chosen of k (fewest clashes)"}
+#: (no suffix), the oracle best of k (chosen with the truth) and the best of k chosen without it (fewest clashes,
+#: then lowest MMFF94 energy).
+SELECTIONS = {"": "mean of k", "_best": "best of k (oracle)", "_chosen": "chosen of k (fewest clashes, lowest energy)"}
 RECORD_COLUMNS = [
     "method",
     "seed",

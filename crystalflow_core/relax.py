@@ -23,7 +23,7 @@ from torch import Tensor
 from . import so3
 from .data.noise import molecule_centroids
 from .forcefield import ClusterEnergy, PairTerms, pair_distances
-from .metrics import COVALENT_RADII, intermolecular_clash_rate
+from .metrics import COVALENT_RADII
 from .nn.painn import radius_edges
 
 #: Steric walls sit at this multiple of the covalent-radius sum: a little beyond the clash threshold, so
@@ -109,35 +109,39 @@ class _RigidPose:
 WALL_WEIGHT = 100.0
 #: L-BFGS iterations of the MMFF94 stage.
 DEFAULT_ITERATIONS = 300
-#: Largest centroid scale factor tried, and the bisection steps that find the smallest clash-free one.
-MAX_EXPANSION = 4.0
-_BISECTIONS = 10
+#: Outward step (Å) of a molecule still in a clash after the steric wall, and the most steps.
+SEPARATION_STEP = 0.5
+_MAX_SEPARATION_STEPS = 200
 
 
-def expand_until_clear(x: Tensor, numbers: Tensor, mol_index: Tensor) -> Tensor:
-    """``x [N, 3]`` with molecule centroids scaled about the cluster centroid by the smallest factor ≥ 1 that
-    leaves no intermolecular clash (found by bisection up to :data:`MAX_EXPANSION`); orientations are kept.
+def separate_clashing(x: Tensor, numbers: Tensor, mol_index: Tensor) -> Tensor:
+    """``x [N, 3]`` with molecules that still clash stepped outward, one :data:`SEPARATION_STEP` at a time, until
+    none clash: of each clashing pair of molecules the one farther from the cluster's centre moves, along the
+    line from that centre through its centroid; orientations are kept.
 
-    Molecules threaded through one another cannot be untangled by a local minimisation. Scaled just apart, the
-    cluster keeps its arrangement, the closest molecules touch, and the MMFF94 stage starts from there.
+    Molecules threaded through one another cannot be untangled by a local minimisation; this moves only them,
+    by as little as frees them, and the MMFF94 stage draws them back into contact.
     """
     n_molecules = int(mol_index.max()) + 1
-    centre = molecule_centroids(x, mol_index, n_molecules)
-    offset = centre - centre.mean(dim=0)
-
-    def scaled(factor: float) -> Tensor:
-        return x + ((factor - 1.0) * offset)[mol_index]
-
-    def clear(factor: float) -> bool:
-        return intermolecular_clash_rate(scaled(factor), numbers, mol_index) == 0.0
-
-    if clear(1.0) or not clear(MAX_EXPANSION):
-        return scaled(1.0 if clear(1.0) else MAX_EXPANSION)
-    low, high = 1.0, MAX_EXPANSION
-    for _ in range(_BISECTIONS):
-        middle = 0.5 * (low + high)
-        low, high = (low, middle) if clear(middle) else (middle, high)
-    return scaled(high)
+    x = x.clone()
+    centre = molecule_centroids(x, mol_index, n_molecules).mean(dim=0)
+    radius = COVALENT_RADII.to(x.device)[numbers]
+    touching = radius[:, None] + radius[None, :]
+    for _ in range(_MAX_SEPARATION_STEPS):
+        clash = (torch.cdist(x, x) < touching) & (mol_index[:, None] != mol_index[None, :])
+        if not bool(clash.any()):
+            break
+        i, j = clash.nonzero(as_tuple=True)
+        offset = molecule_centroids(x, mol_index, n_molecules) - centre
+        reach = offset.norm(dim=1)
+        a, b = mol_index[i], mol_index[j]
+        movers = torch.unique(torch.where(reach[a] >= reach[b], a, b))
+        direction = offset[movers] / reach[movers, None].clamp_min(1e-9)
+        direction[reach[movers] < 1e-9] = torch.tensor([1.0, 0.0, 0.0], dtype=x.dtype, device=x.device)
+        shift = torch.zeros(n_molecules, 3, dtype=x.dtype, device=x.device)
+        shift[movers] = SEPARATION_STEP * direction
+        x = x + shift[mol_index]
+    return x
 
 
 def relax_cluster(
@@ -151,12 +155,12 @@ def relax_cluster(
     """One cluster ``x [N, 3]`` relaxed as rigid molecules.
 
     With ``terms`` (the molecule's MMFF94 :class:`~crystalflow_core.forcefield.PairTerms`): the steric wall
-    first (:func:`relax_rigid`), then, if molecules still clash, the cluster is expanded until none do
-    (:func:`expand_until_clear`); up to ``iterations`` L-BFGS iterations then minimise the MMFF94 interaction
-    energy plus :data:`WALL_WEIGHT` times the wall, and a last pass of the wall clears any pair that came
-    close from beyond the pair list. Every pair of atoms in different molecules counts: a pair list with a
-    cutoff lets L-BFGS carry a molecule that leaves it away for nothing. Without ``terms`` (a
-    molecule MMFF94 cannot type) only the wall acts (:func:`relax_rigid`). Molecules stay exact to round-off.
+    first (:func:`relax_rigid`), then molecules that still clash are stepped apart (:func:`separate_clashing`);
+    up to ``iterations`` L-BFGS iterations then minimise the MMFF94 interaction energy plus :data:`WALL_WEIGHT`
+    times the wall, over every pair of atoms in different molecules (a pair list with a cutoff would let L-BFGS
+    carry a molecule that leaves it away for nothing), and a last pass of the wall alone clears anything left
+    inside a wall. Without ``terms`` (a molecule MMFF94 cannot type) only the wall acts. Molecules stay exact
+    to round-off.
     """
     numbers = torch.as_tensor(numbers, device=x.device)
     mol_index = torch.as_tensor(mol_index, device=x.device)
@@ -164,7 +168,7 @@ def relax_cluster(
     if terms is None:
         return relax_rigid(x, numbers, mol_index, batch, margin=margin)
     unclashed = relax_rigid(x.detach().to(torch.float64), numbers, mol_index, batch, margin=margin)
-    pose = _RigidPose(expand_until_clear(unclashed, numbers, mol_index), mol_index)
+    pose = _RigidPose(separate_clashing(unclashed, numbers, mol_index), mol_index)
     mmff = ClusterEnergy(terms, mol_index)
     radius = COVALENT_RADII.to(x.device)[numbers]
     wall = margin * (radius[:, None] + radius[None, :])
@@ -176,5 +180,4 @@ def relax_cluster(
     pose.minimise(energy, iterations)
     with torch.no_grad():
         relaxed = pose()
-    # A pair that was beyond the list's reach when it was built may have come too close since.
     return relax_rigid(relaxed, numbers, mol_index, batch, margin=margin).to(x.dtype)

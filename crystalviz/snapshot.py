@@ -51,3 +51,25 @@ def cluster_png(
     figure.savefig(path)
     plt.close(figure)
     return path
+
+
+def predicted_packing_png(out_dir: str | Path, path: str | Path, rank: int = 1) -> Path:
+    """Write a PNG of the packing of ``rank`` (1: the best) of a ``crystalflow predict --out`` directory, titled
+    with its ranking scores."""
+    from crystalflow_core.predict import read_packing
+
+    packing = read_packing(out_dir, rank)
+    scores = packing.scores
+    title = (
+        f"rank {rank}: {scores['energy']:.1f} kcal/mol per molecule, {scores['density']:.2f} g/cm³, "
+        f"{scores['clash']:.0f} % clashes"
+    )
+    return cluster_png(path, packing.numbers, packing.mol_index, packing.trajectory[-1], title=title)
+
+
+if __name__ == "__main__":
+    import sys
+
+    if len(sys.argv) != 3:
+        sys.exit("usage: python3 -m crystalviz.snapshot PREDICT_OUT_DIR PICTURE.png")
+    print(predicted_packing_png(sys.argv[1], sys.argv[2]))

@@ -85,7 +85,7 @@ def test_end_to_end_commands(small_cifs, tmp_path, capsys):
     per_cluster = pd.read_csv(scores / "per_cluster.csv", dtype={"cluster_id": str})
     assert {"cluster_id", *METRIC_KEYS, "pm_atom_best"} <= set(per_cluster)
     assert sorted(per_cluster["cluster_id"]) == sorted(predictions)
-    chosen = ["prediction, chosen of k (fewest clashes)"] if "pm_atom_chosen" in per_cluster else []
+    chosen = ["prediction, chosen of k (fewest clashes, lowest energy)"] if "pm_atom_chosen" in per_cluster else []
     rows = [line.split("  ")[0].strip() for line in printed[2:] if not line.startswith("wrote")]
     assert rows == [
         "prediction",

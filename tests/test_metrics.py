@@ -13,6 +13,7 @@ from ase.data import covalent_radii
 from scipy.spatial.transform import Rotation
 
 from crystalflow_core import packing
+from crystalflow_core.forcefield import cluster_terms, interaction_energy
 from crystalflow_core.metrics import (
     METRIC_KEYS,
     best_of_k,
@@ -466,9 +467,20 @@ def test_chosen_k_picks_the_clash_free_sample(small_data):
     assert clashes[0] > 0 and clashes[1] == 0 and clashes[3] == 0
     want = ref_choice(samples, cluster.numbers, cluster.mol_index)
     assert choose_without_truth(samples, cluster.numbers, cluster.mol_index) == want == 3
+    # among clash-free samples a known energy decides before the closest approach
+    assert choose_without_truth(samples, cluster.numbers, cluster.mol_index, [0.0, -1.0, 0.0, 1.0]) == 1
+    assert choose_without_truth(samples, cluster.numbers, cluster.mol_index, [-9.0, 5.0, -9.0, 1.0]) == 3
+    assert choose_without_truth(samples, cluster.numbers, cluster.mol_index, [math.nan] * 4) == 3
     df = metrics_table([("c", samples, cluster.x_s, cluster.numbers, cluster.mol_index)])
-    assert df.loc[0, "chosen_k"] == 3 and df.loc[0, "best_k"] == 1
+    terms = cluster_terms(cluster.numbers, cluster.mol_index, cluster.x_s)  # the crystal binds more tightly
+    crystal, apart = (
+        float(interaction_energy(torch.as_tensor(x), terms, torch.as_tensor(cluster.mol_index)))
+        for x in (cluster.x_s, expanded)
+    )
+    assert crystal < apart
+    assert df.loc[0, "chosen_k"] == 1 and df.loc[0, "best_k"] == 1
     assert df.loc[0, "clash_chosen"] == 0.0
+    assert df.loc[0, "energy_chosen"] == pytest.approx(crystal / cluster.n_molecules)
     assert choose_without_truth(samples[:3], cluster.numbers, cluster.mol_index) == 1
     diverged = squeezed.copy()
     diverged[0] = np.nan  # no distances, so no clashes: it must still not be chosen

@@ -1,6 +1,7 @@
 """``crystalflow predict``: the start cluster, the scores of a packing, the inputs it accepts and refuses, and the
 whole command with the shipped model."""
 
+import gzip
 import json
 import math
 
@@ -9,10 +10,10 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from conftest import SMALL_MOLECULES
 from rdkit import Chem
 from rdkit.Chem import AllChem
 
-from conftest import SMALL_MOLECULES
 from crystalflow_core import molecule_input, predict
 from crystalflow_core.cli import main
 from crystalflow_core.data import codcluster17
@@ -98,18 +99,28 @@ def test_sdf_and_cif_inputs_give_the_molecule_with_hydrogens(tmp_path):
     with pytest.raises(molecule_input.MoleculeInputError, match="no such file"):
         molecule_input.from_sdf(tmp_path / "missing.sdf")
     cif = tmp_path / "crystal.cif"
-    import gzip
-
     cif.write_bytes(gzip.decompress((bundled_cod_directory() / f"{SMALL_MOLECULES[0]}.cif.gz").read_bytes()))
     from_crystal = molecule_input.from_cif(cif)
     assert any(atom.GetAtomicNum() == 1 for atom in from_crystal.GetAtoms())
     assert from_crystal.GetNumConformers() == 1 and len(Chem.GetMolFrags(from_crystal)) == 1
 
 
-def test_predict_command_writes_ranked_intact_clash_free_packings(tmp_path, capsys):
-    out = tmp_path / "out"
-    assert main(["predict", "--smiles", SALICYLIC_ACID, "--samples", "2", "--out", str(out)]) == 0
-    assert "wrote 2 ranked packings" in capsys.readouterr().out
+@pytest.fixture(scope="module")
+def predicted(tmp_path_factory):
+    """``crystalflow predict`` of salicylic acid, 2 samples, with the shipped model: (out dir, what it printed)."""
+    import contextlib
+    import io
+
+    out = tmp_path_factory.mktemp("predict") / "out"
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        assert main(["predict", "--smiles", SALICYLIC_ACID, "--samples", "2", "--out", str(out)]) == 0
+    return out, printed.getvalue()
+
+
+def test_predict_command_writes_ranked_intact_clash_free_packings(predicted):
+    out, printed = predicted
+    assert "wrote 2 ranked packings" in printed
     ranking = pd.read_csv(out / "ranking.csv")
     assert ranking["rank"].tolist() == [1, 2] and sorted(ranking["k"]) == [0, 1]
     assert (ranking["clash"] == 0).all() and (ranking["integrity"] < 1e-4).all()
@@ -146,3 +157,19 @@ def test_predict_refuses_bad_input_with_status_2(tmp_path, capsys):
     assert main(["predict", "--smiles", SALICYLIC_ACID, "--run", str(foreign), "--out", out]) == 2
     assert "checkpoint.pt" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+def test_crystalviz_animates_and_pictures_a_prediction_in_one_call(predicted, tmp_path):
+    from matplotlib.image import imread
+
+    from crystalviz.snapshot import predicted_packing_png
+    from crystalviz.widgets import predicted_packing_viewer
+
+    out, _ = predicted
+    best = predict.read_packing(out, rank=1)
+    viewer = predicted_packing_viewer(out)
+    assert viewer.n_frames == len(best.trajectory) and np.allclose(viewer.trajectory[-1], best.trajectory[-1])
+    picture = imread(predicted_packing_png(out, tmp_path / "best.png"))
+    assert picture.shape[0] > 300 and picture[..., :3].std() > 0.05  # a drawing, not a blank canvas
+    with pytest.raises(predict.InputError, match="no rank 3"):
+        predict.read_packing(out, rank=3)

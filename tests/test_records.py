@@ -272,7 +272,7 @@ def test_summary_rows_split_samples_and_fill_missing_metrics():
     assert list(table.index) == [
         "CrystalFlow-LERP",
         "CrystalFlow-LERP, best of k (oracle)",
-        "CrystalFlow-LERP, chosen of k (fewest clashes)",
+        "CrystalFlow-LERP, chosen of k (fewest clashes, lowest energy)",
         "Identity (x_w)",
     ]
     assert table[key].tolist() == [1.0, 0.5, 0.75, 3.0]

@@ -90,15 +90,19 @@ def test_mmff_relaxation_binds_loose_molecules_and_keeps_them_exact():
     assert float(nearest.max()) < 3.0 and float(nearest.min()) > 1.5
 
 
-def test_expansion_undoes_interpenetration_by_the_smallest_clear_factor():
-    from crystalflow_core.relax import expand_until_clear
+def test_separation_moves_only_clashing_molecules_outward_until_clear():
+    from crystalflow_core.relax import SEPARATION_STEP, separate_clashing
 
-    x, numbers, mol_index, _ = _methanol_cluster(spacing=1.5)
-    assert intermolecular_clash_rate(x, numbers, mol_index) > 0
-    expanded = expand_until_clear(x, numbers, mol_index)
-    assert intermolecular_clash_rate(expanded, numbers, mol_index) == 0
-    centre = lambda y: torch.stack([y[mol_index == m].mean(dim=0) for m in range(8)])  # noqa: E731
-    ratio = (centre(expanded) - centre(expanded).mean(0)).norm(dim=1) / (centre(x) - centre(x).mean(0)).norm(dim=1)
-    torch.testing.assert_close(ratio, torch.full_like(ratio, float(ratio[0])))  # one factor for all
-    slightly_less = x + ((float(ratio[0]) - 1.0 - 0.02) * (centre(x) - centre(x).mean(0)))[mol_index]
-    assert intermolecular_clash_rate(slightly_less, numbers, mol_index) > 0
+    x, numbers, mol_index, _ = _methanol_cluster(spacing=6.0)
+    inner = x.clone()
+    inner[mol_index == 7] -= 2.2 * torch.tensor([6.0, 6.0, 6.0], dtype=x.dtype) / 6.0 * 2.9  # 7 into molecule 0
+    assert intermolecular_clash_rate(inner, numbers, mol_index) > 0
+    separated = separate_clashing(inner, numbers, mol_index)
+    assert intermolecular_clash_rate(separated, numbers, mol_index) == 0
+    moved = [m for m in range(8) if not torch.allclose(separated[mol_index == m], inner[mol_index == m])]
+    assert len(moved) >= 1 and set(moved) <= {0, 7}  # only the clashing pair moves
+    for m in moved:  # by whole steps, without turning
+        shift = separated[mol_index == m] - inner[mol_index == m]
+        torch.testing.assert_close(shift, shift[:1].expand_as(shift))
+        steps = float(shift[0].norm()) / SEPARATION_STEP
+        assert abs(steps - round(steps)) < 1e-9
