@@ -158,15 +158,15 @@ def relax_cluster(
     first (:func:`relax_rigid`), then molecules that still clash are stepped apart (:func:`separate_clashing`);
     up to ``iterations`` L-BFGS iterations then minimise the MMFF94 interaction energy plus :data:`WALL_WEIGHT`
     times the wall, over every pair of atoms in different molecules (a pair list with a cutoff would let L-BFGS
-    carry a molecule that leaves it away for nothing), and a last pass of the wall alone clears anything left
-    inside a wall. Without ``terms`` (a molecule MMFF94 cannot type) only the wall acts. Molecules stay exact
-    to round-off.
+    carry a molecule that leaves it away for nothing), and a last pass of the wall alone, then of
+    :func:`separate_clashing`, clears anything left inside a wall, so that no clash remains. Without
+    ``terms`` (a molecule MMFF94 cannot type) only the wall and the separation act. Molecules stay exact to round-off.
     """
     numbers = torch.as_tensor(numbers, device=x.device)
     mol_index = torch.as_tensor(mol_index, device=x.device)
     batch = torch.zeros(len(x), dtype=torch.long, device=x.device)
     if terms is None:
-        return relax_rigid(x, numbers, mol_index, batch, margin=margin)
+        return separate_clashing(relax_rigid(x, numbers, mol_index, batch, margin=margin), numbers, mol_index)
     unclashed = relax_rigid(x.detach().to(torch.float64), numbers, mol_index, batch, margin=margin)
     pose = _RigidPose(separate_clashing(unclashed, numbers, mol_index), mol_index)
     mmff = ClusterEnergy(terms, mol_index)
@@ -180,4 +180,5 @@ def relax_cluster(
     pose.minimise(energy, iterations)
     with torch.no_grad():
         relaxed = pose()
-    return relax_rigid(relaxed, numbers, mol_index, batch, margin=margin).to(x.dtype)
+    polished = relax_rigid(relaxed, numbers, mol_index, batch, margin=margin)
+    return separate_clashing(polished, numbers, mol_index).to(x.dtype)
