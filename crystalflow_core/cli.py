@@ -240,14 +240,15 @@ def _add_predict(sub) -> None:
 def _add_evaluate(sub) -> None:
     p = sub.add_parser(
         "evaluate",
-        help="score predictions and the identity and collapse baselines in the COD-Cluster17 layout",
+        help="score predictions, the identity and collapse baselines and the crystal in the COD-Cluster17 layout",
         description="Mean metrics (every one of crystalflow_core.metrics.METRIC_KEYS: packing matching, "
-        "geometry, packing similarity, RMSD, integrity) of any predictions in the COD-Cluster17 layout, beside "
-        "the identity baseline (x_w unchanged) and the collapse baseline (every molecule at its x_w centroid) on "
-        "the same clusters; with K > 1 samples also the best of k (oracle) and the best chosen without the truth. "
+        "geometry, MMFF94 interaction energy, packing similarity, RMSD, integrity) of any predictions in the "
+        "COD-Cluster17 layout, beside the identity baseline (x_w unchanged), the collapse baseline (every molecule "
+        "at its x_w centroid) and the crystal itself (x_s, the reference) on the same clusters; with K > 1 "
+        "samples also the best of k (oracle) and the best chosen without the truth. "
         "Predictions written by crystalflow sample (their sampling.json names the run) also get the run record "
-        "that notebook 03 writes: RUN/record.json, per_cluster.csv, identity.csv and collapse.csv, so the run "
-        "appears in notebook 04's benchmark tables.",
+        "that notebook 03 writes: RUN/record.json, per_cluster.csv, identity.csv, collapse.csv and crystal.csv, so "
+        "the run appears in notebook 04's benchmark tables.",
     )
     p.add_argument("--truth", required=True, type=Path, help="curated directory with the true clusters")
     p.add_argument("--pred", required=True, type=Path, help="directory with PredictedPositions/")

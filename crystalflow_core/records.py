@@ -3,12 +3,12 @@
 A run directory written by :func:`crystalflow_core.train.train` gets a ``record.json`` once predictions of it have
 been scored: the configuration, the seed, the git revision, the probability path, the subset, whether the data
 were curated with inversion noise, where the checkpoint and the per-cluster metrics are, and the mean metrics of
-the model and of the two baselines: identity (``x_w`` returned unchanged) and collapse (every atom of a molecule
-put at its ``x_w`` centroid).
+the model and of the baselines: identity (``x_w`` returned unchanged), collapse (every atom of a molecule put at
+its ``x_w`` centroid) and the crystal itself (``x_s`` scored as a prediction, the reference).
 
 There is one evaluation route. Predictions are written with a ``sampling.json`` that names the run, the split and
 the sampler settings (:func:`write_sampling`), by ``crystalflow sample`` and by :func:`evaluate_run` (notebook 03)
-alike; :func:`score_evaluation` scores them and both baselines, and :func:`record_evaluation` writes the run's
+alike; :func:`score_evaluation` scores them and the baselines, and :func:`record_evaluation` writes the run's
 record from the scores and that provenance (``crystalflow evaluate`` does so whenever the provenance is there).
 :func:`load_run_records` gathers records into one DataFrame, :func:`benchmark_stats` turns it into mean, std and
 count over seeds per method and subset; labelling and styling those tables is the notebook layer's

@@ -113,7 +113,8 @@ def _labelled(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def benchmark_table(records: pd.DataFrame, digits: int = 3, **selection: object) -> pd.DataFrame:
-    """The paper's Tables 1–2 layout: rows GNN-MD … CrystalFlow-Rigid, then the identity and collapse baselines;
+    """The paper's Tables 1–2 layout: rows GNN-MD … CrystalFlow-Rigid, the classical MMFF94 relax, then
+    the identity and collapse baselines and the crystal;
     column groups per subset; string cells.
 
     Cells are "mean ± std" over seeds and "—" where no run exists; ``selection`` (``metric_cols``, ``methods``,
