@@ -17,7 +17,7 @@ from . import metrics
 from .data import codcluster17
 from .data.dataset import ClusterData, ClusterDataset
 from .data.noise import NoiseConfig, rigid_noise
-from .forcefield import ForceFieldError, cluster_terms
+from .forcefield import ForceFieldError, PairTerms, cluster_terms
 from .params import check_predictions_dir
 from .paths import ProbabilityPath
 from .relax import DEFAULT_ITERATIONS as RELAX_ITERATIONS
@@ -63,6 +63,8 @@ def predict_dataset(
     trajectories: dict[str, list[np.ndarray]] = {cid: [] for cid in dataset.ids}
     n_frames = 0
     bar = tqdm(total=samples * len(dataset), desc=f"sample {path.name}", unit="cluster", disable=not progress)
+    items = {item.cluster_id: item for item in dataset}
+    terms = {cid: relax_terms(item) for cid, item in items.items()} if relax else {}
     for k in range(samples):
         generator = torch.Generator(device=device).manual_seed(seed + k)
         for batch in DataLoader(dataset, batch_size=batch_size):
@@ -84,7 +86,8 @@ def predict_dataset(
             for i, cid in enumerate(batch.cluster_id):
                 part = trajectory[:, ptr[i] : ptr[i + 1]].double().cpu().numpy()
                 if relax:
-                    part = np.concatenate([part, relax_start(dataset[dataset.ids.index(cid)], part[-1])[None]])
+                    polished = relax_start(items[cid], part[-1], terms[cid])
+                    part = np.concatenate([part, polished[None]])
                 collected[cid].append(part[-1])
                 if keep_trajectories:
                     trajectories[cid].append(part)
@@ -102,14 +105,19 @@ def predict_dataset(
     }
 
 
-def relax_start(item: ClusterData, x: np.ndarray, iterations: int = RELAX_ITERATIONS) -> np.ndarray:
-    """``x [N, 3]``, a pose of the cluster ``item``, after :func:`~crystalflow_core.relax.relax_cluster`, its
-    molecule typed for MMFF94 on ``item.x_w`` (the steric wall alone when MMFF94 cannot type it)."""
-    numbers, mol_index = item.z.numpy(), item.mol_index.numpy()
+def relax_terms(item: ClusterData) -> PairTerms | None:
+    """The MMFF94 terms of a cluster's molecule, typed on ``item.x_w``; ``None`` when MMFF94 cannot type it."""
     try:
-        terms = cluster_terms(numbers, mol_index, item.x_w.double().numpy())
+        return cluster_terms(item.z.numpy(), item.mol_index.numpy(), item.x_w.double().numpy())
     except ForceFieldError:
-        terms = None
+        return None
+
+
+def relax_start(
+    item: ClusterData, x: np.ndarray, terms: PairTerms | None, iterations: int = RELAX_ITERATIONS
+) -> np.ndarray:
+    """``x [N, 3]``, a pose of the cluster ``item``, after :func:`~crystalflow_core.relax.relax_cluster` with its
+    molecule's ``terms`` (:func:`relax_terms`; ``None``: the steric wall alone)."""
     relaxed = relax_cluster(torch.as_tensor(x, dtype=torch.float64), item.z, item.mol_index, terms, iterations)
     return relaxed.numpy()
 
@@ -133,11 +141,12 @@ def relax_dataset(
     bar = tqdm(total=starts * len(dataset), desc="relax x_w", unit="start", disable=not progress)
     for item in dataset:
         x_w = item.x_w.double()
+        terms = relax_terms(item)
         poses, frames = [], []
         for k in range(starts):
             generator = torch.Generator().manual_seed(seed + k)
             start = x_w if k == 0 else rigid_noise(x_w, item.mol_index, turn, generator)
-            relaxed = relax_start(item, start.numpy(), iterations)
+            relaxed = relax_start(item, start.numpy(), terms, iterations)
             poses.append(relaxed)
             frames.append(np.stack([start.numpy(), relaxed]))
             bar.update(1)

@@ -34,11 +34,11 @@ from .data import codcluster17
 from .data.dataset import ClusterData
 from .data.noise import NoiseConfig, random_rotations, rigid_noise
 from .errors import InputError
-from .forcefield import interaction_energy, mmff_terms
+from .forcefield import ClusterEnergy, mmff_terms
 from .packing import Reference, integrity, prepare_reference
 from .paths import get_path
 from .records import atomic_open, git_revision
-from .relax import relax_cluster
+from .relax import DEFAULT_ITERATIONS, relax_cluster
 from .sampling import sample
 from .train import load_model
 
@@ -108,10 +108,9 @@ def start_cluster(
     return numbers, mol_index, x_w.numpy()
 
 
-def central_molecule(x: np.ndarray, mol_index: np.ndarray) -> int:
-    """The molecule whose centroid is nearest the centroid of all molecule centroids."""
-    centre = metrics.centroids(x, mol_index).numpy()
-    return int(np.argmin(np.linalg.norm(centre - centre.mean(axis=0), axis=1)))
+def central_molecule(centroids: np.ndarray) -> int:
+    """Of molecule ``centroids [M, 3]``, the one nearest their mean."""
+    return int(np.argmin(np.linalg.norm(centroids - centroids.mean(axis=0), axis=1)))
 
 
 def packing_density(x: np.ndarray, numbers: np.ndarray, mol_index: np.ndarray) -> float:
@@ -119,7 +118,7 @@ def packing_density(x: np.ndarray, numbers: np.ndarray, mol_index: np.ndarray) -
     molecule's centroid among all centroids. In a crystal with one molecule in the asymmetric unit the centroid
     cells tile space, so this is the crystal's density; NaN if the cell is open."""
     centre = metrics.centroids(x, mol_index).numpy()
-    inner = central_molecule(x, mol_index)
+    inner = central_molecule(centre)
     diagram = Voronoi(centre)
     region = diagram.regions[diagram.point_region[inner]]
     if not region or -1 in region:
@@ -178,7 +177,7 @@ def predict_packings(
     samples: int = 4,
     seed: int = 0,
     steps: int | None = None,
-    relax_iterations: int = 300,
+    relax_iterations: int = DEFAULT_ITERATIONS,
     device: str = "auto",
     progress: bool = True,
 ) -> Prediction:
@@ -192,6 +191,7 @@ def predict_packings(
     noise = NoiseConfig(**config.noise) if config.noise else NoiseConfig()
     numbers, mol_index, x_w = start_cluster(molecule, noise, generator)
     terms = mmff_terms(molecule)
+    energy_model = ClusterEnergy(terms, torch.as_tensor(mol_index))
     start = prepare_reference(x_w, numbers, mol_index)
     item = ClusterData(
         z=torch.as_tensor(numbers),
@@ -212,8 +212,7 @@ def predict_packings(
         relaxed = relax_cluster(trajectory[-1], item.z.cpu(), item.mol_index.cpu(), terms, iterations=relax_iterations)
         frames = torch.cat([trajectory, relaxed[None]]).numpy()
         times = np.append(np.linspace(0.0, 1.0, len(trajectory)), 1.0)
-        energy = float(interaction_energy(relaxed, terms, item.mol_index.cpu())) / N_MOLECULES
-        scores = packing_scores(frames[-1], start, energy)
+        scores = packing_scores(frames[-1], start, metrics.energy_per_molecule(relaxed, energy_model, N_MOLECULES))
         packings.append(PredictedPacking(k=k, positions=frames[-1], trajectory=frames, times=times, scores=scores))
     settings = {
         "run": str(run_dir),
