@@ -199,3 +199,76 @@ def test_describe_reports_hyperparameters():
     info = model.describe()
     assert info["hidden"] == 8 and info["cutoff"] == 20.0 and info["layers"] == 1
     assert info["parameters"] == sum(p.numel() for p in model.parameters())
+
+
+def _pair_message_by_loops(message, h_s, h_v, x, cutoff, n_rbf):
+    """Eq. (1) summed pair by pair with Python loops: the independent reference for both pair layouts."""
+    rbf, cut = GaussianRBF(n_rbf, cutoff).to(x.dtype), CosineCutoff(cutoff)
+    phi = message.scalar_mlp(h_s)
+    f = h_s.shape[1]
+    d_s, d_v = torch.zeros_like(h_s), torch.zeros_like(h_v)
+    for i in range(len(x)):
+        for j in range(len(x)):
+            distance = torch.sqrt(((x[j] - x[i]) ** 2).sum() + 1e-8)
+            if i == j or distance >= cutoff:
+                continue
+            w = message.filter(rbf(distance[None]))[0] * cut(distance)
+            m = phi[j] * w
+            d_s[i] += m[:f]
+            d_v[i] += m[None, f : 2 * f] * h_v[j] + m[None, 2 * f :] * ((x[j] - x[i]) / distance)[:, None]
+    return d_s, d_v
+
+
+@pytest.mark.parametrize("dense", [True, False])
+def test_message_sums_match_a_pair_by_pair_loop(dense):
+    from crystalflow_core.nn.painn import PaiNNMessage, PairGeometry
+
+    torch.manual_seed(0)
+    cutoff, n_rbf, f = 3.0, 6, 4
+    _, x, _, _, batch = _graphs(sizes=(6, 1, 5), seed=5)
+    message = PaiNNMessage(f, n_rbf).double()
+    h_s, h_v = torch.randn(len(x), f, dtype=torch.float64), torch.randn(len(x), 3, f, dtype=torch.float64)
+    pairs = PairGeometry(n_rbf, cutoff).double()(x, batch, 3, dense=dense)
+    got_s, got_v = message(h_s, h_v, pairs)
+    want_s, want_v = torch.zeros_like(h_s), torch.zeros_like(h_v)
+    for graph in range(3):
+        rows = batch == graph
+        want_s[rows], want_v[rows] = _pair_message_by_loops(message, h_s[rows], h_v[rows], x[rows], cutoff, n_rbf)
+    assert want_s.abs().max() > 1e-2 and want_v.abs().max() > 1e-2
+    torch.testing.assert_close(got_s, want_s, rtol=1e-10, atol=1e-10)
+    torch.testing.assert_close(got_v, want_v, rtol=1e-10, atol=1e-10)
+
+
+def test_dense_pair_blocks_and_edge_lists_give_the_same_velocity_and_gradients():
+    torch.manual_seed(0)
+    model = PaiNNVelocity(
+        hidden=16, layers=2, n_rbf=8, cutoff=3.0, time_embedding=8, molecular_frame=True, molecule_cutoff=6.0
+    ).double()
+    numbers, x_t, x_w, t, batch = _graphs(sizes=(7, 1, 9), seed=2)
+    molecule = torch.tensor([0, 0, 0, 1, 1, 1, 1, 2, 3, 3, 3, 4, 4, 4, 5, 5, 5])
+    results = []
+    for dense in (True, False):
+        model.dense_pairs = dense
+        model.zero_grad()
+        out = model(numbers, x_t, x_w, t, batch, molecule)
+        (out**2).sum().backward()
+        results.append((out.detach(), [p.grad.clone() for p in model.parameters() if p.grad is not None]))
+    (dense_out, dense_grads), (edge_out, edge_grads) = results
+    assert edge_out.abs().max() > 1e-3
+    torch.testing.assert_close(dense_out, edge_out, rtol=1e-9, atol=1e-12)
+    assert len(dense_grads) == len(edge_grads) > 10
+    for a, b in zip(dense_grads, edge_grads, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-8, atol=1e-11)
+
+
+def test_pair_layout_is_dense_for_dense_cutoffs_while_the_basis_fits(monkeypatch):
+    from crystalflow_core.nn import painn, pair_blocks
+
+    _, x, _, _, batch = _graphs(sizes=(5, 8))
+    assert pair_blocks.dense_basis_bytes(batch, 2, 8, 8) == 2 * 2 * 8 * 8 * 9 * 8
+    assert isinstance(painn.PairGeometry(8, 50.0)(x, batch, 2), pair_blocks.PairBlocks)
+    edges = radius_edges(x, batch, 1.0, num_graphs=2).shape[1]
+    assert edges < pair_blocks.DENSE_PAIR_FRACTION * 2 * 8 * 8  # few pairs within 1 Å: edge lists
+    assert isinstance(painn.PairGeometry(8, 1.0)(x, batch, 2), painn.EdgeGraph)
+    monkeypatch.setattr(pair_blocks, "DENSE_BASIS_LIMIT_BYTES", 1000)
+    assert isinstance(painn.PairGeometry(8, 50.0)(x, batch, 2), painn.EdgeGraph)

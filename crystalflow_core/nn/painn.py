@@ -6,12 +6,16 @@ condition x_w enters only through the displacement x_w − x_t (a vector, invari
 norm (a scalar), so the predicted velocity is translation invariant and rotation (and reflection) equivariant.
 """
 
+from __future__ import annotations
+
 import math
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
 from torch_geometric.utils import scatter, to_dense_batch
 
+from crystalflow_core.nn.pair_blocks import PairBlocks, build_pair_blocks, use_dense_blocks
 from crystalflow_core.nn.radial import CosineCutoff, GaussianRBF
 from crystalflow_core.so3 import inertial_axes
 
@@ -51,7 +55,11 @@ class SinusoidalTimeFeatures(nn.Module):
 
 
 class PaiNNMessage(nn.Module):
-    """Eq. (1): scalar and vector messages from neighbours j to atom i, filtered by the distance |x_ij|."""
+    """Eq. (1): scalar and vector messages from neighbours j to atom i, filtered by the distance |x_ij|.
+
+    The sums are taken either over an edge list (:class:`EdgeGraph`) or as per-cluster matrix products
+    (:class:`~crystalflow_core.nn.pair_blocks.PairBlocks`); both give the same messages from the same weights.
+    """
 
     def __init__(self, hidden: int, n_rbf: int) -> None:
         super().__init__()
@@ -59,16 +67,33 @@ class PaiNNMessage(nn.Module):
         self.scalar_mlp = nn.Sequential(nn.Linear(hidden, hidden), nn.SiLU(), nn.Linear(hidden, 3 * hidden))
         self.filter = nn.Linear(n_rbf, 3 * hidden)
 
-    def forward(
-        self, h_s: Tensor, h_v: Tensor, edges: Tensor, rbf: Tensor, weight: Tensor, unit: Tensor
-    ) -> tuple[Tensor, Tensor]:
-        """Summed messages `(Δh_s [N, F], Δh_v [N, 3, F])` from features `h_s`, `h_v`, edges `[2, E]`,
-        `rbf [E, R]`, cutoff `weight [E]` and unit vectors `unit [E, 3]`."""
-        source, target = edges
-        message = self.scalar_mlp(h_s)[source] * self.filter(rbf) * weight[:, None]
+    def forward(self, h_s: Tensor, h_v: Tensor, pairs: EdgeGraph | PairBlocks) -> tuple[Tensor, Tensor]:
+        """Summed messages `(Δh_s [N, F], Δh_v [N, 3, F])` from features `h_s [N, F]`, `h_v [N, 3, F]`."""
+        if isinstance(pairs, PairBlocks):
+            return self._from_blocks(h_s, h_v, pairs)
+        source, target = pairs.edges
+        message = self.scalar_mlp(h_s)[source] * self.filter(pairs.rbf) * pairs.weight[:, None]
         d_s, gate_v, gate_dir = torch.split(message, self.hidden, dim=-1)
-        d_v = gate_v[:, None, :] * h_v[source] + gate_dir[:, None, :] * unit[:, :, None]
+        d_v = gate_v[:, None, :] * h_v[source] + gate_dir[:, None, :] * pairs.unit[:, :, None]
         return torch.zeros_like(h_s).index_add_(0, target, d_s), torch.zeros_like(h_v).index_add_(0, target, d_v)
+
+    def _from_blocks(self, h_s: Tensor, h_v: Tensor, blocks: PairBlocks) -> tuple[Tensor, Tensor]:
+        f = self.hidden
+        phi_s, phi_v, phi_dir = torch.split(blocks.pad(self.scalar_mlp(h_s)), f, dim=-1)
+        x, h_v = blocks.pad(blocks.positions), blocks.pad(h_v)
+        n = x.shape[0]
+        gated = blocks.aggregate(blocks.filter_basis, torch.cat([phi_s, (phi_v[:, None] * h_v).flatten(1)], -1))
+        placed = (phi_dir[:, None] * x[..., None]).flatten(1)  # φ_j ⊗ x_j
+        directed = blocks.aggregate(blocks.direction_basis, torch.cat([placed, phi_dir], -1))
+        weight = torch.cat([self.filter.weight.T, self.filter.bias[None]], dim=0)  # [K+1, 3F]
+        w_s, w_v, w_dir = torch.split(weight, f, dim=-1)
+        # Contract the basis axis before splitting the channels: slicing the large [B·n, K+1, 4F] products would
+        # make the backward pass zero-fill a copy of each.
+        gated = (gated * torch.cat([w_s, w_v, w_v, w_v], dim=-1)).sum(dim=1)  # [B·n, 4F]
+        directed = (directed * torch.cat([w_dir, w_dir, w_dir, w_dir], dim=-1)).sum(dim=1)
+        d_s, d_v = gated[:, :f], gated[:, f:].view(n, 3, f)
+        d_v = d_v + directed[:, : 3 * f].view(n, 3, f) - x[..., None] * directed[:, None, 3 * f :]
+        return blocks.unpad(d_s), blocks.unpad(d_v)
 
 
 class PaiNNUpdate(nn.Module):
@@ -104,10 +129,27 @@ class EquivariantNorm(nn.Module):
         return self.scalar_norm(h_s), h_v / rms[:, :, None]
 
 
-class EdgeGeometry(nn.Module):
-    """Radial basis, cosine-cutoff weight and unit vector of every edge of a radius graph, and each target's
-    inverse (weighted) degree: messages are averaged over neighbours, so their scale does not grow with the
-    cutoff (the degree is invariant)."""
+@dataclass
+class EdgeGraph:
+    """A radius graph's directed edges `[2, E]` (source j, target i), their radial basis `[E, R]`, cutoff weight
+    `[E]` and unit vectors `[E, 3]`, and each target's inverse weighted degree `[N]`."""
+
+    edges: Tensor
+    rbf: Tensor
+    weight: Tensor
+    unit: Tensor
+    inverse_degree: Tensor
+
+
+class PairGeometry(nn.Module):
+    """The pairs a message layer sums over, with their radial basis, cosine-cutoff weight and direction, and each
+    atom's inverse (weighted) degree: messages are averaged over neighbours, so their scale does not grow with
+    the cutoff (the degree is invariant).
+
+    Dense cutoffs get :class:`~crystalflow_core.nn.pair_blocks.PairBlocks` (dense products, memory independent of
+    the number of neighbours) and sparse ones an :class:`EdgeGraph`: see
+    :func:`~crystalflow_core.nn.pair_blocks.use_dense_blocks`.
+    """
 
     def __init__(self, n_rbf: int, cutoff: float) -> None:
         super().__init__()
@@ -115,15 +157,19 @@ class EdgeGeometry(nn.Module):
         self.rbf = GaussianRBF(n_rbf, cutoff)
         self.cutoff_fn = CosineCutoff(cutoff)
 
-    def forward(self, pos: Tensor, batch: Tensor, num_graphs: int) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
-        """``(edges [2, E], rbf [E, R], weight [E], unit [E, 3], inverse_degree [N])`` of nodes at ``pos [N, 3]``."""
-        edges = radius_edges(pos, batch, self.cutoff, num_graphs=num_graphs)
+    def forward(self, pos: Tensor, batch: Tensor, num_graphs: int, dense: bool | None = None) -> EdgeGraph | PairBlocks:
+        """The pairs of nodes at `pos [N, 3]` in graphs `batch [N]`; `dense` forces a layout (None: by cost)."""
+        edges = None if dense else radius_edges(pos, batch, self.cutoff, num_graphs=num_graphs)
+        if dense is None:
+            dense = use_dense_blocks(edges.shape[1], batch, num_graphs, self.rbf.n_rbf, pos.element_size())
+        if dense:
+            return build_pair_blocks(pos, batch, num_graphs, self.rbf, self.cutoff_fn, _NORM_EPS)
         source, target = edges
         vector = pos[source] - pos[target]
         distance = torch.sqrt((vector**2).sum(dim=-1) + _NORM_EPS)
         weight = self.cutoff_fn(distance)
         degree = torch.zeros(len(pos), dtype=pos.dtype, device=pos.device).index_add_(0, target, weight)
-        return edges, self.rbf(distance), weight, vector / distance[:, None], 1.0 / degree.clamp(min=1.0)
+        return EdgeGraph(edges, self.rbf(distance), weight, vector / distance[:, None], 1.0 / degree.clamp(min=1.0))
 
 
 class PaiNNVelocity(nn.Module):
@@ -186,7 +232,10 @@ class PaiNNVelocity(nn.Module):
             self.body_mlp = nn.Sequential(nn.Linear(4, hidden), nn.SiLU(), nn.Linear(hidden, hidden))
             self.body_weight = nn.Parameter(torch.ones(hidden))
             self.axis_weight = nn.Parameter(torch.randn(3, hidden) / math.sqrt(3))
-        self.atom_geometry = EdgeGeometry(n_rbf, cutoff)
+        self.atom_geometry = PairGeometry(n_rbf, cutoff)
+        #: Pair layout of the message sums: None picks dense blocks or edge lists by cost (both exact); True or
+        #: False forces one.
+        self.dense_pairs: bool | None = None
         self.messages = nn.ModuleList(PaiNNMessage(hidden, n_rbf) for _ in range(layers))
         self.updates = nn.ModuleList(PaiNNUpdate(hidden) for _ in range(layers))
         self.message_norms = nn.ModuleList(EquivariantNorm(hidden) for _ in range(layers))
@@ -195,7 +244,7 @@ class PaiNNVelocity(nn.Module):
         self.pool_scalar = nn.ModuleList(nn.Linear(hidden, hidden) for _ in range(layers))
         self.pool_vector = nn.ModuleList(nn.Linear(hidden, hidden, bias=False) for _ in range(layers))
         if molecule_cutoff > 0:
-            self.molecule_geometry = EdgeGeometry(n_rbf, molecule_cutoff)
+            self.molecule_geometry = PairGeometry(n_rbf, molecule_cutoff)
             self.molecule_messages = nn.ModuleList(PaiNNMessage(hidden, n_rbf) for _ in range(layers))
             self.molecule_scalar = nn.ModuleList(nn.Linear(hidden, hidden) for _ in range(layers))
             self.molecule_vector = nn.ModuleList(nn.Linear(hidden, hidden, bias=False) for _ in range(layers))
@@ -243,23 +292,23 @@ class PaiNNVelocity(nn.Module):
             h_s = h_s + self.body_mlp(torch.cat([torch.log1p(body_norm), principal], dim=-1))
             h_v = h_v + body[:, :, None] * self.body_weight + torch.einsum("nik,kf->nif", axes, self.axis_weight)
 
-        edges, rbf, weight, unit, inverse_degree = self.atom_geometry(x_t, batch, t.shape[0])
-        molecule_graph = None
+        pairs = self.atom_geometry(x_t, batch, t.shape[0], dense=self.dense_pairs)
+        molecule_pairs = None
         if molecule is not None and self.molecule_cutoff > 0:
             molecule_batch = scatter(batch, molecule, dim=0, reduce="min")
-            molecule_graph = self.molecule_geometry(centre, molecule_batch, t.shape[0])
+            molecule_pairs = self.molecule_geometry(centre, molecule_batch, t.shape[0], dense=self.dense_pairs)
         for layer, (message, update) in enumerate(zip(self.messages, self.updates, strict=True)):
-            d_s, d_v = message(*self.message_norms[layer](h_s, h_v), edges, rbf, weight, unit)
-            h_s = h_s + d_s * inverse_degree[:, None]
-            h_v = h_v + d_v * inverse_degree[:, None, None]
+            d_s, d_v = message(*self.message_norms[layer](h_s, h_v), pairs)
+            h_s = h_s + d_s * pairs.inverse_degree[:, None]
+            h_v = h_v + d_v * pairs.inverse_degree[:, None, None]
             if molecule is not None:
                 n_s, n_v = self.pool_norms[layer](h_s, h_v)
                 p_s, p_v = scatter(n_s, molecule, dim=0, reduce="mean"), scatter(n_v, molecule, dim=0, reduce="mean")
                 h_s = h_s + self.pool_scalar[layer](p_s)[molecule]
                 h_v = h_v + self.pool_vector[layer](p_v)[molecule]
-                if molecule_graph is not None:
-                    m_edges, m_rbf, m_weight, m_unit, m_inverse_degree = molecule_graph
-                    m_s, m_v = self.molecule_messages[layer](p_s, p_v, m_edges, m_rbf, m_weight, m_unit)
+                if molecule_pairs is not None:
+                    m_s, m_v = self.molecule_messages[layer](p_s, p_v, molecule_pairs)
+                    m_inverse_degree = molecule_pairs.inverse_degree
                     h_s = h_s + self.molecule_scalar[layer](m_s * m_inverse_degree[:, None])[molecule]
                     h_v = h_v + self.molecule_vector[layer](m_v * m_inverse_degree[:, None, None])[molecule]
             d_s, d_v = update(*self.update_norms[layer](h_s, h_v))

@@ -1,0 +1,56 @@
+"""crystalflow's PaiNN velocity model for the schnetpack peer benchmark (``../shared/peers/schnetpack``).
+
+``--model spk_painn,benchmarks/schnetpack_adapter.py:make_model,benchmarks/schnetpack_adapter.py:make_edge_model``
+times, in one run and on the same clusters, target, loss and optimiser: schnetpack's PaiNN, ours as it trains
+(messages as per-cluster matrix products, :mod:`crystalflow_core.nn.pair_blocks`) and ours on edge lists.
+
+Our network is the one ``crystalflow train`` builds, at the benchmark's width, depth, RBF count and cutoff: the
+time and ``x_w`` conditions, molecule pooling and pre-norms included. It builds its own pairs from the
+positions inside the step (schnetpack's neighbour list is built before the step and not timed); ``x_w`` is the
+positions plus a fixed 0.5 Å Gaussian offset and t = 0.5.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the benchmark runs in its own venv
+
+from crystalflow_core.nn import PaiNNVelocity  # noqa: E402
+
+
+class CrystalflowVelocity(nn.Module):
+    """Maps the benchmark's batch dict onto :class:`PaiNNVelocity`'s arguments."""
+
+    def __init__(self, features: int, interactions: int, rbf: int, cutoff: float, dense: bool | None) -> None:
+        super().__init__()
+        self.network = PaiNNVelocity(hidden=features, layers=interactions, n_rbf=rbf, cutoff=cutoff)
+        self.network.dense_pairs = dense
+        self._offsets: dict[tuple[int, torch.device], Tensor] = {}
+
+    def _offset(self, positions: Tensor) -> Tensor:
+        key = (positions.shape[0], positions.device)
+        if key not in self._offsets:
+            generator = torch.Generator().manual_seed(0)
+            self._offsets[key] = 0.5 * torch.randn(positions.shape, generator=generator).to(positions)
+        return self._offsets[key]
+
+    def forward(self, batch: dict[str, Tensor]) -> Tensor:
+        positions, graph = batch["_positions"], batch["_idx_m"]
+        t = torch.full((int(batch["_n_atoms"].shape[0]),), 0.5, dtype=positions.dtype, device=positions.device)
+        x_w = positions + self._offset(positions)
+        return self.network(batch["_atomic_numbers"], positions, x_w, t, graph, batch["cluster_mol_idx"])
+
+
+def make_model(features: int, interactions: int, rbf: int, cutoff: float) -> nn.Module:
+    """Ours as ``crystalflow train`` runs it (dense pair blocks while they fit in memory)."""
+    return CrystalflowVelocity(features, interactions, rbf, cutoff, dense=None)
+
+
+def make_edge_model(features: int, interactions: int, rbf: int, cutoff: float) -> nn.Module:
+    """Ours with messages summed over edge lists (the formulation schnetpack uses)."""
+    return CrystalflowVelocity(features, interactions, rbf, cutoff, dense=False)

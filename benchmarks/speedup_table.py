@@ -1,0 +1,43 @@
+"""Markdown table of a peer-benchmark CSV: step time and peak memory of each model, and our speed-up.
+
+Usage: ``python benchmarks/speedup_table.py results.csv``. Speed-up = schnetpack's median step time / ours;
+memory ratio = our step memory (peak RSS, or CUDA peak on a GPU) / schnetpack's, both from the same run.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+
+import pandas as pd
+
+NAMES = {"make_model": "ours", "make_edge_model": "ours (edge lists)", "spk_painn": "schnetpack"}
+
+
+def _short(model: str) -> str:
+    return NAMES.get(model.rsplit(":", 1)[-1], model)
+
+
+def speedup_table(results: pd.DataFrame) -> str:
+    """One row per (cutoff, batch): each model's step time and memory, and ours against schnetpack."""
+    results = results.assign(model=results["model"].map(_short))
+    memory = "cuda_peak_alloc_mb" if results["cuda_peak_alloc_mb"].notna().any() else "peak_rss_mb"
+    lines = [
+        f"| cutoff Å | batch | edges | {' | '.join(f'{m} s' for m in NAMES.values())} | speed-up | "
+        f"memory ours / schnetpack ({memory}) |",
+        "|---:|---:|---:|" + "---:|" * len(NAMES) + "---:|---:|",
+    ]
+    for (cutoff, batch), rows in results.groupby(["cutoff", "batch"]):
+        by_model = rows.set_index("model")
+        ok = by_model["status"].astype(str).str.startswith("ok")
+        step = by_model["step_median_s"].where(ok)
+        times = " | ".join(f"{step.get(m, float('nan')):.3f}" for m in NAMES.values())
+        speedup = step.get("schnetpack", float("nan")) / step.get("ours", float("nan"))
+        ratio = by_model[memory].get("ours", float("nan")) / by_model[memory].where(ok).get("schnetpack", float("nan"))
+        edges = int(by_model["edges"].max())
+        lines.append(f"| {cutoff:g} | {batch} | {edges} | {times} | {speedup:.2f}× | {ratio:.2f} |")
+    return re.sub(r"\bnan×?", "not run", "\n".join(lines))
+
+
+if __name__ == "__main__":
+    print(speedup_table(pd.read_csv(sys.argv[1])))

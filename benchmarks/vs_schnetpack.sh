@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# One training step of our PaiNN velocity model beside schnetpack 2.1.1's PaiNN, in one run, on two real
+# 493-atom COD-Cluster17 clusters of the bundled data (128 features, 3 layers, 20 RBF, float32, Adam), at
+# cutoffs 5/10/20 Å and batches 1/8, with the same allocator for every model.
+#   bash benchmarks/vs_schnetpack.sh [OUT_DIR]      (default benchmarks/records/vs_schnetpack)
+# Needs ../shared/peers/schnetpack (its setup.sh makes the venv) and a curated bundle (crystalflow curate).
+# Extra arguments for the peer script go in BENCH_ARGS, e.g. BENCH_ARGS="--device cuda" on a GPU machine.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+OUT="${1:-benchmarks/records/vs_schnetpack}"
+PEER=../shared/peers/schnetpack
+PY="${PY:-$(python3 -c 'import tempfile;print(tempfile.gettempdir())')/spk-venv/bin/python}"
+[ -x "$PY" ] || bash "$PEER/setup.sh"
+"$PY" -c "import torch_geometric" 2>/dev/null || "$PY" -m pip install -q torch_geometric
+DATA=data_out/default
+[ -d "$DATA/FinalPositions" ] || crystalflow curate --source default --out "$DATA"
+mkdir -p "$OUT"
+FILES="$DATA/FinalPositions/1100994_cluster16.csv $DATA/FinalPositions/2105506_cluster16.csv"
+A="$PWD/benchmarks/schnetpack_adapter.py"
+MALLOC="${MALLOC:-jemalloc}"
+COMMON="--features 128 --interactions 3 --rbf 20 --threads 2 --dtype float32 --malloc $MALLOC --warmup 1 ${BENCH_ARGS:-}"
+CSV="$OUT/results.csv"
+ALL="spk_painn,$A:make_model,$A:make_edge_model"
+"$PY" "$PEER/bench_schnetpack.py" $FILES --model "$ALL" $COMMON --cutoff 5,10 --batch 1,8 --repeats 3 --out "$CSV"
+"$PY" "$PEER/bench_schnetpack.py" $FILES --model "$ALL" $COMMON --cutoff 20 --batch 1 --repeats 3 --out "$CSV" --append
+# 20 Å, batch 8: 1.9 M edges; the edge-list models would need ~50 GB, so only ours (dense blocks) runs.
+"$PY" "$PEER/bench_schnetpack.py" $FILES --model "$A:make_model" $COMMON --cutoff 20 --batch 8 --repeats 3 \
+  --out "$CSV" --append
+python3 benchmarks/speedup_table.py "$CSV" | tee "$OUT/table.md"
