@@ -31,6 +31,9 @@ from crystalflow_core.nn.radial import CosineCutoff, GaussianRBF
 #: needs 42 MB; the largest bundled cluster, 2023 atoms, 690 MB).
 DENSE_BASIS_LIMIT_BYTES = 2 * 1024**3
 
+#: Basis values below this are set to zero (they are far below float32's resolution of the sums they enter).
+NEGLIGIBLE_BASIS = 1e-30
+
 #: Dense products also do the work of every pair beyond the cutoff and of the padding of smaller clusters up to
 #: the batch's largest. Measured on 2 CPU cores: at 5 Å, 128 features, a 493-atom cluster (7 % of its pairs
 #: within the cutoff) trains 1.3× faster dense; at the 4 Å, 32-feature training defaults with mixed cluster sizes
@@ -105,6 +108,8 @@ def build_pair_blocks(
     eye = torch.eye(n_max, dtype=torch.bool, device=pos.device)
     weight = cutoff_fn(distance) * (mask[:, :, None] & mask[:, None, :] & ~eye)
     radial = rbf(distance) * weight[..., None]  # [B, i, j, K]
+    # Far Gaussian tails underflow to subnormal floats, which slow every product they enter many times over.
+    radial = radial.masked_fill(radial < NEGLIGIBLE_BASIS, 0.0)
     basis = torch.cat([radial, weight[..., None]], dim=-1).transpose(2, 3)  # [B, i, K+1, j]
     rows = n_max * basis.shape[2]
     slots = torch.arange(num_graphs * n_max, device=pos.device).view(num_graphs, n_max)[mask]
