@@ -312,6 +312,7 @@ def run_curate(args: argparse.Namespace) -> None:
 
 
 def run_train(args: argparse.Namespace) -> None:
+    from .distributed import World
     from .train import TrainConfig, train
 
     params.check_subset("--subset", args.subset, params.check_data_dir("--data", args.data))
@@ -319,8 +320,9 @@ def run_train(args: argparse.Namespace) -> None:
     params.check_out_dir("--out", args.out)
     settings = {name: getattr(args, name) for name in params.train_settings()}
     history = train(TrainConfig(data=str(args.data), out=str(args.out), **settings))
-    print(history.tail(5).to_string(index=False))
-    print(f"checkpoint: {args.out}/checkpoint.pt")
+    if World.from_environment().main:  # under torchrun, rank 0 speaks for all
+        print(history.tail(5).to_string(index=False))
+        print(f"checkpoint: {args.out}/checkpoint.pt")
 
 
 def run_sample(args: argparse.Namespace) -> None:

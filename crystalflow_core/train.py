@@ -7,6 +7,15 @@ generators that shuffle, augment and draw the objective's times and noise. Calli
 directory resumes from it exactly: a run killed at any moment and restarted ends with the loss history and weights
 of an uninterrupted run. A finished run returns at once.
 
+Under ``torchrun`` (see :mod:`crystalflow_core.distributed`) the processes train one model with
+DistributedDataParallel. ``batch_size`` is per process: every step takes the next ``size × batch_size`` clusters of
+the one epoch order all processes share, each process its contiguous part of them, and its loss is weighted so
+that the averaged gradient is the gradient of that whole batch's loss (see ``_Run.share``). Every process draws its
+own augmentation and objective noise (:func:`make_generators`), so the run equals a single process with batch
+``size × batch_size`` step for step where nothing is drawn (``gnn_md`` without ``augment``), and in distribution
+otherwise. Rank 0 alone prints and writes; its checkpoint holds every process's random streams, and a resume
+needs as many processes as wrote it.
+
 Every file is written to a temporary name and renamed, so a killed run never leaves a half-written file under the
 final name; checkpoints load with ``torch.load(..., weights_only=True)``.
 """
@@ -32,6 +41,7 @@ from tqdm.auto import tqdm
 
 from .data.dataset import ClusterDataset
 from .data.noise import NoiseConfig, centre_on_weak, rigid_noise
+from .distributed import World, process_group
 from .errors import CheckpointError, ParameterError
 from .nn.painn import PaiNNVelocity
 from .params import check_choice, check_device, check_positive
@@ -43,7 +53,7 @@ CONFIG = "config.json"
 HISTORY = "history.csv"
 #: What a checkpoint must hold to be loaded as a model, and in addition to be resumed.
 MODEL_KEYS = ("model", "config")
-RESUME_KEYS = ("optimizer", "history", "progress", "generators", "device")
+RESUME_KEYS = ("optimizer", "history", "progress", "rank_generators", "device")
 #: What ``torch.load`` and the zip reader raise on a truncated, corrupted or foreign file.
 UNREADABLE = (
     OSError,
@@ -165,14 +175,23 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def make_generators(seed: int, device: torch.device) -> dict[str, torch.Generator]:
+#: How far apart the seeds of consecutive ranks' per-process random streams are (:func:`make_generators`).
+RANK_SEED_STRIDE = 2**32
+
+
+def make_generators(seed: int, device: torch.device, rank: int = 0) -> dict[str, torch.Generator]:
     """The run's random streams, one per use, so that e.g. turning ``augment`` on leaves the shuffle order alone:
     ``shuffle`` (epoch orders), ``augment`` (redrawn ``x_w``, drawn on the CPU) and ``loss`` (the objective's
-    times and noise, on the training device)."""
+    times and noise, on the training device).
+
+    ``shuffle`` is the same in every process of a ``torchrun`` launch, which thus share one epoch order; the
+    other two are ``rank × RANK_SEED_STRIDE`` further on, so that each process draws its own noise for its own
+    clusters (rank 0's are those of a single process)."""
+    offset = rank * RANK_SEED_STRIDE
     return {
         "shuffle": torch.Generator().manual_seed(seed),
-        "augment": torch.Generator().manual_seed(seed + 10_000),
-        "loss": torch.Generator(device=device).manual_seed(seed + 20_000),
+        "augment": torch.Generator().manual_seed(seed + 10_000 + offset),
+        "loss": torch.Generator(device=device).manual_seed(seed + 20_000 + offset),
     }
 
 
@@ -226,19 +245,20 @@ def save_checkpoint(
     run_dir: Path,
     model,
     optimizer,
-    generators: dict[str, torch.Generator],
+    rank_generators: list[dict[str, torch.Tensor]],
     progress: Progress,
     history: list[dict],
     config: TrainConfig,
 ) -> Path:
     """Atomic save of everything needed to resume exactly (tensors, numbers, strings, lists and dicts only, so
-    ``weights_only`` loadable), and of ``history.csv``."""
+    ``weights_only`` loadable), and of ``history.csv``. ``rank_generators`` holds the states of every process's
+    random streams, in rank order (one entry for a single process)."""
     path = run_dir / CHECKPOINT
     state = {
         "model": model.state_dict(),
         "optimizer": optimizer.state_dict(),
-        "generators": {name: generator.get_state() for name, generator in generators.items()},
-        "device": generators["loss"].device.type,
+        "rank_generators": rank_generators,
+        "device": next(model.parameters()).device.type,
         "progress": asdict(progress),
         "history": history,
         "config": config.to_dict(),
@@ -298,8 +318,9 @@ def load_model(run_dir: str | Path, device: str | torch.device = "auto") -> tupl
     return model, config
 
 
-def _resume_state(path: Path, config: TrainConfig, device: torch.device) -> dict | None:
-    """The checkpoint to resume from (``None``: start afresh); refuses one written for other settings."""
+def _resume_state(path: Path, config: TrainConfig, device: torch.device, world: World) -> dict | None:
+    """The checkpoint to resume from (``None``: start afresh); refuses one written for other settings or by
+    another number of processes (the batches would differ)."""
     if not path.exists():
         return None
     state = read_checkpoint(path, MODEL_KEYS + RESUME_KEYS)
@@ -309,6 +330,10 @@ def _resume_state(path: Path, config: TrainConfig, device: torch.device) -> dict
         raise CheckpointError(path, f"cannot resume, settings differ ({'; '.join(clash)}); use a new --out")
     if state["device"] != device.type:
         raise CheckpointError(path, f"written on {state['device']}; resume there (--device {state['device']})")
+    processes = len(state["rank_generators"])
+    if processes != world.size:
+        problem = f"written by {processes} processes, this run has {world.size}"
+        raise CheckpointError(path, f"cannot resume, {problem}; use torchrun --nproc_per_node={processes}")
     return state
 
 
@@ -331,10 +356,13 @@ class _Run:
     config: TrainConfig
     run_dir: Path
     device: torch.device
+    world: World
     path: Objective
     train_set: ClusterDataset
     val_set: ClusterDataset
     model: PaiNNVelocity
+    network: torch.nn.Module
+    """``model`` as training calls it: in DistributedDataParallel under ``torchrun`` (``World.wrap``)."""
     optimizer: torch.optim.Optimizer
     generators: dict[str, torch.Generator]
     progress: Progress = field(default_factory=Progress)
@@ -350,26 +378,45 @@ class _Run:
         _load_weights(path, self.model, state, self.config)
         self.optimizer.load_state_dict(state["optimizer"])
         for name, generator in self.generators.items():
-            generator.set_state(state["generators"][name])
+            generator.set_state(state["rank_generators"][self.world.rank][name])
         self.progress, self.history = progress, state["history"]
 
     def save(self) -> None:
-        save_checkpoint(
-            self.run_dir, self.model, self.optimizer, self.generators, self.progress, self.history, self.config
-        )
+        """Checkpoint: rank 0 writes it, with every process's random streams; all processes wait until it has."""
+        streams = self.world.gather({name: generator.get_state() for name, generator in self.generators.items()})
+        if self.world.main:
+            save_checkpoint(self.run_dir, self.model, self.optimizer, streams, self.progress, self.history, self.config)
+        self.world.barrier()
+
+    def share(self, indices: list[int]) -> tuple[list[int], float]:
+        """This process's part of the batch ``indices`` (``World.share``) and the weight of its loss.
+
+        ``batch_loss`` is a mean over the batch's atom coordinates, so the batch's loss is the mean of the parts'
+        losses weighted by their atoms; weighting each by ``size × its atoms / the batch's atoms`` makes the
+        average that DistributedDataParallel takes of the parts' gradients the gradient of the batch's loss (the
+        weight is 1 for a single process). A process whose part is empty (a last batch smaller than the world)
+        runs the batch's first cluster at weight 0: every process must take part in every step.
+        """
+        share = self.world.share(indices)
+        if not share:
+            return indices[:1], 0.0
+        atoms = {i: self.train_set[i].num_nodes for i in indices}
+        return share, self.world.size * sum(atoms[i] for i in share) / sum(atoms.values())
 
     def step(self, indices: list[int], lr: float, noise: NoiseConfig) -> float:
-        """One optimiser step on the training clusters ``indices``; returns the batch's mean loss."""
-        batch = Batch.from_data_list([self.train_set[i] for i in indices]).to(self.device)
+        """One optimiser step on the training clusters ``indices`` (under ``torchrun``, this process's
+        :meth:`share` of them); returns the batch's mean loss."""
+        share, weight = self.share(indices)
+        batch = Batch.from_data_list([self.train_set[i] for i in share]).to(self.device)
         x_w = redraw_weak(batch, noise, self.generators["augment"]) if self.config.augment else batch.x_w
         for group in self.optimizer.param_groups:
             group["lr"] = lr
-        loss = batch_loss(self.model, self.path, batch, self.train_set, x_w, self.generators["loss"])
+        loss = weight * batch_loss(self.network, self.path, batch, self.train_set, x_w, self.generators["loss"])
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip)
         self.optimizer.step()
-        return loss.item()
+        return self.world.mean(loss).item()
 
     def epoch(self, schedule: Callable[[int], float], bar: tqdm) -> None:
         """Finish the current epoch from where it stands, checkpointing every ``checkpoint_every`` steps."""
@@ -378,7 +425,7 @@ class _Run:
         if progress.order is None:
             progress.order = torch.randperm(len(self.train_set), generator=self.generators["shuffle"]).tolist()
         while progress.position < len(progress.order):
-            indices = progress.order[progress.position : progress.position + config.batch_size]
+            indices = progress.order[progress.position : progress.position + config.batch_size * self.world.size]
             loss = self.step(indices, config.lr * schedule(progress.step), noise)
             progress.step += 1
             progress.position += len(indices)
@@ -400,36 +447,44 @@ class _Run:
         self.save()
 
 
-def _start(config: TrainConfig) -> _Run:
-    """A fresh run of ``config``: data, model (seeded initialisation), optimiser and generators."""
-    device = resolve_device(config.device)
+def _start(config: TrainConfig, device: torch.device, world: World) -> _Run:
+    """A fresh run of ``config`` on ``device`` in process ``world``: data, model (seeded initialisation),
+    optimiser and generators."""
     seed_everything(config.seed)
     every = config.training_split == "all"
-    train_set = ClusterDataset(
-        config.data, split=None if every else "train", seed=config.seed, subset=config.subset, progress=config.progress
-    )
+    with world.main_first():  # rank 0 writes the data's tensor cache, the others read it
+        train_set = ClusterDataset(
+            config.data,
+            split=None if every else "train",
+            seed=config.seed,
+            subset=config.subset,
+            progress=config.progress and world.main,
+        )
+        val_split = ClusterDataset(config.data, split="val", seed=config.seed, subset=config.subset, progress=False)
     if len(train_set) == 0:
         raise ParameterError("data", config.data, "the training split is empty")
     # Training on every crystal leaves nothing to validate on: the history then has no val_loss.
-    val_split = ClusterDataset(config.data, split="val", seed=config.seed, subset=config.subset, progress=False)
     val_set = torch.utils.data.Subset(val_split, []) if every else val_split
     model = build_model(config).to(device)
     return _Run(
         config=config,
         run_dir=Path(config.out),
         device=device,
+        world=world,
         path=get_path(config.path, **config.path_kwargs),
         train_set=train_set,
         val_set=val_set,
         model=model,
+        network=world.wrap(model),
         optimizer=torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay),
-        generators=make_generators(config.seed, device),
+        generators=make_generators(config.seed, device, world.rank),
     )
 
 
 def _report_resume(run: _Run) -> None:
-    """Say where a resumed run picks up (with ``progress`` on), so a restart shows that nothing is redone."""
-    if run.config.progress:
+    """Say where a resumed run picks up (with ``progress`` on, by rank 0), so a restart shows that nothing is
+    redone."""
+    if run.config.progress and run.world.main:
         print(
             f"resuming {run.run_dir / CHECKPOINT} at step {run.progress.step}: epoch {run.progress.epoch + 1}, "
             f"{run.progress.position}/{len(run.train_set)} training clusters done",
@@ -438,27 +493,31 @@ def _report_resume(run: _Run) -> None:
 
 
 def train(config: TrainConfig) -> pd.DataFrame:
-    """Train (or resume) one run; returns the loss history, one row per epoch."""
+    """Train (or resume) one run; returns the loss history, one row per epoch. Under ``torchrun`` every process
+    calls this and trains its share (see the module's docstring); each returns the history."""
     config = with_data_noise(config)
-    run = _start(config)
-    run.run_dir.mkdir(parents=True, exist_ok=True)
-    state = _resume_state(run.run_dir / CHECKPOINT, config, run.device)
-    if state is not None:
-        run.restore(state)
-        _report_resume(run)
-    with atomic_open(run.run_dir / CONFIG) as handle:
-        json.dump(config.to_dict(), handle, indent=2)
-    steps_per_epoch = math.ceil(len(run.train_set) / config.batch_size)
-    schedule = _cosine_schedule(steps_per_epoch * config.epochs)
-    bar = tqdm(
-        total=steps_per_epoch * config.epochs,
-        initial=run.progress.step,
-        desc=f"train {config.path}",
-        unit="step",
-        disable=not config.progress,
-    )
-    run.model.train()
-    while run.progress.epoch < config.epochs:
-        run.epoch(schedule, bar)
-    bar.close()
+    device = resolve_device(config.device)
+    with process_group(device) as world:
+        run = _start(config, world.device(device), world)
+        run.run_dir.mkdir(parents=True, exist_ok=True)
+        state = _resume_state(run.run_dir / CHECKPOINT, config, run.device, world)
+        if state is not None:
+            run.restore(state)
+            _report_resume(run)
+        if world.main:
+            with atomic_open(run.run_dir / CONFIG) as handle:
+                json.dump(config.to_dict(), handle, indent=2)
+        steps_per_epoch = math.ceil(len(run.train_set) / (config.batch_size * world.size))
+        schedule = _cosine_schedule(steps_per_epoch * config.epochs)
+        bar = tqdm(
+            total=steps_per_epoch * config.epochs,
+            initial=run.progress.step,
+            desc=f"train {config.path}",
+            unit="step",
+            disable=not (config.progress and world.main),
+        )
+        run.model.train()
+        while run.progress.epoch < config.epochs:
+            run.epoch(schedule, bar)
+        bar.close()
     return pd.DataFrame(run.history)
