@@ -397,6 +397,8 @@ class _Run:
         weight is 1 for a single process). A process whose part is empty (a last batch smaller than the world)
         runs the batch's first cluster at weight 0: every process must take part in every step.
         """
+        if not self.world.distributed:
+            return indices, 1.0
         share = self.world.share(indices)
         if not share:
             return indices[:1], 0.0

@@ -80,7 +80,7 @@ class PaiNNMessage(nn.Module):
     def _from_blocks(self, h_s: Tensor, h_v: Tensor, blocks: PairBlocks) -> tuple[Tensor, Tensor]:
         f = self.hidden
         phi_s, phi_v, phi_dir = torch.split(blocks.pad(self.scalar_mlp(h_s)), f, dim=-1)
-        x, h_v = blocks.pad(blocks.positions), blocks.pad(h_v)
+        x, h_v = blocks.padded_positions, blocks.pad(h_v)
         n = x.shape[0]
         gated = blocks.aggregate(blocks.filter_basis, torch.cat([phi_s, (phi_v[:, None] * h_v).flatten(1)], -1))
         placed = (phi_dir[:, None] * x[..., None]).flatten(1)  # φ_j ⊗ x_j

@@ -63,14 +63,14 @@ class PairBlocks:
     """Per-cluster basis matrices of a batch (see the module docstring) and the atoms' places in them.
 
     `filter_basis` and `direction_basis` are `[B, n·(K+1), n]` (row i·(K+1) + k, column j); `slots [N]` is each
-    atom's row in the padded `[B·n]` layout; `positions [N, 3]` are centred per cluster; `inverse_degree [N]` is
-    1 / max(1, Σ_j fcut(d_ij)).
+    atom's row in the padded `[B·n]` layout; `padded_positions [B·n, 3]` are centred per cluster (zeros in the
+    padding); `inverse_degree [N]` is 1 / max(1, Σ_j fcut(d_ij)).
     """
 
     filter_basis: Tensor
     direction_basis: Tensor
     slots: Tensor
-    positions: Tensor
+    padded_positions: Tensor
     inverse_degree: Tensor
 
     def pad(self, features: Tensor) -> Tensor:
@@ -117,6 +117,6 @@ def build_pair_blocks(
         filter_basis=basis.reshape(num_graphs, rows, n_max),
         direction_basis=(basis / distance[:, :, None, :]).reshape(num_graphs, rows, n_max),
         slots=slots,
-        positions=dense_pos.reshape(-1, 3)[slots],
+        padded_positions=dense_pos.reshape(-1, 3),
         inverse_degree=1.0 / weight.sum(dim=-1).reshape(-1)[slots].clamp(min=1.0),
     )
