@@ -8,6 +8,11 @@ Our network is the one ``crystalflow train`` builds, at the benchmark's width, d
 time and ``x_w`` conditions, molecule pooling and pre-norms included. It builds its own pairs from the
 positions inside the step (schnetpack's neighbour list is built before the step and not timed); ``x_w`` is the
 positions plus a fixed 0.5 Å Gaussian offset and t = 0.5.
+
+On a GPU the precision modes of ``crystalflow train --precision`` and ``--compile`` are timed as models of their
+own (``make_tf32_model``, ``make_bf16_model``, ``make_compiled_model``). Each model sets the process's TF32 switch
+in every forward pass, so with ``--no-isolate`` a TF32 model never leaves it on for the next one (list a
+float32 model last).
 """
 
 from __future__ import annotations
@@ -21,15 +26,28 @@ from torch import Tensor, nn
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the benchmark runs in its own venv
 
 from crystalflow_core.nn import PaiNNVelocity  # noqa: E402
+from crystalflow_core.nn.precision import PrecisionNetwork, set_matmul_precision  # noqa: E402
 
 
 class CrystalflowVelocity(nn.Module):
     """Maps the benchmark's batch dict onto :class:`PaiNNVelocity`'s arguments."""
 
-    def __init__(self, features: int, interactions: int, rbf: int, cutoff: float, dense: bool | None) -> None:
+    def __init__(
+        self,
+        features: int,
+        interactions: int,
+        rbf: int,
+        cutoff: float,
+        dense: bool | None,
+        precision: str = "fp32",
+        compiled: bool = False,
+    ) -> None:
         super().__init__()
-        self.network = PaiNNVelocity(hidden=features, layers=interactions, n_rbf=rbf, cutoff=cutoff)
-        self.network.dense_pairs = dense
+        network = PaiNNVelocity(hidden=features, layers=interactions, n_rbf=rbf, cutoff=cutoff)
+        network.dense_pairs = dense
+        self.network = network if precision != "bf16" else PrecisionNetwork(network, precision)
+        self.call = torch.compile(self.network, dynamic=True) if compiled else self.network
+        self.precision = precision
         self._offsets: dict[tuple[int, torch.device], Tensor] = {}
 
     def _offset(self, positions: Tensor) -> Tensor:
@@ -43,7 +61,8 @@ class CrystalflowVelocity(nn.Module):
         positions, graph = batch["_positions"], batch["_idx_m"]
         t = torch.full((int(batch["_n_atoms"].shape[0]),), 0.5, dtype=positions.dtype, device=positions.device)
         x_w = positions + self._offset(positions)
-        return self.network(batch["_atomic_numbers"], positions, x_w, t, graph, batch["cluster_mol_idx"])
+        set_matmul_precision(self.precision)
+        return self.call(batch["_atomic_numbers"], positions, x_w, t, graph, batch["cluster_mol_idx"])
 
 
 def make_model(features: int, interactions: int, rbf: int, cutoff: float) -> nn.Module:
@@ -54,3 +73,18 @@ def make_model(features: int, interactions: int, rbf: int, cutoff: float) -> nn.
 def make_edge_model(features: int, interactions: int, rbf: int, cutoff: float) -> nn.Module:
     """Ours with messages summed over edge lists (the formulation schnetpack uses)."""
     return CrystalflowVelocity(features, interactions, rbf, cutoff, dense=False)
+
+
+def make_tf32_model(features: int, interactions: int, rbf: int, cutoff: float) -> nn.Module:
+    """Ours with TF32 matrix products (``--precision tf32``, the default on CUDA)."""
+    return CrystalflowVelocity(features, interactions, rbf, cutoff, dense=None, precision="tf32")
+
+
+def make_bf16_model(features: int, interactions: int, rbf: int, cutoff: float) -> nn.Module:
+    """Ours with bfloat16 atom-wise layers (``--precision bf16``)."""
+    return CrystalflowVelocity(features, interactions, rbf, cutoff, dense=None, precision="bf16")
+
+
+def make_compiled_model(features: int, interactions: int, rbf: int, cutoff: float) -> nn.Module:
+    """Ours in float32 compiled by ``torch.compile`` (``--compile``)."""
+    return CrystalflowVelocity(features, interactions, rbf, cutoff, dense=None, compiled=True)

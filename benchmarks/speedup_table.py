@@ -11,7 +11,14 @@ import sys
 
 import pandas as pd
 
-NAMES = {"make_model": "ours", "make_edge_model": "ours (edge lists)", "spk_painn": "schnetpack"}
+NAMES = {
+    "make_model": "ours",
+    "make_edge_model": "ours (edge lists)",
+    "make_tf32_model": "ours tf32",
+    "make_bf16_model": "ours bf16",
+    "make_compiled_model": "ours compiled",
+    "spk_painn": "schnetpack",
+}
 
 
 def _short(model: str) -> str:
@@ -19,23 +26,29 @@ def _short(model: str) -> str:
 
 
 def speedup_table(results: pd.DataFrame) -> str:
-    """One row per (cutoff, batch): each model's step time and memory, and ours against schnetpack."""
+    """One row per (cutoff, batch): each model's step time, ours (float32) against schnetpack, the best of our
+    modes against schnetpack, and the memory ratio of ours (float32) to schnetpack's."""
     results = results.assign(model=results["model"].map(_short))
     memory = "cuda_peak_alloc_mb" if results["cuda_peak_alloc_mb"].notna().any() else "peak_rss_mb"
+    models = [name for name in NAMES.values() if name in set(results["model"])]
+    ours = [name for name in models if name.startswith("ours") and name != "ours (edge lists)"]
     lines = [
-        f"| cutoff Å | batch | edges | {' | '.join(f'{m} s' for m in NAMES.values())} | speed-up | "
+        f"| cutoff Å | batch | edges | {' | '.join(f'{m} s' for m in models)} | speed-up | best mode: speed-up | "
         f"memory ours / schnetpack ({memory}) |",
-        "|---:|---:|---:|" + "---:|" * len(NAMES) + "---:|---:|",
+        "|---:|---:|---:|" + "---:|" * len(models) + "---:|---|---:|",
     ]
     for (cutoff, batch), rows in results.groupby(["cutoff", "batch"]):
         by_model = rows.set_index("model")
         ok = by_model["status"].astype(str).str.startswith("ok")
         step = by_model["step_median_s"].where(ok)
-        times = " | ".join(f"{step.get(m, float('nan')):.3f}" for m in NAMES.values())
-        speedup = step.get("schnetpack", float("nan")) / step.get("ours", float("nan"))
+        times = " | ".join(f"{step.get(m, float('nan')):.3f}" for m in models)
+        reference = step.get("schnetpack", float("nan"))
+        speedup = reference / step.get("ours", float("nan"))
+        timed = step.reindex(ours).dropna()
+        best = f"{timed.idxmin()}: {reference / timed.min():.2f}×" if len(timed) > 1 else "—"
         ratio = by_model[memory].get("ours", float("nan")) / by_model[memory].where(ok).get("schnetpack", float("nan"))
         edges = int(by_model["edges"].max())
-        lines.append(f"| {cutoff:g} | {batch} | {edges} | {times} | {speedup:.2f}× | {ratio:.2f} |")
+        lines.append(f"| {cutoff:g} | {batch} | {edges} | {times} | {speedup:.2f}× | {best} | {ratio:.2f} |")
     return re.sub(r"\bnan×?", "not run", "\n".join(lines))
 
 

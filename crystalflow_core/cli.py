@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import math
 import sys
+from collections import Counter
 from collections.abc import Callable, Sequence
 from importlib.metadata import EntryPoint, distributions
 from pathlib import Path
@@ -23,6 +24,7 @@ import pandas as pd
 
 from . import params
 from .data.codcluster17 import ClusterFileError
+from .data.manifest import MANIFEST, Shard
 from .errors import CurationError, InputError, ParameterError
 from .paths import PATHS
 from .relax import DEFAULT_ITERATIONS as RELAX_ITERATIONS
@@ -63,7 +65,9 @@ def _add_curate(sub) -> None:
         help="CIFs → 17-molecule clusters in the COD-Cluster17 layout + manifest.csv",
         description="Select molecular crystals (Appendix C of the paper), build 17-molecule "
         "clusters and their weakly-correlated starts, write the COD-Cluster17 CSV layout and "
-        "manifest.csv. Re-running on the same --out resumes.",
+        "manifest.csv. Re-running on the same --out resumes. A large source can be split over processes or "
+        "machines: run --shard 1/N ... N/N into one --out (manifest.csv is written when the last finishes), or "
+        "into separate ones that are then copied together and finished with --merge.",
     )
     p.add_argument(
         "--source",
@@ -90,7 +94,30 @@ def _add_curate(sub) -> None:
         help="std. dev. (Å, per axis) of each centroid's random displacement (default: %(default)s)",
     )
     p.add_argument("--limit", type=POSITIVE_INT, default=None, help="curate only the first N input structures")
+    split = p.add_mutually_exclusive_group()
+    split.add_argument(
+        "--shard",
+        type=_shard,
+        default="1/1",
+        metavar="K/N",
+        help="curate only shard K of N (the inputs whose id hashes to it; every shard walks the whole source) "
+        "(default: %(default)s)",
+    )
+    split.add_argument(
+        "--merge",
+        action="store_true",
+        help="only write manifest.csv from the finished shards in --out (shard directories copied into it); "
+        "needs no --source",
+    )
     p.set_defaults(handler=run_curate)
+
+
+def _shard(text: str) -> Shard:
+    """An argparse ``type``: ``K/N`` with 1 <= K <= N."""
+    try:
+        return Shard.parse(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not K/N with 1 <= K <= N") from None
 
 
 #: ``train``'s option of each training setting but ``path`` (``params.train_settings``): its value type and help.
@@ -114,6 +141,12 @@ TRAIN_OPTIONS: dict[str, tuple[Callable | type, str]] = {
         "rigid 20, others 0)",
     ),
     "device": (str, "'auto' (CUDA when present), 'cpu', 'cuda', ..."),
+    "precision": (
+        str,
+        "arithmetic of the training step: 'fp32'; 'tf32' (CUDA's matrix units round float32 products); 'bf16' "
+        "(atom-wise layers in bfloat16, geometry and neighbour sums in float32); 'auto': tf32 on CUDA, fp32 on CPU",
+    ),
+    "compile": (bool, "compile the network with torch.compile (dynamic shapes; pays off on GPUs and long runs)"),
     "checkpoint_every": (POSITIVE_INT, "optimiser steps between checkpoints"),
     "augment": (bool, "redraw x_w at every step with the rigid noise the data were curated with (their curation.json)"),
 }
@@ -295,23 +328,37 @@ def _added_commands() -> list[EntryPoint]:
 
 
 def run_curate(args: argparse.Namespace) -> None:
-    from .data.curate import CurationSettings, curate
+    from .data.curate import CurationSettings, run_curation
+    from .data.manifest import unfinished_shards, write_manifest
     from .data.noise import NoiseConfig
 
-    refs = params.check_source("--source", args.source, args.limit)
-    noise = NoiseConfig(args.rotation_deg, args.translation_sigma, args.inversion)
-    settings = CurationSettings(seed=args.seed, noise=noise)
-    manifest = curate(refs, params.check_out_dir("--out", args.out), settings, workers=args.workers)
-    counts = manifest["status"].value_counts()
-    print(f"{len(manifest)} structures: " + ", ".join(f"{n} {status}" for status, n in counts.items()))
-    skipped = manifest[manifest["status"] != "curated"]
-    if len(skipped):
-        reason = skipped["reason"].str.split(":").str[0]
-        print(skipped.assign(reason=reason).groupby(["status", "reason"]).size().to_string())
-    print(f"wrote {args.out}/manifest.csv")
+    out = params.check_out_dir("--out", args.out)
+    if args.merge:
+        counts = write_manifest(out)
+    else:
+        refs = params.check_source("--source", args.source, args.limit)
+        noise = NoiseConfig(args.rotation_deg, args.translation_sigma, args.inversion)
+        settings = CurationSettings(seed=args.seed, noise=noise)
+        counts = run_curation(refs, out, settings, workers=args.workers, shard=args.shard)
+    if counts is None:
+        waiting = ", ".join(map(str, unfinished_shards(out)))
+        print(
+            f"shard {args.shard} finished; manifest.csv is written when shard(s) {waiting} finish into {out} "
+            f"(shards curated elsewhere: copy their directories into it, then crystalflow curate --merge --out {out})"
+        )
+        return
+    statuses = Counter()
+    for (status, _), n in counts.items():
+        statuses[status] += n
+    print(f"{statuses.total()} structures: " + ", ".join(f"{n} {status}" for status, n in statuses.most_common()))
+    for (status, reason), n in sorted(counts.items()):
+        if status != "curated":
+            print(f"{status:10s} {reason:20s} {n:6d}")
+    print(f"wrote {out / MANIFEST}")
 
 
 def run_train(args: argparse.Namespace) -> None:
+    from .allocator import loaded_allocator
     from .distributed import World
     from .train import TrainConfig, train
 
@@ -319,6 +366,8 @@ def run_train(args: argparse.Namespace) -> None:
     params.check_device("--device", args.device)
     params.check_out_dir("--out", args.out)
     settings = {name: getattr(args, name) for name in params.train_settings()}
+    if World.from_environment().main:
+        print(f"allocator: {loaded_allocator()}", file=sys.stderr)
     history = train(TrainConfig(data=str(args.data), out=str(args.out), **settings))
     if World.from_environment().main:  # under torchrun, rank 0 speaks for all
         print(history.tail(5).to_string(index=False))
@@ -440,10 +489,22 @@ def run_evaluate(args: argparse.Namespace) -> None:
         print(f"wrote the run record {record_evaluation(sampling, scored)}")
 
 
+def _restart_training_under_jemalloc(args: argparse.Namespace) -> None:
+    """``crystalflow train`` on the CPU restarts itself once under jemalloc where it is installed (see
+    :mod:`crystalflow_core.allocator`); called as ``main(argv)`` from Python it never replaces the process."""
+    from .allocator import restart_with_jemalloc
+    from .train import resolve_device
+
+    if resolve_device(params.check_device("--device", args.device)).type == "cpu":
+        restart_with_jemalloc(sys.argv[1:])
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        if argv is None and args.command == "train":
+            _restart_training_under_jemalloc(args)
         status = args.handler(args)
     except EXPECTED_ERRORS as error:
         print(f"crystalflow {args.command}: error: {error}", file=sys.stderr)

@@ -24,8 +24,8 @@ import pandas as pd
 from ase.data import chemical_symbols
 
 from . import metrics
-from .data.curate import MANIFEST
 from .data.dataset import hash_order, load_cluster_tensors
+from .data.manifest import MANIFEST
 
 
 def pairwise_distances(x: np.ndarray) -> np.ndarray:

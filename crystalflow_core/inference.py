@@ -15,7 +15,7 @@ from tqdm.auto import tqdm
 
 from . import metrics
 from .data import codcluster17
-from .data.dataset import ClusterData, ClusterDataset
+from .data.dataset import ClusterData, ClusterDataset, to_device
 from .data.noise import NoiseConfig, rigid_noise
 from .forcefield import ForceFieldError, PairTerms, cluster_terms
 from .params import check_predictions_dir
@@ -68,7 +68,7 @@ def predict_dataset(
     for k in range(samples):
         generator = torch.Generator(device=device).manual_seed(seed + k)
         for batch in DataLoader(dataset, batch_size=batch_size):
-            batch = batch.to(device)
+            batch = to_device(batch, device)
             molecule = batch.molecule
             trajectory = sample(
                 model,

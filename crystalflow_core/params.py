@@ -10,10 +10,11 @@ that needs data curates it in a step of its own (:func:`ensure_curated`), never 
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import os
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import fields
 from functools import partial
 from pathlib import Path
@@ -197,8 +198,11 @@ def default_data_dir(inversion: bool, root: str | Path = DEFAULT_DATA_ROOT) -> P
     return Path(root) / ("default_inversion" if inversion else "default")
 
 
-def check_source(name: str, value: str | Path, limit: int | None = None) -> list:
-    """Structure references of a curation source (``default``, ``pyxtal`` or a CIF directory), first ``limit``."""
+def check_source(name: str, value: str | Path, limit: int | None = None) -> Iterator:
+    """Structure references of a curation source (``default``, ``pyxtal`` or a CIF directory), first ``limit``.
+
+    Streamed, read once (a COD mirror is walked as it is curated): only the first reference is looked for here.
+    """
     from .data.sources import resolve_refs
 
     if limit is not None:
@@ -207,11 +211,12 @@ def check_source(name: str, value: str | Path, limit: int | None = None) -> list
         raise ParameterError(name, value, "must be 'default', 'pyxtal' or a directory of CIF files")
     try:
         refs = resolve_refs(value)
+        first = next(refs, None)
     except FileNotFoundError as error:
         raise ParameterError(name, str(value), str(error)) from error
-    if not refs:
+    if first is None:
         raise ParameterError(name, str(value), "no structures found")
-    return refs[:limit] if limit is not None else refs
+    return itertools.islice(itertools.chain([first], refs), limit)
 
 
 def _check_data_source(name: str, value: object) -> object:
@@ -238,7 +243,7 @@ def ensure_curated(
     check_seed("seed", seed)
     path = check_path("data_dir", data_dir) if str(data_dir) else default_data_dir(inversion)
     if not path.exists() and source:
-        refs = check_source("data_source", source)
+        refs = list(check_source("data_source", source))
         print(
             f"{path} does not exist: curating {len(refs)} structures of {str(source)!r} into it (inversion={inversion})"
         )
@@ -296,6 +301,8 @@ TRAIN_SETTING_CHECKS: dict[str, Callable[[str, object], object]] = {
     "cutoff": partial(check_positive, kind=float),
     "molecule_cutoff": lambda name, value: None if value is None else check_non_negative(name, value),
     "device": check_device,
+    "precision": lambda name, value: check_choice(name, value, ("auto", "fp32", "tf32", "bf16")),  # PRECISIONS
+    "compile": check_bool,
     "checkpoint_every": check_positive,
     "augment": check_bool,
 }
@@ -364,7 +371,8 @@ def _check_variant_dirs(data_root: str | Path, seed: int) -> None:
 def check_curation_parameters(
     source: str, data_root: str, limit: int | None, seed: int, workers: int | None, subsets: Iterable[int | None]
 ) -> tuple[list, list]:
-    """Notebook 01's parameters: the structure references of ``source`` (first ``limit``) and ``subsets`` as a list.
+    """Notebook 01's parameters: the structure references of ``source`` (first ``limit``, as a list: the notebook
+    curates them twice) and ``subsets`` as a list.
 
     Cheap checks come first (numbers, ``data_root`` and what is already curated there), then ``source`` is
     resolved (:func:`check_source`).
@@ -375,7 +383,7 @@ def check_curation_parameters(
     subsets = check_subsets("subsets", subsets)
     check_path("data_root", data_root)
     _check_variant_dirs(data_root, seed)
-    return check_source("source", source, limit), subsets
+    return list(check_source("source", source, limit)), subsets
 
 
 def check_statistics_parameters(data_dir: str, max_clusters: int | None, bins: int, seed: int) -> Path:

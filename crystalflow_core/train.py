@@ -39,11 +39,12 @@ from torch_geometric.data import Batch
 from torch_geometric.loader import DataLoader
 from tqdm.auto import tqdm
 
-from .data.dataset import ClusterDataset
+from .data.dataset import ClusterDataset, to_device
 from .data.noise import NoiseConfig, centre_on_weak, rigid_noise
 from .distributed import World, process_group
 from .errors import CheckpointError, ParameterError
 from .nn.painn import PaiNNVelocity
+from .nn.precision import PRECISIONS, resolve_precision, set_matmul_precision, training_network
 from .params import check_choice, check_device, check_positive
 from .paths import PATHS, Objective, get_path
 from .records import atomic_open, curated_noise
@@ -97,6 +98,8 @@ class TrainConfig:
     cutoff: float = 4.0
     molecule_cutoff: float | None = None
     device: str = "auto"
+    precision: str = "auto"
+    compile: bool = False
     checkpoint_every: int = 200
     augment: bool = False
     noise: dict | None = None
@@ -106,6 +109,7 @@ class TrainConfig:
     def __post_init__(self) -> None:
         check_choice("path", self.path, PATHS)
         check_choice("training_split", self.training_split, TRAINING_SPLITS)
+        check_choice("precision", self.precision, PRECISIONS)
         for key, value in get_path(self.path, **self.path_kwargs).training_defaults.items():
             if getattr(self, key) is None:
                 setattr(self, key, value)
@@ -233,7 +237,7 @@ def validation_loss(model, path: Objective, loader, device: torch.device, seed: 
     generator = torch.Generator(device=device).manual_seed(seed)
     total, count = 0.0, 0
     for batch in loader:
-        batch = batch.to(device)
+        batch = to_device(batch, device)
         loss = batch_loss(model, path, batch, loader.dataset, batch.x_w, generator)
         total += float(loss) * batch.num_graphs
         count += batch.num_graphs
@@ -362,7 +366,8 @@ class _Run:
     val_set: ClusterDataset
     model: PaiNNVelocity
     network: torch.nn.Module
-    """``model`` as training calls it: in DistributedDataParallel under ``torchrun`` (``World.wrap``)."""
+    """``model`` as training calls it: in its precision mode, compiled if asked (``nn.precision.training_network``),
+    in DistributedDataParallel under ``torchrun`` (``World.wrap``)."""
     optimizer: torch.optim.Optimizer
     generators: dict[str, torch.Generator]
     progress: Progress = field(default_factory=Progress)
@@ -409,7 +414,7 @@ class _Run:
         """One optimiser step on the training clusters ``indices`` (under ``torchrun``, this process's
         :meth:`share` of them); returns the batch's mean loss."""
         share, weight = self.share(indices)
-        batch = Batch.from_data_list([self.train_set[i] for i in share]).to(self.device)
+        batch = to_device(Batch.from_data_list([self.train_set[i] for i in share]), self.device)
         x_w = redraw_weak(batch, noise, self.generators["augment"]) if self.config.augment else batch.x_w
         for group in self.optimizer.param_groups:
             group["lr"] = lr
@@ -468,6 +473,8 @@ def _start(config: TrainConfig, device: torch.device, world: World) -> _Run:
     # Training on every crystal leaves nothing to validate on: the history then has no val_loss.
     val_set = torch.utils.data.Subset(val_split, []) if every else val_split
     model = build_model(config).to(device)
+    precision = resolve_precision(config.precision, device)
+    set_matmul_precision(precision)
     return _Run(
         config=config,
         run_dir=Path(config.out),
@@ -477,7 +484,7 @@ def _start(config: TrainConfig, device: torch.device, world: World) -> _Run:
         train_set=train_set,
         val_set=val_set,
         model=model,
-        network=world.wrap(model),
+        network=world.wrap(training_network(model, precision, config.compile)),
         optimizer=torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay),
         generators=make_generators(config.seed, device, world.rank),
     )

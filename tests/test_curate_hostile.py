@@ -10,6 +10,7 @@ tests.
 from __future__ import annotations
 
 import functools
+import itertools
 import os
 import random
 import signal
@@ -174,8 +175,23 @@ def test_hanging_dying_or_bloated_worker_costs_only_its_file(tmp_path: Path, mon
 
 def test_workers_that_die_at_start_lose_each_item_and_the_run_still_ends() -> None:
     results = dict(map_with_deadline(str, [1, 2, 3], workers=2, timeout=30.0, initializer=lambda: os._exit(3)))
-    assert sorted(results) == [0, 1, 2]
+    assert sorted(results) == [1, 2, 3]
     assert {(type(r), r.reason) for r in results.values()} == {(Lost, "worker_died")}
+
+
+def test_items_are_drawn_only_as_workers_free_up() -> None:
+    """A long stream of items is never read ahead: after k results, at most k + workers items were drawn."""
+    drawn = [0]
+
+    def stream():
+        for item in range(1_000_000):
+            drawn[0] += 1
+            yield item
+
+    results = map_with_deadline(str, stream(), workers=2, timeout=30.0)
+    first = list(itertools.islice(results, 5))
+    results.close()
+    assert all(result == str(item) for item, result in first) and drawn[0] <= 5 + 2
 
 
 def _one_carbon_crystal(lattice: np.ndarray) -> Crystal:

@@ -70,7 +70,7 @@ def fuzz_run(tmp_path_factory) -> tuple[list, dict[str, Variant], pd.DataFrame]:
     """All files curated in one run; the refs, the variants and the manifest as written to disk."""
     directory = tmp_path_factory.mktemp("fuzz")
     variants = _write_variants(directory)
-    refs = cif_directory_refs(directory)
+    refs = list(cif_directory_refs(directory))  # a stream: listed once here, to be compared after the run
     out = tmp_path_factory.mktemp("fuzz_out")
     curate(refs, out, workers=2, progress=False)
     return refs, variants, pd.read_csv(out / "manifest.csv", dtype=str, keep_default_na=False)

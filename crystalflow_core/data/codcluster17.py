@@ -135,6 +135,11 @@ def read_cluster(root: Path, cluster_id: str) -> Cluster:
     return Cluster(cluster_id, numbers, mol_index, x_w, x_s)
 
 
+def has_cluster(root: Path, cluster_id: str) -> bool:
+    """Whether both files of a cluster are in place (the one written last marks a finished write)."""
+    return final_path(root, cluster_id).exists() and initial_path(root, cluster_id).exists()
+
+
 def list_cluster_ids(root: Path) -> list[str]:
     """Ids that have both a FinalPositions and an InitialPositions file, sorted."""
     root = Path(root)

@@ -17,10 +17,19 @@ What a run promises, whatever the input:
   data. The check rejects 5 of the 272 bundled COD crystals (two with solvent left out, one without hydrogens,
   two whose formula disagrees by two atoms).
 - **Resume is exact**: files are written under a temporary name and renamed, so a killed run never leaves a
-  half-written file under a final name. Re-running the same command on the same ``out_dir`` keeps the rows that
-  stand, redoes ``failed`` rows, ``timeout`` and ``worker_died`` rows (they depend on the run, not the file) and
-  curated rows whose cluster files are missing, and ends with the same manifest and byte-identical cluster files
-  as an uninterrupted run.
+  half-written file under a final name, and each input's rows are journaled as soon as it is done
+  (:mod:`~crystalflow_core.data.manifest`). Re-running the same command on the same ``out_dir`` keeps the rows
+  that stand, redoes ``failed`` rows, ``timeout`` and ``worker_died`` rows (they depend on the run, not the file),
+  curated rows whose cluster files are missing and inputs whose journal line a kill cut short, and ends with the
+  same manifest and byte-identical cluster files as an uninterrupted run.
+- **Input order decides which duplicate is kept**, whatever order workers, shards or resumed runs finished in.
+- **Memory does not grow with the source** (a full COD mirror, ~500K CIFs): the inputs are streamed, at most one
+  per worker is in flight, and the parent journals each result instead of keeping it.
+- **A run can be split** into shards by a hash of the structure id (:class:`~.manifest.Shard`), run as separate
+  processes or on separate machines; each curates its inputs one at a time in its own workers, so every file
+  keeps its own deadline and the workers stay busy however uneven the files are. ``manifest.csv`` is written
+  when the last shard finishes (or by :func:`~.manifest.write_manifest` once their directories are copied into
+  one).
 """
 
 from __future__ import annotations
@@ -46,37 +55,18 @@ from . import codcluster17
 from .cif import formula_counts
 from .cluster import Cluster, crystal_cluster
 from .crystal import Crystal
+from .manifest import Journal, KeySet, Shard, duplicate_ids, read_manifest, unfinished_shards, write_manifest
 from .molecules import MolecularCrystal, select_molecular_crystal
 from .noise import NoiseConfig, centre_on_weak, rigid_noise
 from .sources import StructureRef, load_crystals
 from .workers import Lost, map_with_deadline
 
-MANIFEST = "manifest.csv"
 SETTINGS = "curation.json"
-MANIFEST_COLUMNS = [
-    "id",
-    "source",
-    "location",
-    "formula",
-    "n_atoms",
-    "space_group",
-    "z",
-    "z_prime",
-    "volume_per_molecule",
-    "status",
-    "reason",
-    "detail",
-]
-#: Two curated crystals with the same molecular formula whose volumes per molecule differ by less than this
-#: fraction are taken as the same crystal reported twice (e.g. a COD and a CSD entry, or two temperatures).
-DUPLICATE_VOLUME_TOLERANCE = 0.03
 #: Seconds one input file may take: far beyond what a valid CIF needs (the README gives the slowest reference file),
 #: so only a pathological file meets it.
 FILE_TIMEOUT = 120.0
 #: Rejections that a re-run tries again: they depend on the run (machine load, memory), not on the file.
 RETRIED_REASONS = ("timeout", "worker_died")
-#: A run in progress rewrites ``manifest.csv`` about this many times, so a killed run loses little work.
-CHECKPOINTS = 100
 #: Memory (bytes) a worker may allocate beyond what it inherits; real files need well under 1 GiB.
 WORKER_MEMORY = 4 * 2**30
 #: Longest ``detail`` kept in the manifest (characters).
@@ -191,9 +181,9 @@ def _curate_crystal(crystal: Crystal, cluster_id: str, out_dir: Path, settings: 
         row.update(
             formula=mc.formula,
             n_atoms=len(mc.numbers),
-            z=mc.z,
-            z_prime=mc.z_prime,
-            volume_per_molecule=abs(np.linalg.det(crystal.lattice)) / mc.z,
+            z=int(mc.z),
+            z_prime=float(mc.z_prime),
+            volume_per_molecule=float(abs(np.linalg.det(crystal.lattice)) / mc.z),
         )
         check_formula(mc)
         codcluster17.write_cluster(out_dir, make_cluster(mc, cluster_id, settings))
@@ -236,61 +226,77 @@ def _lost_row(ref: StructureRef, lost: Lost) -> dict:
     }
 
 
-def mark_duplicates(manifest: pd.DataFrame, out_dir: Path) -> pd.DataFrame:
-    """Keep the first of each group of curated rows with one formula and matching volume per molecule.
-
-    Later duplicates become ``status='duplicate'``, ``reason='duplicate_of:<id>'`` and their CSVs are removed.
-    """
-    manifest = manifest.copy()
-    curated = manifest[manifest["status"] == "curated"]
-    for _, group in curated.groupby("formula", sort=False):
-        kept: list[tuple[str, float]] = []
-        for index, row in group.iterrows():
-            volume = float(row["volume_per_molecule"])
-            twin = next((cid for cid, v in kept if abs(volume - v) <= DUPLICATE_VOLUME_TOLERANCE * v), None)
-            if twin is None:
-                kept.append((row["id"], volume))
-                continue
-            manifest.loc[index, ["status", "reason"]] = ["duplicate", f"duplicate_of:{twin}"]
-            for path in (codcluster17.final_path(out_dir, row["id"]), codcluster17.initial_path(out_dir, row["id"])):
-                path.unlink(missing_ok=True)
-    return manifest
-
-
-def _load_previous(out_dir: Path, settings: CurationSettings) -> pd.DataFrame:
-    """Manifest rows of an earlier run on ``out_dir`` that stand: refuses other settings, and leaves out the files
-    to redo, all their rows together (a file with a ``failed``, :data:`RETRIED_REASONS` or curated row whose
-    cluster files are missing)."""
-    settings_path = out_dir / SETTINGS
-    if settings_path.exists():
-        previous = json.loads(settings_path.read_text())
+def _check_settings(out_dir: Path, settings: CurationSettings) -> None:
+    """Refuse to resume a directory curated with other settings."""
+    path = out_dir / SETTINGS
+    if path.exists():
+        previous = json.loads(path.read_text())
         if previous != settings.to_dict():
             raise InputError(
                 f"{out_dir}: already curated with settings {previous}; use another --out or the same settings"
             )
-    manifest_path = out_dir / MANIFEST
-    if not manifest_path.exists():
-        return pd.DataFrame(columns=MANIFEST_COLUMNS)
-    manifest = pd.read_csv(manifest_path, dtype=str, keep_default_na=False)
-    have = set(codcluster17.list_cluster_ids(out_dir))
-    broken = (manifest["status"] == "curated") & ~manifest["id"].isin(have)
-    retried = (manifest["status"] == "failed") | manifest["reason"].isin(RETRIED_REASONS)
-    return manifest[~manifest["location"].isin(manifest.loc[broken | retried, "location"])]
+
+
+def _stands(rows: list[dict], out_dir: Path, duplicates: KeySet) -> bool:
+    """Whether an earlier outcome of one input stands on resume: no ``failed`` or :data:`RETRIED_REASONS` row, and
+    every curated row has its cluster files (or was a duplicate, whose files are removed on purpose)."""
+    for row in rows:
+        if row["status"] == "failed" or row.get("reason") in RETRIED_REASONS:
+            return False
+        if row["status"] == "curated" and not (row["id"] in duplicates or codcluster17.has_cluster(out_dir, row["id"])):
+            return False
+    return True
+
+
+def _curate_item(item: tuple[int, StructureRef], out_dir: Path, settings: CurationSettings) -> list[dict]:
+    return curate_structure(item[1], out_dir, settings)
+
+
+def run_curation(
+    refs: Iterable[StructureRef],
+    out_dir: str | Path,
+    settings: CurationSettings | None = None,
+    workers: int | None = None,
+    progress: bool = True,
+    timeout: float = FILE_TIMEOUT,
+    shard: Shard | None = None,
+) -> Counter[tuple[str, str]] | None:
+    """Curate the inputs of ``shard`` among ``refs`` into ``out_dir``; write ``manifest.csv`` if every shard is
+    then finished and return its rows by ``(status, reason code)``, else return ``None``. No ``shard``: all inputs.
+
+    ``refs`` is read once, lazily, in input order (a COD mirror is never held in memory). Each structure is curated
+    in one of ``workers`` forked processes (default: the number of CPU cores) with ``timeout`` seconds to finish;
+    its rows go to the shard's journal as soon as it is done. Rows of an earlier run on ``out_dir`` stand; see the
+    module docstring for what is redone.
+
+    The parent holds the inputs in flight (at most ``workers``), not the rows: its memory does not grow with the
+    number of inputs, except 8 bytes per input that an earlier run finished (the locations it skips) and the
+    final pass of :func:`~crystalflow_core.data.manifest.write_manifest`.
+    """
+    settings = settings or CurationSettings()
+    shard = shard or Shard()
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    _check_settings(out_dir, settings)
+    with Journal(out_dir, shard) as journal:
+        _write_atomic(out_dir / SETTINGS, json.dumps(settings.to_dict(), indent=2))
+        done = journal.resume(functools.partial(_stands, out_dir=out_dir, duplicates=duplicate_ids(out_dir)))
+        todo = (
+            (position, ref) for position, ref in enumerate(refs) if shard.owns(ref.id) and location_key(ref) not in done
+        )
+        work = functools.partial(_curate_item, out_dir=out_dir, settings=settings)
+        results = map_with_deadline(work, todo, workers or os.cpu_count() or 1, timeout, _prepare_worker)
+        for (position, ref), result in tqdm(results, desc="curate", unit="structure", disable=not progress):
+            rows = [_lost_row(ref, result)] if isinstance(result, Lost) else result
+            journal.append(position, location_key(ref), rows)
+        journal.finish()
+    return None if unfinished_shards(out_dir) else write_manifest(out_dir)
 
 
 def _write_atomic(path: Path, text: str) -> None:
     tmp = codcluster17.temporary_path(path)
     tmp.write_text(text)
     tmp.replace(path)
-
-
-def write_manifest(manifest: pd.DataFrame, out_dir: Path) -> Path:
-    """Write ``manifest.csv`` atomically (temp file + rename)."""
-    path = out_dir / MANIFEST
-    frame = manifest.reindex(columns=MANIFEST_COLUMNS)
-    frame = frame.assign(**{c: pd.to_numeric(frame[c], errors="coerce").astype("Int64") for c in ("n_atoms", "z")})
-    _write_atomic(path, frame.to_csv(index=False))
-    return path
 
 
 def curate(
@@ -301,34 +307,10 @@ def curate(
     progress: bool = True,
     timeout: float = FILE_TIMEOUT,
 ) -> pd.DataFrame:
-    """Curate ``refs`` into ``out_dir`` (COD-Cluster17 layout + ``manifest.csv``); returns the manifest.
+    """Curate ``refs`` into ``out_dir`` in one run (:func:`run_curation`) and return ``manifest.csv`` as a table.
 
-    Each structure is curated in one of ``workers`` forked processes (default: the number of CPU cores) with
-    ``timeout`` seconds to finish. Rows of an earlier run on ``out_dir`` are kept; see the module docstring for
-    what is redone.
+    Handy for thousands of structures; a full COD mirror's manifest (~500K rows) is better left on disk, so
+    ``crystalflow curate`` calls :func:`run_curation`.
     """
-    settings = settings or CurationSettings()
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    previous = _load_previous(out_dir, settings)
-    _write_atomic(out_dir / SETTINGS, json.dumps(settings.to_dict(), indent=2))
-    codcluster17.remove_partial_writes(out_dir)
-    refs = list(refs)
-    done_locations = set(previous["location"])
-    todo = [ref for ref in refs if location_key(ref) not in done_locations]
-    rows: list[dict] = previous.to_dict("records")
-    work = functools.partial(curate_structure, out_dir=out_dir, settings=settings)
-    results = map_with_deadline(work, todo, workers or os.cpu_count() or 1, timeout, _prepare_worker)
-    checkpoint = max(1, len(todo) // CHECKPOINTS)
-    with tqdm(total=len(todo), desc="curate", unit="structure", disable=not progress) as bar:
-        for count, (index, result) in enumerate(results, start=1):
-            rows.extend([_lost_row(todo[index], result)] if isinstance(result, Lost) else result)
-            bar.update()
-            if count % checkpoint == 0 and count < len(todo):
-                write_manifest(pd.DataFrame(rows), out_dir)
-    # Input order decides which of two duplicates is kept, whatever order the workers finished in.
-    position = {location_key(ref): index for index, ref in enumerate(refs)}
-    rows.sort(key=lambda row: (position.get(row["location"], len(position)), row["id"]))
-    manifest = mark_duplicates(pd.DataFrame(rows, columns=MANIFEST_COLUMNS), out_dir)
-    write_manifest(manifest, out_dir)
-    return manifest
+    run_curation(refs, out_dir, settings, workers, progress, timeout)
+    return read_manifest(out_dir)

@@ -6,6 +6,8 @@ processes; :func:`load_crystals` turns it into :class:`~crystalflow_core.data.cr
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -36,13 +38,28 @@ def _cif_stem(path: Path) -> str:
     return path.stem
 
 
-def cif_directory_refs(directory: str | Path, source: str = "cif") -> list[StructureRef]:
-    """Every ``*.cif`` / ``*.cif.gz`` file below ``directory`` (a COD mirror is fine), sorted by id."""
+def cif_directory_refs(directory: str | Path, source: str = "cif") -> Iterator[StructureRef]:
+    """Every ``*.cif`` / ``*.cif.gz`` file below ``directory`` (a COD mirror is fine), in sorted path order.
+
+    The files are streamed, not listed first: only one sorted directory listing per level of the tree is held
+    (COD's ``1/00/00/1000000.cif`` layout: a hundred entries or fewer each).
+    """
     directory = Path(directory)
     if not directory.is_dir():
         raise FileNotFoundError(f"{directory}: not a directory of CIF files")
-    files = sorted(p for p in directory.rglob("*") if p.is_file() and p.name.endswith(CIF_SUFFIXES))
-    return [StructureRef(id=_cif_stem(p), source=source, location=str(p)) for p in files]
+    return (StructureRef(id=_cif_stem(path), source=source, location=str(path)) for path in _cif_files(directory))
+
+
+def _cif_files(directory: Path) -> Iterator[Path]:
+    """CIF files below ``directory``, entries sorted by name in each directory (the order of sorting whole paths);
+    links to directories are not followed, so a link cycle cannot trap the walk."""
+    with os.scandir(directory) as scan:
+        entries = sorted(scan, key=lambda entry: entry.name)
+    for entry in entries:
+        if entry.is_dir(follow_symlinks=False):
+            yield from _cif_files(Path(entry.path))
+        elif entry.name.endswith(CIF_SUFFIXES) and entry.is_file():
+            yield Path(entry.path)
 
 
 def bundled_cod_directory() -> Path:
@@ -68,7 +85,7 @@ def pyxtal_refs() -> list[StructureRef]:
 
 def default_refs() -> list[StructureRef]:
     """The bundled default: COD CIFs shipped with the package, then pyxtal's CSD crystals (duplicate ids dropped)."""
-    refs = cif_directory_refs(bundled_cod_directory(), source="cod")
+    refs = list(cif_directory_refs(bundled_cod_directory(), source="cod"))
     seen = {ref.id for ref in refs}
     for ref in pyxtal_refs():
         if ref.id not in seen:
@@ -81,10 +98,11 @@ def default_refs() -> list[StructureRef]:
 NAMED_SOURCES = {"default": default_refs, "pyxtal": pyxtal_refs}
 
 
-def resolve_refs(source: str | Path) -> list[StructureRef]:
-    """``"default"`` → :func:`default_refs`; ``"pyxtal"`` → :func:`pyxtal_refs`; otherwise a CIF directory."""
+def resolve_refs(source: str | Path) -> Iterator[StructureRef]:
+    """``"default"`` → :func:`default_refs`; ``"pyxtal"`` → :func:`pyxtal_refs`; otherwise a CIF directory (streamed,
+    see :func:`cif_directory_refs`)."""
     named = NAMED_SOURCES.get(str(source))
-    return named() if named is not None else cif_directory_refs(source)
+    return iter(named()) if named is not None else cif_directory_refs(source)
 
 
 def load_crystals(ref: StructureRef) -> list[Crystal | CurationError]:

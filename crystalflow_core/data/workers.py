@@ -12,13 +12,14 @@ import multiprocessing
 import os
 import signal
 import time
-from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
 
 #: How often (s) an idle worker checks that its parent is still alive.
 _PARENT_POLL = 1.0
+#: Marks the end of the items.
+_END = object()
 
 
 @dataclass(frozen=True)
@@ -30,7 +31,7 @@ class Lost:
 
 
 def _serve(conn: Connection, function: Callable, initializer: Callable[[], None] | None, parent: int) -> None:
-    """Worker loop: receive ``(index, item)``, send back ``(index, function(item))``; stop on ``None``.
+    """Worker loop: receive ``(item,)``, send back ``function(item)``; stop on ``None``.
 
     Ctrl-C is left to the parent, which stops the workers. A worker whose parent was killed (SIGKILL gives no
     chance to stop it) notices while idle and exits rather than linger.
@@ -48,8 +49,7 @@ def _serve(conn: Connection, function: Callable, initializer: Callable[[], None]
             return
         if task is None:
             return
-        index, item = task
-        conn.send((index, function(item)))
+        conn.send(function(task[0]))
 
 
 class _Worker:
@@ -63,12 +63,13 @@ class _Worker:
         )
         self.process.start()
         child.close()  # the worker holds the only other end: its death reads as end-of-file here
-        self.task: int | None = None
+        self.task: tuple[object] | None = None  # the item in flight, boxed so that any item (even None) can be one
         self.timeout = self.deadline = 0.0
 
-    def submit(self, index: int, item: object, timeout: float) -> None:
-        self.conn.send((index, item))
-        self.task, self.timeout, self.deadline = index, timeout, time.monotonic() + timeout
+    def submit(self, item: object, timeout: float) -> None:
+        self.task = (item,)
+        self.conn.send(self.task)
+        self.timeout, self.deadline = timeout, time.monotonic() + timeout
 
     def stop(self) -> None:
         """Kill the process and close the pipe (an idle worker would also stop on ``None``; killing is quicker)."""
@@ -87,29 +88,41 @@ def _death_detail(process: multiprocessing.Process) -> str:
 
 def map_with_deadline(
     function: Callable,
-    items: Sequence,
+    items: Iterable,
     workers: int,
     timeout: float,
     initializer: Callable[[], None] | None = None,
-) -> Iterator[tuple[int, object]]:
-    """Yield ``(index, function(items[index]))`` in completion order, or ``(index, Lost(...))`` for a call that
-    took longer than ``timeout`` seconds or whose worker died. Runs ``workers`` (at least one) forked processes."""
-    pending = deque(enumerate(items))
-    pool = [_Worker(function, initializer) for _ in range(min(max(workers, 1), len(items)))]
+) -> Iterator[tuple[object, object]]:
+    """Yield ``(item, function(item))`` in completion order, or ``(item, Lost(...))`` for a call that took longer
+    than ``timeout`` seconds or whose worker died. Runs up to ``workers`` (at least one) forked processes.
+
+    ``items`` is read lazily, one item whenever a worker is free, so at most ``workers`` items are held at a time
+    however long it is; a worker is started only when an item is waiting for one.
+    """
+    pending = iter(items)
+    size = max(workers, 1)
+    pool: list[_Worker] = []
+    exhausted = False
     try:
-        while pending or any(w.task is not None for w in pool):
-            for position, worker in enumerate(pool):
-                if worker.task is None and pending:
-                    index, item = pending.popleft()
-                    try:
-                        worker.submit(index, item, timeout)
-                    except OSError:  # the idle worker is gone (killed from outside): replace it
-                        yield index, Lost("worker_died", "worker process died before it was given the item")
-                        worker.stop()
-                        pool[position] = _Worker(function, initializer)
+        while True:
+            while not exhausted and (len(pool) < size or any(w.task is None for w in pool)):
+                item = next(pending, _END)
+                if item is _END:
+                    exhausted = True
+                    break
+                worker = next((w for w in pool if w.task is None), None)
+                if worker is None:
+                    worker = _Worker(function, initializer)
+                    pool.append(worker)
+                try:
+                    worker.submit(item, timeout)
+                except OSError:  # the idle worker is gone (killed from outside): replace it
+                    yield item, Lost("worker_died", "worker process died before it was given the item")
+                    worker.stop()
+                    pool[pool.index(worker)] = _Worker(function, initializer)
             busy = [w for w in pool if w.task is not None]
             if not busy:
-                continue
+                return
             wait_for = max(0.0, min(w.deadline for w in busy) - time.monotonic())
             wait([w.conn for w in busy] + [w.process.sentinel for w in busy], timeout=wait_for)
             for worker in busy:
@@ -125,19 +138,19 @@ def map_with_deadline(
             worker.stop()
 
 
-def _collect(worker: _Worker) -> tuple[int, object] | None:
+def _collect(worker: _Worker) -> tuple[object, object] | None:
     """The finished call of a busy worker: its result, a ``Lost`` (dead or past its deadline), or None (running)."""
-    index = worker.task
+    item = worker.task[0]
     if worker.conn.poll():
         try:
-            received, result = worker.conn.recv()
+            result = worker.conn.recv()
         except (EOFError, OSError):
             worker.process.join()
-            return index, Lost("worker_died", _death_detail(worker.process))
+            return item, Lost("worker_died", _death_detail(worker.process))
         worker.task = None
-        return received, result
+        return item, result
     if not worker.process.is_alive():
-        return index, Lost("worker_died", _death_detail(worker.process))
+        return item, Lost("worker_died", _death_detail(worker.process))
     if time.monotonic() >= worker.deadline:
-        return index, Lost("timeout", f"no result within {worker.timeout:g} s; worker killed")
+        return item, Lost("timeout", f"no result within {worker.timeout:g} s; worker killed")
     return None

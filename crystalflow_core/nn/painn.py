@@ -16,6 +16,7 @@ from torch import Tensor, nn
 from torch_geometric.utils import scatter, to_dense_batch
 
 from crystalflow_core.nn.pair_blocks import PairBlocks, build_pair_blocks, use_dense_blocks
+from crystalflow_core.nn.precision import full_precision
 from crystalflow_core.nn.radial import CosineCutoff, GaussianRBF
 from crystalflow_core.so3 import inertial_axes
 
@@ -158,7 +159,14 @@ class PairGeometry(nn.Module):
         self.cutoff_fn = CosineCutoff(cutoff)
 
     def forward(self, pos: Tensor, batch: Tensor, num_graphs: int, dense: bool | None = None) -> EdgeGraph | PairBlocks:
-        """The pairs of nodes at `pos [N, 3]` in graphs `batch [N]`; `dense` forces a layout (None: by cost)."""
+        """The pairs of nodes at `pos [N, 3]` in graphs `batch [N]`; `dense` forces a layout (None: by cost).
+
+        Built on `pos`'s device, in float32 even inside a bfloat16 autocast region.
+        """
+        with full_precision(pos.device):
+            return self._pairs(pos, batch, num_graphs, dense)
+
+    def _pairs(self, pos: Tensor, batch: Tensor, num_graphs: int, dense: bool | None) -> EdgeGraph | PairBlocks:
         edges = None if dense else radius_edges(pos, batch, self.cutoff, num_graphs=num_graphs)
         if dense is None:
             dense = use_dense_blocks(edges.shape[1], batch, num_graphs, self.rbf.n_rbf, pos.element_size())

@@ -25,6 +25,7 @@ import torch
 from torch import Tensor
 from torch_geometric.utils import to_dense_batch
 
+from crystalflow_core.nn.precision import full_precision
 from crystalflow_core.nn.radial import CosineCutoff, GaussianRBF
 
 #: Above this many bytes of basis matrices a batch falls back to edge lists (a 500-atom cluster with 20 RBF
@@ -81,10 +82,12 @@ class PairBlocks:
     def aggregate(self, basis: Tensor, features: Tensor) -> Tensor:
         """Σ_j basis_ijk features_j, `[B·n, K+1, C]` in the padded layout, from padded `features [B·n, C]`.
 
-        Rows of padding are zero; :meth:`unpad` of what is made from them gives the atoms' rows.
+        Rows of padding are zero; :meth:`unpad` of what is made from them gives the atoms' rows. Computed in the
+        basis's float32 also where the layers run in bfloat16 (:mod:`~crystalflow_core.nn.precision`).
         """
         graphs, rows, n_max = basis.shape
-        summed = torch.bmm(basis, features.view(graphs, n_max, -1))  # [B, n·(K+1), C]
+        with full_precision(basis.device):  # the direction messages subtract two of these sums
+            summed = torch.bmm(basis, features.to(basis.dtype).view(graphs, n_max, -1))  # [B, n·(K+1), C]
         return summed.view(graphs * n_max, rows // n_max, -1)
 
     def unpad(self, padded: Tensor) -> Tensor:
