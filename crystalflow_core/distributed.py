@@ -101,7 +101,12 @@ class World:
 @contextmanager
 def process_group(device: torch.device) -> Iterator[World]:
     """This process's :class:`World`; under ``torchrun`` with several processes, in a process group for the block
-    (NCCL for a CUDA ``device``, with this process on ``cuda:LOCAL_RANK``; gloo otherwise), left after it."""
+    (NCCL for a CUDA ``device``, with this process on ``cuda:LOCAL_RANK``; gloo otherwise), left after it.
+
+    What the block makes with the group (a :class:`DistributedDataParallel` wrapper, whose gradient reducer holds
+    the group) must be gone when it ends, so that :func:`torch.distributed.destroy_process_group` shuts the group
+    down with nothing left using it. A wrapper that outlived the block took the group down later, in its own
+    destructor; two-process runs then sometimes hung after their last line."""
     world = World.from_environment()
     if not world.distributed:
         yield world

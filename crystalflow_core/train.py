@@ -507,26 +507,33 @@ def train(config: TrainConfig) -> pd.DataFrame:
     config = with_data_noise(config)
     device = resolve_device(config.device)
     with process_group(device) as world:
-        run = _start(config, world.device(device), world)
-        run.run_dir.mkdir(parents=True, exist_ok=True)
-        state = _resume_state(run.run_dir / CHECKPOINT, config, run.device, world)
-        if state is not None:
-            run.restore(state)
-            _report_resume(run)
-        if world.main:
-            with atomic_open(run.run_dir / CONFIG) as handle:
-                json.dump(config.to_dict(), handle, indent=2)
-        steps_per_epoch = math.ceil(len(run.train_set) / (config.batch_size * world.size))
-        schedule = _cosine_schedule(steps_per_epoch * config.epochs)
-        bar = tqdm(
-            total=steps_per_epoch * config.epochs,
-            initial=run.progress.step,
-            desc=f"train {config.path}",
-            unit="step",
-            disable=not (config.progress and world.main),
-        )
-        run.model.train()
-        while run.progress.epoch < config.epochs:
-            run.epoch(schedule, bar)
-        bar.close()
-    return pd.DataFrame(run.history)
+        history = _train_in(world, config, device)
+    return pd.DataFrame(history)
+
+
+def _train_in(world: World, config: TrainConfig, device: torch.device) -> list[dict]:
+    """:func:`train` in ``world``; returns the history. The run (its network wrapped for ``world``) is gone when
+    this returns, before the process group is left (:func:`~crystalflow_core.distributed.process_group`)."""
+    run = _start(config, world.device(device), world)
+    run.run_dir.mkdir(parents=True, exist_ok=True)
+    state = _resume_state(run.run_dir / CHECKPOINT, config, run.device, world)
+    if state is not None:
+        run.restore(state)
+        _report_resume(run)
+    if world.main:
+        with atomic_open(run.run_dir / CONFIG) as handle:
+            json.dump(config.to_dict(), handle, indent=2)
+    steps_per_epoch = math.ceil(len(run.train_set) / (config.batch_size * world.size))
+    schedule = _cosine_schedule(steps_per_epoch * config.epochs)
+    bar = tqdm(
+        total=steps_per_epoch * config.epochs,
+        initial=run.progress.step,
+        desc=f"train {config.path}",
+        unit="step",
+        disable=not (config.progress and world.main),
+    )
+    run.model.train()
+    while run.progress.epoch < config.epochs:
+        run.epoch(schedule, bar)
+    bar.close()
+    return run.history

@@ -41,6 +41,25 @@ train._Run.step = step
 cli.main(sys.argv[2:])
 """
 
+#: ``crystalflow`` with ``destroy_process_group`` counting the DDP wrappers still alive when it is called.
+WRAPPERS_AT_DESTROY = """
+import gc
+import sys
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
+from crystalflow_core import cli
+
+destroy = dist.destroy_process_group
+
+def counted(*args, **kwargs):
+    alive = sum(isinstance(item, DistributedDataParallel) for item in gc.get_objects())
+    print(f"wrappers alive at destroy: {alive}", file=sys.stderr, flush=True)
+    destroy(*args, **kwargs)
+
+dist.destroy_process_group = counted
+sys.exit(cli.main(sys.argv[1:]))
+"""
+
 
 def _options(settings: dict) -> list[str]:
     """``train``'s options for ``settings`` (``True`` as a bare flag)."""
@@ -127,3 +146,13 @@ def test_two_processes_interrupted_mid_epoch_resume_exactly(small_data, tmp_path
     config = TrainConfig(data=str(small_data), out=str(tmp_path / "pieces"), progress=False, **settings)
     with pytest.raises(CheckpointError, match="written by 2 processes, this run has 1; use torchrun --nproc_per_node"):
         train(config)
+
+
+def test_the_ddp_wrapper_is_gone_before_the_process_group_is_destroyed(small_data, tmp_path):
+    # A wrapper that outlives the group takes it down later, in its own destructor (runs sometimes hung after
+    # their last line); destroy_process_group must find nothing still using the group.
+    script = tmp_path / "count.py"
+    script.write_text(WRAPPERS_AT_DESTROY)
+    result = _torchrun([str(script)], small_data, tmp_path / "run", {**TINY, "path": "lerp", "epochs": 1})
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert re.findall(r"wrappers alive at destroy: (\d+)", result.stderr) == ["0", "0"]
