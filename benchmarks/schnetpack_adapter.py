@@ -26,7 +26,7 @@ from torch import Tensor, nn
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the benchmark runs in its own venv
 
 from crystalflow_core.nn import PaiNNVelocity  # noqa: E402
-from crystalflow_core.nn.precision import PrecisionNetwork, set_matmul_precision  # noqa: E402
+from crystalflow_core.nn.precision import set_matmul_precision, training_network  # noqa: E402
 
 
 class CrystalflowVelocity(nn.Module):
@@ -45,8 +45,7 @@ class CrystalflowVelocity(nn.Module):
         super().__init__()
         network = PaiNNVelocity(hidden=features, layers=interactions, n_rbf=rbf, cutoff=cutoff)
         network.dense_pairs = dense
-        self.network = network if precision != "bf16" else PrecisionNetwork(network, precision)
-        self.call = torch.compile(self.network, dynamic=True) if compiled else self.network
+        self.network = training_network(network, precision, compiled)
         self.precision = precision
         self._offsets: dict[tuple[int, torch.device], Tensor] = {}
 
@@ -62,7 +61,7 @@ class CrystalflowVelocity(nn.Module):
         t = torch.full((int(batch["_n_atoms"].shape[0]),), 0.5, dtype=positions.dtype, device=positions.device)
         x_w = positions + self._offset(positions)
         set_matmul_precision(self.precision)
-        return self.call(batch["_atomic_numbers"], positions, x_w, t, graph, batch["cluster_mol_idx"])
+        return self.network(batch["_atomic_numbers"], positions, x_w, t, graph, batch["cluster_mol_idx"])
 
 
 def make_model(features: int, interactions: int, rbf: int, cutoff: float) -> nn.Module:
