@@ -1,0 +1,16 @@
+"""Crystal structure prediction of rigid molecules: crystals, not clusters.
+
+A molecular crystal with one molecule in the asymmetric unit (Z' = 1, or 0.5 on a special position) is fixed by
+a space group, a cell and one molecule's pose. This package searches those unknowns and ranks what it finds:
+
+- ``rigid_crystal.py``  the crystal as a space group, a cell and one rigid molecule; its symmetry images and the
+  free parameters that keep the space group (cell metric, site-symmetric pose);
+- ``lattice_energy.py`` MMFF94 non-bonded lattice energy per molecule, periodic (Ewald electrostatics), in torch;
+- ``minimize.py``       L-BFGS over the cell and the pose, the space group kept;
+- ``candidates.py``     random symmetric crystals of the molecule (pyxtal), stratified over space groups;
+- ``merge.py``          candidates that relaxed to the same crystal become one;
+- ``search.py``         generate, minimise, merge, rank: the crystals behind ``crystalflow predict``;
+- ``compare.py``        a candidate against a known crystal: shell molecules matched of 15 and RMSD_15;
+- ``cif_writer.py``     a candidate as a CIF with its symmetry operations;
+- ``pxrd.py``           simulated powder patterns and ranking by agreement with a measured one.
+"""

@@ -1,0 +1,135 @@
+"""The crystal search behind ``crystalflow predict``: random symmetric candidates, each minimised in the MMFF94
+lattice energy (in worker processes, one candidate each, under a deadline), duplicates merged, distinct crystals
+ranked by lattice energy per molecule."""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from rdkit import Chem
+from tqdm.auto import tqdm
+
+from crystalflow_core.data.molecules import MolecularCrystal
+from crystalflow_core.data.workers import Lost, map_with_deadline
+from crystalflow_core.forcefield import mmff_terms
+
+from .candidates import DEFAULT_SPACE_GROUPS, Candidate, generate_candidates
+from .lattice_energy import LatticeEnergy
+from .merge import duplicate_of
+from .minimize import Minimized, minimize_crystal
+
+#: Candidates per search: a small rigid molecule's search finishes in minutes on two CPU cores.
+DEFAULT_CANDIDATES = 100
+#: A candidate whose minimisation takes longer is dropped (and counted).
+CANDIDATE_DEADLINE = 300.0
+
+
+@dataclass(frozen=True)
+class SearchSettings:
+    """How a search runs: ``candidates`` random starts over ``space_groups`` (numbers), ``seed``, and
+    ``workers`` processes (default: every core)."""
+
+    candidates: int = DEFAULT_CANDIDATES
+    space_groups: tuple[int, ...] = DEFAULT_SPACE_GROUPS
+    seed: int = 0
+    workers: int = field(default_factory=lambda: len(os.sched_getaffinity(0)))
+
+    def to_dict(self) -> dict:
+        return {"candidates": self.candidates, "space_groups": list(self.space_groups), "seed": self.seed}
+
+
+@dataclass
+class FoundCrystal:
+    """A distinct crystal of the search: the ``candidate`` it started from, its minimisation, the crystal, how
+    many candidates relaxed to it (``copies``) and any ``scores`` added later (e.g. against a reference)."""
+
+    candidate: Candidate
+    minimized: Minimized
+    crystal: MolecularCrystal
+    copies: int = 1
+    scores: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def energy(self) -> float:
+        return self.minimized.energy
+
+    @property
+    def density(self) -> float:
+        return self.minimized.density
+
+
+@dataclass
+class SearchResult:
+    """Distinct crystals, lowest energy first, and the account of the search: ``generated`` candidates,
+    ``lost`` (minimisations past the deadline or whose worker died), ``unbound`` (energy not negative) and
+    ``seconds`` per stage."""
+
+    crystals: list[FoundCrystal]
+    generated: int
+    lost: int
+    unbound: int
+    seconds: dict[str, float]
+
+
+def _minimizer(energy_of: Callable[[Candidate], LatticeEnergy]) -> Callable[[Candidate], Minimized]:
+    def minimise(candidate: Candidate) -> Minimized:
+        torch.set_num_threads(1)  # one process per core
+        return minimize_crystal(candidate.crystal, energy_of(candidate))
+
+    return minimise
+
+
+def search_crystals(
+    molecule: Chem.Mol,
+    settings: SearchSettings = SearchSettings(),
+    progress: bool = True,
+    space_groups: Sequence[int] | None = None,
+) -> SearchResult:
+    """Search the crystals of ``molecule`` (explicit hydrogens, one conformer taken as rigid)."""
+    terms = mmff_terms(molecule)
+    started = time.perf_counter()
+    generated = list(
+        tqdm(
+            generate_candidates(molecule, settings.candidates, space_groups or settings.space_groups, settings.seed),
+            total=settings.candidates,
+            desc="candidates",
+            unit="crystal",
+            disable=not progress,
+        )
+    )
+    generating = time.perf_counter() - started
+    minimise = _minimizer(lambda candidate: LatticeEnergy(terms, candidate.crystal))
+    results: dict[int, Minimized] = {}
+    lost = 0
+    with tqdm(total=len(generated), desc="minimise", unit="crystal", disable=not progress) as bar:
+        for candidate, outcome in map_with_deadline(minimise, generated, settings.workers, CANDIDATE_DEADLINE):
+            if isinstance(outcome, Lost):
+                lost += 1
+            else:
+                results[candidate.index] = outcome
+            bar.update()
+    minimising = time.perf_counter() - started - generating
+    bound = [c for c in generated if c.index in results and math.isfinite(results[c.index].energy)]
+    bound = [c for c in bound if results[c.index].energy < 0]
+    crystals = [results[c.index].crystal.to_molecular_crystal(results[c.index].lattice, results[c.index].molecule) for c in bound]
+    energies = [results[c.index].energy for c in bound]
+    densities = [results[c.index].density for c in bound]
+    copy_of = duplicate_of(crystals, energies, densities)
+    found = [
+        FoundCrystal(c, results[c.index], crystals[i], copies=int((copy_of == i).sum()))
+        for i, c in enumerate(bound)
+        if copy_of[i] == i
+    ]
+    found.sort(key=lambda crystal: crystal.energy)
+    seconds = {
+        "generate": round(generating, 1),
+        "minimise": round(minimising, 1),
+        "merge": round(time.perf_counter() - started - generating - minimising, 1),
+    }
+    return SearchResult(found, len(generated), lost, len(results) - len(bound), seconds)
