@@ -52,7 +52,7 @@ def cluster_bonds(numbers: np.ndarray, mol_index: np.ndarray, coords: np.ndarray
     return bonds[np.lexsort((bonds[:, 1], bonds[:, 0]))]
 
 
-def _graph_molecule(numbers: np.ndarray, bonds: np.ndarray, labels: np.ndarray | None = None) -> Chem.Mol:
+def graph_molecule(numbers: np.ndarray, bonds: np.ndarray, labels: np.ndarray | None = None) -> Chem.Mol:
     """An unsanitised RDKit molecule with the given atoms and single bonds.
 
     Nothing is perceived (no valences, aromaticity or implicit hydrogens), so metals and hypervalent atoms are
@@ -114,7 +114,7 @@ def automorphisms(numbers: np.ndarray, coords: np.ndarray, max_count: int = MAX_
     local = np.full(n, -1, dtype=np.int64)
     local[skeleton] = np.arange(len(skeleton))
     inner = bonds[np.isin(bonds, skeleton).all(axis=1)]
-    mol = _graph_molecule(numbers[skeleton], local[inner], labels=np.array([1 + len(g) for g in groups]))
+    mol = graph_molecule(numbers[skeleton], local[inner], labels=np.array([1 + len(g) for g in groups]))
     matches = mol.GetSubstructMatches(mol, uniquify=False, useChirality=False, maxMatches=max_count)
     bases = []
     for match in matches:
