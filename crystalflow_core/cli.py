@@ -4,8 +4,12 @@ Other packages add subcommands through the ``crystalflow.commands`` entry point 
 ``crystalflow report`` comes that way from the notebook layer, ``crystalflow_reports``, which the core never
 imports.
 
+The library (torch, pandas, RDKit, ...) loads only when a command runs: each handler imports what it uses, and a
+command whose options need it (``train``, ``sample``, ``relax``) adds them when it is used (:class:`CommandParser`),
+so ``crystalflow --help``, ``--version`` and every other command's ``--help`` answer at once.
+
 A bad option value stops a command at once with one line naming the option and exit status 2: argparse checks each
-value on its own, :mod:`~crystalflow_core.params` the values that depend on files (``--data``, ``--run``, ...).
+value on its own, :mod:`~crystalflow_core.checks` the values that depend on files (``--data``, ``--run``, ...).
 Bad input found later (a corrupted checkpoint, a malformed cluster file) is reported the same way. Any other
 exception is a bug: it keeps its traceback.
 """
@@ -17,24 +21,67 @@ import math
 import sys
 from collections import Counter
 from collections.abc import Callable, Sequence
-from importlib.metadata import EntryPoint, distributions
+from importlib.metadata import EntryPoint, distributions, version
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import pandas as pd
-
-from . import params
-from .data.codcluster17 import ClusterFileError
-from .data.manifest import MANIFEST, Shard
 from .errors import CurationError, InputError, ParameterError
-from .paths import PATHS
-from .relax import DEFAULT_ITERATIONS as RELAX_ITERATIONS
-from .sampling import METHODS
+
+if TYPE_CHECKING:
+    from .data.manifest import Shard
 
 #: Errors that describe bad input and print as one line; everything else is unexpected and keeps its traceback.
-EXPECTED_ERRORS = (InputError, CurationError, ClusterFileError)
+EXPECTED_ERRORS = (InputError, CurationError)
 #: Entry-point group of the subcommands other packages add: each names a function that takes the subparsers,
 #: adds its own and sets its ``handler`` default, the function that runs it (returning an exit status or ``None``).
+#: The subparsers make :class:`CommandParser` objects, so ``add_parser(..., configure=f)`` defers the options.
 COMMAND_GROUP = "crystalflow.commands"
+
+DESCRIPTION = """\
+Learn how molecules pack in crystals: curate 17-molecule clusters from CIF files, train a flow-matching model,
+sample and score its predictions, or predict packings of a molecule of your own with the model that ships with
+crystalflow.
+
+Run 'crystalflow COMMAND --help' for the options of one command. A bad option or input stops a command with one
+line naming it (exit status 2)."""
+
+EXAMPLES = """\
+examples:
+  crystalflow predict --smiles 'O=C(O)c1ccccc1O' --samples 4 --out salicylic_acid
+  crystalflow curate --source default --out data/default
+  crystalflow train --data data/default --path rigid --out runs/rigid
+  crystalflow sample --run runs/rigid --data data/default --split test --samples 4 --out runs/rigid/test
+  crystalflow evaluate --truth data/default --pred runs/rigid/test
+  crystalflow report --scale smoke"""
+
+
+class CommandParser(argparse.ArgumentParser):
+    """The parser of one subcommand. ``configure(parser)``, when given, adds its options the first time it is
+    used (parsing its arguments, or printing its help or usage), so that a command whose options need the library
+    costs nothing to the others."""
+
+    def __init__(self, *args, configure: Callable[[argparse.ArgumentParser], None] | None = None, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._configure = configure
+
+    def configured(self) -> CommandParser:
+        """This parser with its options added (``configure`` runs once)."""
+        configure, self._configure = self._configure, None
+        if configure is not None:
+            configure(self)
+        return self
+
+    def parse_known_args(self, args=None, namespace=None):
+        self.configured()
+        return super().parse_known_args(args, namespace)
+
+    def format_usage(self) -> str:
+        self.configured()
+        return super().format_usage()
+
+    def format_help(self) -> str:
+        self.configured()
+        return super().format_help()
 
 
 def _bounded(kind: type, low: float, high: float = math.inf, *, above: bool = False, what: str) -> Callable:
@@ -114,6 +161,8 @@ def _add_curate(sub) -> None:
 
 def _shard(text: str) -> Shard:
     """An argparse ``type``: ``K/N`` with 1 <= K <= N."""
+    from .data.manifest import Shard
+
     try:
         return Shard.parse(text)
     except ValueError:
@@ -153,14 +202,22 @@ TRAIN_OPTIONS: dict[str, tuple[Callable | type, str]] = {
 
 
 def _add_train(sub) -> None:
-    """``train``: ``--data``, ``--path`` and ``--out``, then one option per other training setting
-    (:data:`TRAIN_OPTIONS`); ``run_train`` passes every setting on to TrainConfig by name."""
     p = sub.add_parser(
         "train",
         help="train one method (resumable)",
         description="Train a PaiNN velocity model with one objective. Re-running with the same "
         "--out resumes from the last checkpoint.",
+        configure=_train_options,
     )
+    p.set_defaults(handler=run_train)
+
+
+def _train_options(p: argparse.ArgumentParser) -> None:
+    """``train``'s options: ``--data``, ``--path`` and ``--out``, then one option per other training setting
+    (:data:`TRAIN_OPTIONS`); ``run_train`` passes every setting on to TrainConfig by name."""
+    from . import params
+    from .paths import PATHS
+
     p.add_argument("--data", required=True, type=Path, help="curated directory (crystalflow curate --out)")
     p.add_argument(
         "--path", required=True, choices=PATHS, help="objective: LERP flow, VE/VP diffusion, GNN-MD, rigid-body flow"
@@ -175,7 +232,6 @@ def _add_train(sub) -> None:
             p.add_argument(option, action=argparse.BooleanOptionalAction, default=default, help=shown)
         else:
             p.add_argument(option, type=kind, default=default, help=shown)
-    p.set_defaults(handler=run_train)
 
 
 def _add_data_and_split(p: argparse.ArgumentParser) -> None:
@@ -190,7 +246,15 @@ def _add_sample(sub) -> None:
         description="Writes OUT/PredictedPositions/{id}_cluster16_pred{k}.csv, OUT/sampling.json (the run, split "
         "and settings, so that crystalflow evaluate can record the run) and, with --trajectories, "
         "OUT/Trajectories/{id}_cluster16_pred{k}.npz.",
+        configure=_sample_options,
     )
+    p.set_defaults(handler=run_sample)
+
+
+def _sample_options(p: argparse.ArgumentParser) -> None:
+    """``sample``'s options."""
+    from .sampling import METHODS
+
     p.add_argument("--run", required=True, type=Path, help="run directory written by crystalflow train")
     _add_data_and_split(p)
     p.add_argument("--samples", type=POSITIVE_INT, default=1, help="samples per cluster, K (default: %(default)s)")
@@ -220,7 +284,6 @@ def _add_sample(sub) -> None:
     p.add_argument("--batch-size", type=POSITIVE_INT, default=8, help="default: %(default)s")
     p.add_argument("--device", default="auto", help="default: %(default)s")
     p.add_argument("--seed", type=NON_NEGATIVE_INT, default=0, help="sampling seed (default: %(default)s)")
-    p.set_defaults(handler=run_sample)
 
 
 def _add_relax(sub) -> None:
@@ -231,7 +294,15 @@ def _add_relax(sub) -> None:
         "clash, then L-BFGS on the MMFF94 interaction energy with a steric wall). Writes "
         "OUT/PredictedPositions/{id}_cluster16_pred0.csv, OUT/Trajectories and OUT/sampling.json, so that "
         "crystalflow evaluate --pred OUT records it (OUT/record.json) as the method 'relax' of the benchmark.",
+        configure=_relax_options,
     )
+    p.set_defaults(handler=run_relax)
+
+
+def _relax_options(p: argparse.ArgumentParser) -> None:
+    """``relax``'s options."""
+    from .relax import DEFAULT_ITERATIONS as RELAX_ITERATIONS
+
     _add_data_and_split(p)
     p.add_argument("--out", required=True, type=Path, help="output directory for the relaxed clusters")
     p.add_argument("--seed", type=NON_NEGATIVE_INT, default=0, help="seed of the split (default: %(default)s)")
@@ -245,7 +316,6 @@ def _add_relax(sub) -> None:
         default=1,
         help="relaxed starts per cluster: x_w, then x_w with its molecules turned at random (default: %(default)s)",
     )
-    p.set_defaults(handler=run_relax)
 
 
 def _add_predict(sub) -> None:
@@ -301,8 +371,16 @@ def _add_evaluate(sub) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="crystalflow", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
+    """The ``crystalflow`` parser: a description with examples, ``--version``, and one subparser per command (a
+    :class:`CommandParser`, so a command's options that need the library are added only when it is used)."""
+    parser = argparse.ArgumentParser(
+        prog="crystalflow",
+        description=DESCRIPTION,
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {version('crystalflow')}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=CommandParser)
     _add_curate(sub)
     _add_train(sub)
     _add_sample(sub)
@@ -328,15 +406,16 @@ def _added_commands() -> list[EntryPoint]:
 
 
 def run_curate(args: argparse.Namespace) -> None:
+    from .checks import check_out_dir, check_source
     from .data.curate import CurationSettings, run_curation
-    from .data.manifest import unfinished_shards, write_manifest
+    from .data.manifest import MANIFEST, unfinished_shards, write_manifest
     from .data.noise import NoiseConfig
 
-    out = params.check_out_dir("--out", args.out)
+    out = check_out_dir("--out", args.out)
     if args.merge:
         counts = write_manifest(out)
     else:
-        refs = params.check_source("--source", args.source, args.limit)
+        refs = check_source("--source", args.source, args.limit)
         noise = NoiseConfig(args.rotation_deg, args.translation_sigma, args.inversion)
         settings = CurationSettings(seed=args.seed, noise=noise)
         counts = run_curation(refs, out, settings, workers=args.workers, shard=args.shard)
@@ -358,13 +437,15 @@ def run_curate(args: argparse.Namespace) -> None:
 
 
 def run_train(args: argparse.Namespace) -> None:
+    from . import params
     from .allocator import loaded_allocator
+    from .checks import check_data_dir, check_device, check_out_dir, check_subset
     from .distributed import World
     from .train import TrainConfig, train
 
-    params.check_subset("--subset", args.subset, params.check_data_dir("--data", args.data))
-    params.check_device("--device", args.device)
-    params.check_out_dir("--out", args.out)
+    check_subset("--subset", args.subset, check_data_dir("--data", args.data))
+    check_device("--device", args.device)
+    check_out_dir("--out", args.out)
     settings = {name: getattr(args, name) for name in params.train_settings()}
     if World.from_environment().main:
         print(f"allocator: {loaded_allocator()}", file=sys.stderr)
@@ -375,18 +456,20 @@ def run_train(args: argparse.Namespace) -> None:
 
 
 def run_sample(args: argparse.Namespace) -> None:
+    from .checks import check_data_dir, check_device, check_out_dir, check_run_dir
     from .data.dataset import ClusterDataset
     from .inference import predict_dataset, write_predictions
     from .paths import get_path
     from .records import write_sampling
+    from .sampling import check_sampler
     from .train import load_model, resolve_device
 
-    run = params.check_run_dir("--run", args.run)
-    data = params.check_data_dir("--data", args.data)
-    params.check_out_dir("--out", args.out)
-    model, config = load_model(run, resolve_device(params.check_device("--device", args.device)))
+    run = check_run_dir("--run", args.run)
+    data = check_data_dir("--data", args.data)
+    check_out_dir("--out", args.out)
+    model, config = load_model(run, resolve_device(check_device("--device", args.device)))
     path = get_path(config.path, **config.path_kwargs)
-    params.check_sampler("--method", args.method, path)
+    check_sampler("--method", args.method, path)
     _check_run_data(run, config.subset, data)
     dataset = ClusterDataset(data, split=args.split, seed=config.seed, subset=config.subset)
     predictions = predict_dataset(
@@ -417,12 +500,13 @@ def _check_run_data(run: Path, subset: int | None, data: Path) -> None:
 
 
 def run_relax(args: argparse.Namespace) -> None:
+    from .checks import check_data_dir, check_out_dir
     from .data.dataset import ClusterDataset
     from .inference import relax_dataset, write_predictions
     from .records import relax_config, write_sampling
 
-    data = params.check_data_dir("--data", args.data)
-    params.check_out_dir("--out", args.out)
+    data = check_data_dir("--data", args.data)
+    check_out_dir("--out", args.out)
     _check_run_data(args.out, args.subset, data)
     dataset = ClusterDataset(data, split=args.split, seed=args.seed, subset=args.subset)
     predictions = relax_dataset(dataset, iterations=args.iterations, starts=args.starts, seed=args.seed)
@@ -433,7 +517,7 @@ def run_relax(args: argparse.Namespace) -> None:
 
 
 def run_predict(args: argparse.Namespace) -> None:
-    from . import molecule_input
+    from . import molecule_input, params
     from .predict import predict_packings, write_prediction
     from .shipped import SHIPPED_MODEL, known_elements
 
@@ -458,9 +542,13 @@ def run_predict(args: argparse.Namespace) -> None:
 
 
 def run_evaluate(args: argparse.Namespace) -> None:
+    import pandas as pd
+
+    from .checks import check_data_dir, check_out_dir, check_predictions_dir
+    from .files import atomic_open
     from .records import (
         METHOD_LABELS,
-        atomic_open,
+        coverage_lines,
         metric_means,
         read_sampling,
         record_evaluation,
@@ -469,10 +557,10 @@ def run_evaluate(args: argparse.Namespace) -> None:
         write_scores,
     )
 
-    truth = params.check_data_dir("--truth", args.truth)
-    pred = params.check_predictions_dir("--pred", args.pred)
+    truth = check_data_dir("--truth", args.truth)
+    pred = check_predictions_dir("--pred", args.pred)
     if args.out is not None:
-        params.check_out_dir("--out", args.out)
+        check_out_dir("--out", args.out)
     sampling = read_sampling(pred)
     scored = score_evaluation(truth, pred)
     per_cluster = scored["prediction"]
@@ -480,6 +568,8 @@ def run_evaluate(args: argparse.Namespace) -> None:
     with pd.option_context("display.float_format", "{:.3f}".format, "display.width", 200):
         print(f"{len(per_cluster)} clusters, {int(per_cluster['n_samples'].max())} sample(s) per cluster")
         print(summary_rows(means).to_string())
+    for line in coverage_lines(scored):
+        print(line)
     if args.out is not None:
         written = write_scores(args.out, scored)
         with atomic_open(args.out / "summary.csv") as handle:
@@ -493,9 +583,10 @@ def _restart_training_under_jemalloc(args: argparse.Namespace) -> None:
     """``crystalflow train`` on the CPU restarts itself once under jemalloc where it is installed (see
     :mod:`crystalflow_core.allocator`); called as ``main(argv)`` from Python it never replaces the process."""
     from .allocator import restart_with_jemalloc
+    from .checks import check_device
     from .train import resolve_device
 
-    if resolve_device(params.check_device("--device", args.device)).type == "cpu":
+    if resolve_device(check_device("--device", args.device)).type == "cpu":
         restart_with_jemalloc(sys.argv[1:])
 
 

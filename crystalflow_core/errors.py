@@ -63,6 +63,10 @@ class ParameterError(InputError):
         self.name = name
 
 
+class ClusterFileError(InputError):
+    """A cluster CSV that does not follow the COD-Cluster17 layout; the message names the file."""
+
+
 class CheckpointError(InputError):
     """A checkpoint that cannot be used: missing, truncated, corrupted, or written for other settings."""
 

@@ -14,11 +14,11 @@ from torch_geometric.loader import DataLoader
 from tqdm.auto import tqdm
 
 from . import metrics
+from .checks import check_predictions_dir
 from .data import codcluster17
 from .data.dataset import ClusterData, ClusterDataset, to_device
 from .data.noise import NoiseConfig, rigid_noise
 from .forcefield import ForceFieldError, PairTerms, cluster_terms
-from .params import check_predictions_dir
 from .paths import ProbabilityPath
 from .relax import DEFAULT_ITERATIONS as RELAX_ITERATIONS
 from .relax import relax_cluster

@@ -16,6 +16,9 @@ Definitions follow the CrystalFlow paper / COD-Cluster17 so that numbers compare
   (:mod:`~crystalflow_core.forcefield`; the crystal cluster's own is the ``crystal`` row of every table). NaN
   for a molecule MMFF94 cannot type.
 
+A metric missing (NaN) for a cluster is skipped by the means of :func:`summarize`; the table's ``unscored``
+column says why, and :func:`coverage` counts what each mean rests on.
+
 Covalent radii are ``ase.data.covalent_radii`` (Cordero et al., 2008). Every function accepts NumPy arrays or
 torch tensors and computes in float64 with vectorised distance matrices.
 
@@ -32,6 +35,7 @@ the sample closest to the truth (an oracle choice) and ``<metric>_chosen`` for t
 from __future__ import annotations
 
 import math
+from collections import Counter
 from collections.abc import Iterable, Sequence
 
 import numpy as np
@@ -42,7 +46,14 @@ from torch_geometric.utils import to_dense_batch
 
 from .data.noise import molecule_centroids
 from .forcefield import ClusterEnergy, ForceFieldError, cluster_terms
-from .packing import PACKING_KEYS, Reference, packing_metrics, prepare_reference
+from .packing import (
+    PACKING_KEYS,
+    SIMILARITY_KEYS,
+    Reference,
+    packing_metrics,
+    prepare_reference,
+    similarity_problem,
+)
 
 ArrayLike = np.ndarray | torch.Tensor
 
@@ -267,6 +278,18 @@ def _sample_mean(key: str, values: list[float]) -> float:
     return float(np.mean(values))
 
 
+def unscored(per_sample: Sequence[dict[str, float]], reference: Reference, energy: ClusterEnergy | None) -> str:
+    """Why metrics of one cluster failed (are NaN) for its samples ``per_sample`` (:func:`cluster_metrics`):
+    ``"metric: cause"`` entries joined by ``"; "``, ``""`` when none failed."""
+    causes = {"energy": "MMFF94 cannot type the molecule"} if energy is None else {}
+    similarity = similarity_problem(reference)
+    if similarity is None and any(math.isnan(m["matched"]) for m in per_sample):
+        similarity = "OXtalign could not compare a prediction"
+    if similarity is not None:
+        causes.update(dict.fromkeys(SIMILARITY_KEYS, similarity))
+    return "; ".join(f"{key}: {cause}" for key, cause in causes.items())
+
+
 def metrics_table(
     records: Iterable[tuple[str, ArrayLike, ArrayLike, ArrayLike, ArrayLike]],
 ) -> pd.DataFrame:
@@ -277,7 +300,8 @@ def metrics_table(
     plain metric columns are means over the samples (see :func:`_sample_mean` for NaN). If any record has
     ``K > 1`` the table also holds the best-of-k columns ``<metric>_best`` and ``best_k`` (the lowest-``pm_atom``
     sample: an oracle, it needs the truth) and ``<metric>_chosen`` and ``chosen_k`` (the sample picked by
-    :func:`choose_without_truth`); for ``K = 1`` rows, the single sample. Every sample is scored once.
+    :func:`choose_without_truth`); for ``K = 1`` rows, the single sample. Every sample is scored once. The last
+    column, ``unscored``, says why metrics failed for a cluster (:func:`unscored`).
     """
     rows = []
     for cluster_id, x_pred, x_true, numbers, mol_index in records:
@@ -299,6 +323,7 @@ def metrics_table(
         for suffix, k in (("best", best_k), ("chosen", chosen_k)):
             row.update({f"{key}_{suffix}": per_sample[k][key] for key in METRIC_KEYS})
             row[f"{suffix}_k"] = k
+        row["unscored"] = unscored(per_sample, reference, energy)
         rows.append(row)
     columns = ["cluster_id", "n_atoms", "n_samples", *METRIC_KEYS]
     choice_columns = [
@@ -307,16 +332,60 @@ def metrics_table(
         *(f"{key}_chosen" for key in METRIC_KEYS),
         "chosen_k",
     ]
-    df = pd.DataFrame(rows, columns=columns + choice_columns)
+    df = pd.DataFrame(rows, columns=[*columns, *choice_columns, "unscored"])
     if not (df["n_samples"] > 1).any():
-        df = df[columns]
+        df = df[[*columns, "unscored"]]
     return df
 
 
+def _metric_key(column: str) -> str:
+    """The metric of a metrics-table column: ``energy_best`` → ``energy``."""
+    return column.removesuffix("_best").removesuffix("_chosen")
+
+
+def _metric_columns(df: pd.DataFrame) -> list[str]:
+    return [c for c in df.columns if _metric_key(c) in METRIC_KEYS]
+
+
 def summarize(df: pd.DataFrame) -> pd.Series:
-    """Mean over clusters of every metric column of a :func:`metrics_table` (NaNs skipped)."""
-    metric_columns = [c for c in df.columns if c.removesuffix("_best").removesuffix("_chosen") in METRIC_KEYS]
-    return df[metric_columns].astype(float).mean()
+    """Mean over clusters of every metric column of a :func:`metrics_table` (NaNs skipped: :func:`coverage`
+    counts what each mean rests on)."""
+    return df[_metric_columns(df)].astype(float).mean()
+
+
+def _causes(unscored_text: object) -> dict[str, str]:
+    """The ``unscored`` entry of one cluster as ``{metric: cause}`` (a CSV reads an empty one back as NaN)."""
+    entries = unscored_text.split("; ") if isinstance(unscored_text, str) and unscored_text else []
+    return dict(entry.split(": ", 1) for entry in entries)
+
+
+def _missing_cause(df: pd.DataFrame, row: object, column: str) -> str:
+    """Why ``column`` is NaN in ``row`` of a metrics table: the failure the ``unscored`` column names, else the
+    metric's own definition (``rmsd15`` needs a matched molecule), else a prediction with no value there."""
+    key = _metric_key(column)
+    cause = _causes(df.at[row, "unscored"] if "unscored" in df.columns else "").get(key)
+    if cause is not None:
+        return cause
+    if key == "rmsd15" and df.at[row, column.replace("rmsd15", "matched")] == 0:
+        return "no shell molecule matched"
+    return "no value for the prediction"
+
+
+def coverage(df: pd.DataFrame) -> pd.DataFrame:
+    """The metric columns of a :func:`metrics_table` that are missing (NaN) for some clusters: how many clusters
+    the mean of :func:`summarize` rests on (``clusters``, of ``of``) and why the others have no value (``why``:
+    each cause with its count of clusters). Empty when every mean rests on every cluster."""
+    rows = {}
+    for column in _metric_columns(df):
+        missing = df.index[df[column].isna()]
+        if len(missing):
+            why = Counter(_missing_cause(df, row, column) for row in missing)
+            rows[column] = {
+                "clusters": len(df) - len(missing),
+                "of": len(df),
+                "why": ", ".join(f"{cause} ({count})" for cause, count in why.most_common()),
+            }
+    return pd.DataFrame.from_dict(rows, orient="index", columns=["clusters", "of", "why"])
 
 
 def pm_atom_batched(x_pred: torch.Tensor, x_true: torch.Tensor, batch: torch.Tensor) -> torch.Tensor:

@@ -51,6 +51,8 @@ ALLOW_INVERSION = False
 MIN_HEAVY_ATOMS = 4
 #: Keys of :func:`packing_metrics`, in table order.
 PACKING_KEYS = ("matched", "rmsd15", "pass_rate", "rmsd", "integrity")
+#: Keys of :func:`packing_similarity`: OXtalign gives all three or none.
+SIMILARITY_KEYS = ("matched", "rmsd15", "pass_rate")
 
 _ICP_ITERATIONS = 20
 _INCOMPATIBLE = 1e12
@@ -99,6 +101,16 @@ class Reference:
             itself = oxtalign.compare(truth, truth, n=SHELL_SIZE, allow_inversion=ALLOW_INVERSION)
             self._oxtal = truth if itself.n_matched >= SHELL_SIZE else None
         return self._oxtal
+
+
+def similarity_problem(reference: Reference) -> str | None:
+    """Why OXtalign can score no prediction of this cluster (its truth unreadable, or not matched fully to
+    itself); ``None`` when it can."""
+    try:
+        truth = reference.oxtal()
+    except Exception as error:  # noqa: BLE001 - reported as the cause of the cluster's missing values
+        return f"OXtalign cannot read the crystal cluster ({type(error).__name__})"
+    return None if truth is not None else "OXtalign cannot match the crystal cluster to itself"
 
 
 def _numpy(x: np.ndarray | torch.Tensor, dtype: type = np.float64) -> np.ndarray:

@@ -1,8 +1,10 @@
-"""Checks of notebook and report parameters, so a bad value stops a run at once with a message naming it.
+"""The parameters of the notebooks, checked as a set, so a bad value stops a notebook at once with a message
+naming it; and the training settings, one per field of TrainConfig, with their checks.
 
 Every check raises :class:`~crystalflow_core.errors.ParameterError` (a ``ValueError``) whose message starts with
-``name=value``, e.g. ``path='sde': must be one of lerp, ve, vp, gnn_md``. The command line uses the same checks
-with the option as the name (``--data=...``).
+``name=value``, e.g. ``path='sde': must be one of lerp, ve, vp, gnn_md``; the single-value checks are those of
+:mod:`~crystalflow_core.checks`. This module configures the commands below it (training, run records), so it
+imports them and none of them imports it.
 
 The training settings are TrainConfig's fields (:func:`train_settings`), each with its check here; a notebook
 that needs data curates it in a step of its own (:func:`ensure_curated`), never as a side effect of a check.
@@ -10,213 +12,46 @@ that needs data curates it in a step of its own (:func:`ensure_curated`), never 
 
 from __future__ import annotations
 
-import itertools
 import json
-import math
 import os
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import fields
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from .data import codcluster17
-from .errors import ParameterError  # also reached as ``params.ParameterError`` by notebooks
-
-if TYPE_CHECKING:  # train imports this module
-    from .train import TrainConfig
+from .checks import (
+    check_bool,
+    check_choice,
+    check_choices,
+    check_data_dir,
+    check_device,
+    check_non_negative,
+    check_optional_positive,
+    check_out_dir,
+    check_path,
+    check_positive,
+    check_run_dir,
+    check_seed,
+    check_seeds,
+    check_source,
+    check_subset,
+    check_subsets,
+)
+from .data.curate import SETTINGS, CurationSettings, curate, data_inversion
+from .data.noise import NoiseConfig
+from .errors import ParameterError
+from .nn.precision import PRECISIONS
+from .paths import PATHS
+from .records import model_order, run_name
+from .train import TRAINING_SPLITS, TrainConfig, with_data_noise
 
 #: Where notebooks put the bundled default data when no ``data_dir`` is given (git-ignored).
 DEFAULT_DATA_ROOT = Path("data_out")
 
 
-def check_choice(name: str, value: object, choices: Iterable[object]) -> object:
-    """``value`` if it is one of ``choices``."""
-    choices = tuple(choices)
-    if value not in choices:
-        raise ParameterError(name, value, f"must be one of {', '.join(map(str, choices))}")
-    return value
-
-
-def check_list(name: str, values: object) -> list:
-    """``values`` as a list: a list, tuple or other iterable, but no text or mapping (papermill's ``-p`` passes
-    text; a list is given with ``-y``)."""
-    if isinstance(values, (str, bytes, Mapping)) or not isinstance(values, Iterable):
-        raise ParameterError(name, values, f"must be a list (with papermill: -y '{name}: [...]')")
-    return list(values)
-
-
-def check_choices(name: str, values: Iterable[object], choices: Iterable[object]) -> list:
-    """``values`` as a non-empty list if every one is among ``choices``."""
-    values, choices = check_list(name, values), tuple(choices)
-    unknown = [v for v in values if v not in choices]
-    if unknown or not values:
-        problem = f"unknown {unknown}" if unknown else "empty"
-        raise ParameterError(name, values, f"{problem}; choose from {', '.join(map(str, choices))}")
-    return values
-
-
-def check_subsets(name: str, values: Iterable[int | None]) -> list:
-    """A non-empty list of subset sizes: positive integers or ``None`` (all clusters)."""
-    values = check_list(name, values)
-    if not values or any(v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1) for v in values):
-        raise ParameterError(name, values, "must be a non-empty list of positive integers or None")
-    return values
-
-
-def check_seeds(name: str, values: Iterable[int]) -> list[int]:
-    """A non-empty list of non-negative integer seeds."""
-    values = check_list(name, values)
-    if not values or any(isinstance(v, bool) or not isinstance(v, int) or v < 0 for v in values):
-        raise ParameterError(name, values, "must be a non-empty list of non-negative integers")
-    return values
-
-
-def _is_number(value: object, kind: type) -> bool:
-    """An ``int`` (also a finite ``float`` with ``kind=float``), never a bool."""
-    allowed = (int, float) if kind is float else (int,)
-    return not isinstance(value, bool) and isinstance(value, allowed) and math.isfinite(value)
-
-
-def check_positive(name: str, value: object, kind: type = int) -> int | float:
-    """``value`` if it is a positive ``int`` (or finite ``float`` with ``kind=float``); bools are refused."""
-    if not _is_number(value, kind) or value <= 0:
-        raise ParameterError(name, value, f"must be a positive {kind.__name__}")
-    return value
-
-
-def check_non_negative(name: str, value: object, kind: type = float) -> int | float:
-    """``value`` if it is a finite ``float`` (or ``int``) ``>= 0`` (an ``int`` only, with ``kind=int``)."""
-    if not _is_number(value, kind) or value < 0:
-        raise ParameterError(name, value, f"must be a {kind.__name__} >= 0")
-    return value
-
-
-def check_optional_positive(name: str, value: object, kind: type = int) -> int | float | None:
-    """``None`` or a positive ``int`` (``float``): :func:`check_positive`."""
-    return None if value is None else check_positive(name, value, kind)
-
-
-def check_bool(name: str, value: object) -> bool:
-    """``True`` or ``False``, nothing else (not 0, 1 or the text ``'yes'``)."""
-    if not isinstance(value, bool):
-        raise ParameterError(name, value, "must be True or False")
-    return value
-
-
-def check_path(name: str, value: object) -> Path:
-    """``value`` as a :class:`~pathlib.Path` if it is text or a path (not a number, list, ``None``, ...)."""
-    if not isinstance(value, (str, os.PathLike)):
-        raise ParameterError(name, value, "must be a path (a string)")
-    return Path(value)
-
-
-def check_seed(name: str, value: object) -> int:
-    """A non-negative integer seed."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ParameterError(name, value, "must be a non-negative integer")
-    return value
-
-
-def check_device(name: str, value: str) -> str:
-    """``"auto"`` or a torch device name that exists here (CUDA only where it is available)."""
-    import torch
-
-    if not isinstance(value, str):
-        raise ParameterError(name, value, "must be a device name: 'auto', 'cpu', 'cuda', ...")
-    if value == "auto":
-        return value
-    try:
-        resolved = torch.device(value)
-    except (RuntimeError, TypeError) as error:
-        raise ParameterError(name, value, f"not a device ({error}); use 'auto', 'cpu' or 'cuda'") from error
-    if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise ParameterError(name, value, "CUDA is not available here (use 'auto' or 'cpu')")
-    return value
-
-
-def check_data_dir(name: str, value: str | Path) -> Path:
-    """An existing curated directory (COD-Cluster17 layout with at least one cluster)."""
-    path = check_path(name, value)
-    if not path.is_dir():
-        raise ParameterError(name, str(value), "directory does not exist (curate it first: crystalflow curate)")
-    if not codcluster17.list_cluster_ids(path):
-        raise ParameterError(name, str(value), f"no curated clusters ({codcluster17.FINAL_DIR}/*_cluster16.csv)")
-    return path
-
-
-def check_run_dir(name: str, value: str | Path) -> Path:
-    """A training run directory holding ``checkpoint.pt``."""
-    path = check_path(name, value)
-    if not (path / "checkpoint.pt").is_file():
-        raise ParameterError(name, str(value), "no checkpoint.pt there (train first: notebook 03 or crystalflow train)")
-    return path
-
-
-def check_predictions_dir(name: str, value: str | Path) -> Path:
-    """A directory holding predictions in the COD-Cluster17 layout (``PredictedPositions/*_pred{k}.csv``)."""
-    path = check_path(name, value)
-    if not codcluster17.list_predictions(path):
-        raise ParameterError(name, str(value), f"no {codcluster17.PREDICTED_DIR}/*_cluster16_pred*.csv files")
-    return path
-
-
-def check_sampler(name: str, method: str, path) -> str:
-    """A sampling method (``sampling.METHODS``) that fits the objective ``path``: ``rigid`` for the rigid path
-    and only there, and no noise-carrying sampler (``ddim``, ``sde``) for a deterministic one (gnn_md)."""
-    from .sampling import METHODS
-
-    check_choice(name, method, METHODS)
-    if method != "auto" and (method == "rigid") != (path.default_sampler == "rigid"):
-        raise ParameterError(name, method, f"does not fit path {path.name!r} (the rigid path samples with 'rigid')")
-    if method in ("ddim", "sde") and path.deterministic:
-        raise ParameterError(name, method, f"path {path.name!r} is deterministic; use 'auto' or an ODE method")
-    return method
-
-
-def check_out_dir(name: str, value: str | Path) -> Path:
-    """An output directory: one that exists, or none yet (it is created); not a file."""
-    path = check_path(name, value)
-    if path.exists() and not path.is_dir():
-        raise ParameterError(name, str(value), "exists and is not a directory")
-    return path
-
-
-def check_subset(name: str, value: int | None, data_dir: str | Path) -> int | None:
-    """``None`` (all clusters) or a positive count no larger than the clusters in ``data_dir``."""
-    if value is None:
-        return None
-    check_positive(name, value)
-    available = len(codcluster17.list_cluster_ids(Path(data_dir)))
-    if value > available:
-        raise ParameterError(name, value, f"larger than the {available} curated clusters in {data_dir}")
-    return value
-
-
 def default_data_dir(inversion: bool, root: str | Path = DEFAULT_DATA_ROOT) -> Path:
     """Directory for the bundled default data, one per noise variant (with / without inversion)."""
     return Path(root) / ("default_inversion" if inversion else "default")
-
-
-def check_source(name: str, value: str | Path, limit: int | None = None) -> Iterator:
-    """Structure references of a curation source (``default``, ``pyxtal`` or a CIF directory), first ``limit``.
-
-    Streamed, read once (a COD mirror is walked as it is curated): only the first reference is looked for here.
-    """
-    from .data.sources import resolve_refs
-
-    if limit is not None:
-        check_positive("limit", limit)
-    if not isinstance(value, (str, os.PathLike)):
-        raise ParameterError(name, value, "must be 'default', 'pyxtal' or a directory of CIF files")
-    try:
-        refs = resolve_refs(value)
-        first = next(refs, None)
-    except FileNotFoundError as error:
-        raise ParameterError(name, str(value), str(error)) from error
-    if first is None:
-        raise ParameterError(name, str(value), "no structures found")
-    return itertools.islice(itertools.chain([first], refs), limit)
 
 
 def _check_data_source(name: str, value: object) -> object:
@@ -235,9 +70,6 @@ def ensure_curated(
     one visible step of a notebook, never a side effect of another call. ``source=""`` refuses a missing
     directory instead.
     """
-    from .data.curate import CurationSettings, curate
-    from .data.noise import NoiseConfig
-
     _check_data_source("data_source", source)
     check_bool("inversion", inversion)
     check_seed("seed", seed)
@@ -266,14 +98,10 @@ def train_settings() -> dict[str, object]:
     report presets use these names and defaults, and tests hold them to it, so a setting is declared once, in
     TrainConfig.
     """
-    from .train import TrainConfig
-
     return {f.name: f.default for f in fields(TrainConfig) if f.name not in NOT_TRAIN_SETTINGS}
 
 
 def _check_objective(name: str, value: object) -> object:
-    from .paths import PATHS
-
     return check_choice(name, value, PATHS)
 
 
@@ -289,7 +117,7 @@ TRAIN_SETTING_CHECKS: dict[str, Callable[[str, object], object]] = {
     "path": _check_objective,
     "seed": check_seed,
     "subset": check_split_subset,
-    "training_split": lambda name, value: check_choice(name, value, ("train", "all")),  # train.TRAINING_SPLITS
+    "training_split": lambda name, value: check_choice(name, value, TRAINING_SPLITS),
     "epochs": check_optional_positive,
     "batch_size": check_positive,
     "lr": partial(check_positive, kind=float),
@@ -301,7 +129,7 @@ TRAIN_SETTING_CHECKS: dict[str, Callable[[str, object], object]] = {
     "cutoff": partial(check_positive, kind=float),
     "molecule_cutoff": lambda name, value: None if value is None else check_non_negative(name, value),
     "device": check_device,
-    "precision": lambda name, value: check_choice(name, value, ("auto", "fp32", "tf32", "bf16")),  # PRECISIONS
+    "precision": lambda name, value: check_choice(name, value, PRECISIONS),
     "compile": check_bool,
     "checkpoint_every": check_positive,
     "augment": check_bool,
@@ -327,9 +155,6 @@ def training_config(
     ``inversion`` as its ``curation.json`` says, and hold at least ``subset`` clusters. ``output_dir`` "" →
     ``runs/<run name>``; the noise is the data's own; no progress bar.
     """
-    from .records import data_inversion, run_name
-    from .train import TrainConfig, with_data_noise
-
     settings = check_train_settings(settings)
     check_bool("inversion", inversion)
     data = check_data_dir("data_dir", data_dir)
@@ -346,9 +171,6 @@ def training_config(
 def _check_variant_dirs(data_root: str | Path, seed: int) -> None:
     """``data_root`` and its two variant directories can take a curation with ``seed`` (the notebook's defaults):
     no file in their place, and no ``curation.json`` of other settings (a resumed curation must not mix them)."""
-    from .data.curate import SETTINGS, CurationSettings
-    from .data.noise import NoiseConfig
-
     check_out_dir("data_root", data_root)
     for inversion in (False, True):
         path = default_data_dir(inversion, data_root)
@@ -437,9 +259,6 @@ def check_benchmark_parameters(
 ) -> tuple[list, list, list]:
     """Notebook 04's parameters: ``methods`` (``None``: every objective, in the tables' order), ``subsets`` and
     ``seeds`` as lists. ``runs_dir`` must exist unless the missing runs are launched (then it is created)."""
-    from .paths import PATHS
-    from .records import model_order
-
     methods = model_order(PATHS) if methods is None else check_choices("methods", methods, PATHS)
     subsets = check_subsets("subsets", subsets)
     seeds = check_seeds("seeds", seeds)

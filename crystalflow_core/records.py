@@ -4,7 +4,9 @@ A run directory written by :func:`crystalflow_core.train.train` gets a ``record.
 been scored: the configuration, the seed, the git revision, the probability path, the subset, whether the data
 were curated with inversion noise, where the checkpoint and the per-cluster metrics are, and the mean metrics of
 the model and of the baselines: identity (``x_w`` returned unchanged), collapse (every atom of a molecule put at
-its ``x_w`` centroid) and the crystal itself (``x_s`` scored as a prediction, the reference).
+its ``x_w`` centroid) and the crystal itself (``x_s`` scored as a prediction, the reference), and for every
+mean that rests on fewer clusters than the run scored (a molecule MMFF94 cannot type, a cluster OXtalign cannot
+compare) on how many, and why (``coverage``).
 
 There is one evaluation route. Predictions are written with a ``sampling.json`` that names the run, the split and
 the sampler settings (:func:`write_sampling`), by ``crystalflow sample`` and by :func:`evaluate_run` (notebook 03)
@@ -19,22 +21,24 @@ from __future__ import annotations
 
 import glob
 import json
-import os
 import shutil
 import subprocess
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import IO
 
 import numpy as np
 import pandas as pd
 
-from . import metrics
-from .data.curate import SETTINGS
-from .data.noise import NoiseConfig
+from . import inference, metrics
+from .checks import check_predictions_dir
+from .data import codcluster17
+from .data.curate import data_inversion
+from .data.dataset import ClusterDataset
 from .errors import InputError
+from .files import atomic_open
+from .paths import get_path
+from .train import load_model
 
 RECORD = "record.json"
 PER_CLUSTER = "per_cluster.csv"
@@ -85,23 +89,6 @@ RECORD_COLUMNS = [
 ]
 
 
-@contextmanager
-def atomic_open(path: str | Path, mode: str = "w") -> Iterator[IO]:
-    """Write ``path`` through a temporary file that replaces it only once complete and on disk, so a run killed
-    while writing leaves the previous version (or nothing), never a truncated file under the final name."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        with open(tmp, mode, newline=None if "b" in mode else "") as handle:
-            yield handle
-            handle.flush()
-            os.fsync(handle.fileno())
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    os.replace(tmp, path)
-
-
 def git_revision(directory: str | Path | None = None) -> str:
     """The commit checked out where this package lives (or in ``directory``), or ``"unknown"``."""
     directory = Path(directory) if directory is not None else Path(__file__).resolve().parent
@@ -112,24 +99,6 @@ def git_revision(directory: str | Path | None = None) -> str:
     except (OSError, subprocess.SubprocessError):
         return "unknown"
     return result.stdout.strip() or "unknown"
-
-
-def curated_noise(data_dir: str | Path) -> NoiseConfig | None:
-    """The rigid noise a directory was curated with (its ``curation.json``); ``None`` when it was not curated here
-    (e.g. the authors' COD-Cluster17 files)."""
-    path = Path(data_dir) / SETTINGS
-    if not path.is_file():
-        return None
-    try:
-        return NoiseConfig(**json.loads(path.read_text()).get("noise", {}))
-    except (AttributeError, TypeError, ValueError) as error:
-        raise InputError(f"{path}: unreadable noise settings ({error})") from error
-
-
-def data_inversion(data_dir: str | Path) -> bool | None:
-    """``noise.inversion`` of a curated directory's ``curation.json``; ``None`` when it was not curated here."""
-    noise = curated_noise(data_dir)
-    return None if noise is None else noise.inversion
 
 
 def read_per_cluster(path: str | Path) -> pd.DataFrame:
@@ -152,11 +121,28 @@ def run_name(method: str, subset: int | None, seed: int, inversion: bool) -> str
 
 
 def metric_means(per_cluster: pd.DataFrame) -> dict[str, float]:
-    """Mean over clusters (NaNs skipped) of every metric column of a metrics table: each of
-    ``metrics.METRIC_KEYS`` and its ``_best`` / ``_chosen`` columns where present."""
+    """Mean over clusters (NaNs skipped: :func:`metric_coverage` says where) of every metric column of a metrics
+    table: each of ``metrics.METRIC_KEYS`` and its ``_best`` / ``_chosen`` columns where present."""
     columns = [f"{key}{suffix}" for suffix in SELECTIONS for key in metrics.METRIC_KEYS]
     present = [c for c in columns if c in per_cluster.columns]
     return {key: float(value) for key, value in per_cluster[present].astype(float).mean().items()}
+
+
+def metric_coverage(per_cluster: pd.DataFrame) -> dict[str, dict[str, object]]:
+    """``{column: {"clusters", "of", "why"}}`` for each mean of :func:`metric_means` that rests on fewer than all
+    clusters (:func:`~crystalflow_core.metrics.coverage`)."""
+    return metrics.coverage(per_cluster).to_dict(orient="index")
+
+
+def coverage_lines(scored: Mapping[str, pd.DataFrame]) -> list[str]:
+    """One line for each mean of each scored set (``{name: per-cluster metrics}``, named as in
+    :data:`METHOD_LABELS`) that rests on fewer than all clusters: on how many, and why not the others."""
+    return [
+        f"{METHOD_LABELS.get(name, name)}: {column} is the mean of {row['clusters']} of {row['of']} clusters "
+        f"({row['why']})"
+        for name, frame in scored.items()
+        for column, row in metric_coverage(frame).items()
+    ]
 
 
 def summary_rows(means: Mapping[str, Mapping[str, float]]) -> pd.DataFrame:
@@ -176,25 +162,21 @@ def summary_rows(means: Mapping[str, Mapping[str, float]]) -> pd.DataFrame:
     return pd.DataFrame.from_dict(rows, orient="index", columns=keys)
 
 
-def _baseline_scorers() -> dict[str, Callable[..., pd.DataFrame]]:
-    """``{baseline: inference.score_<baseline>}`` for the baselines that :mod:`~crystalflow_core.inference`
-    provides (``score_collapse`` is looked up when called, so it is used as soon as it exists)."""
-    from . import inference
-
-    scorers = {name: getattr(inference, f"score_{name}", None) for name in BASELINES}
-    return {name: scorer for name, scorer in scorers.items() if scorer is not None}
+#: The scorer of each baseline of :data:`BASELINES`, scored like any prediction.
+BASELINE_SCORERS: dict[str, Callable[..., pd.DataFrame]] = {
+    "identity": inference.score_identity,
+    "collapse": inference.score_collapse,
+    "crystal": inference.score_crystal,
+}
 
 
 def score_baselines(truth_dir: str | Path, cluster_ids: Sequence[str]) -> dict[str, pd.DataFrame]:
-    """Per-cluster metrics of every baseline (identity, collapse) on ``cluster_ids`` of ``truth_dir``."""
-    return {name: scorer(truth_dir, list(cluster_ids)) for name, scorer in _baseline_scorers().items()}
+    """Per-cluster metrics of every baseline (:data:`BASELINES`) on ``cluster_ids`` of ``truth_dir``."""
+    return {name: BASELINE_SCORERS[name](truth_dir, list(cluster_ids)) for name in BASELINES}
 
 
 def _check_evaluation_input(truth_dir: Path, pred_dir: Path) -> None:
     """Predictions exist under ``pred_dir`` and every predicted cluster is curated in ``truth_dir``."""
-    from .data import codcluster17
-    from .params import check_predictions_dir
-
     check_predictions_dir("pred_dir", pred_dir)
     predictions = codcluster17.list_predictions(pred_dir)
     curated = set(codcluster17.list_cluster_ids(truth_dir))
@@ -215,11 +197,9 @@ def score_evaluation(truth_dir: str | Path, pred_dir: str | Path) -> dict[str, p
     :class:`~crystalflow_core.errors.InputError` naming the files; a prediction file that does not match its truth
     raises ``ClusterFileError``.
     """
-    from .inference import score_predictions
-
     truth_dir, pred_dir = Path(truth_dir), Path(pred_dir)
     _check_evaluation_input(truth_dir, pred_dir)
-    per_cluster = score_predictions(truth_dir, pred_dir)
+    per_cluster = inference.score_predictions(truth_dir, pred_dir)
     return {"prediction": per_cluster, **score_baselines(truth_dir, list(per_cluster["cluster_id"]))}
 
 
@@ -278,6 +258,7 @@ def write_run_record(
         "metrics": metric_means(per_cluster),
         "config": config,
         **{name: metric_means(baselines[name]) if name in baselines else {} for name in BASELINES},
+        "coverage": {name: metric_coverage(frame) for name, frame in {"prediction": per_cluster, **baselines}.items()},
     }
     path = run_dir / RECORD
     with atomic_open(path) as handle:
@@ -351,17 +332,12 @@ def evaluate_run(
     """Sample a trained run on its own ``split`` (same seed and subset as training) into ``RUN/predictions/``,
     score it and the baselines (:func:`score_evaluation`) and write the run record; returns the ``record.json``
     path. ``crystalflow sample`` followed by ``crystalflow evaluate`` writes the same files."""
-    from .data.dataset import ClusterDataset
-    from .inference import predict_dataset, write_predictions
-    from .paths import get_path
-    from .train import load_model
-
     run_dir = Path(run_dir)
     model, config = load_model(run_dir, device)
     dataset = ClusterDataset(config.data, split=split, seed=config.seed, subset=config.subset, progress=False)
     if len(dataset) == 0:
         raise InputError(f"{config.data}: the {split} split of this run is empty")
-    predictions = predict_dataset(
+    predictions = inference.predict_dataset(
         model,
         get_path(config.path, **config.path_kwargs),
         dataset,
@@ -371,7 +347,7 @@ def evaluate_run(
         progress=progress,
     )
     shutil.rmtree(run_dir / PREDICTIONS, ignore_errors=True)
-    pred_dir = write_predictions(run_dir / PREDICTIONS, dataset, predictions)
+    pred_dir = inference.write_predictions(run_dir / PREDICTIONS, dataset, predictions)
     sampling = write_sampling(pred_dir, run_dir, config, split, samples, steps=steps, seed=seed)
     return record_evaluation(sampling, score_evaluation(config.data, pred_dir))
 

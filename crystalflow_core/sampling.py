@@ -12,7 +12,9 @@ from torch import Tensor
 from torchdiffeq import odeint
 
 from crystalflow_core import so3
+from crystalflow_core.checks import check_choice
 from crystalflow_core.data.noise import molecule_centroids
+from crystalflow_core.errors import ParameterError
 from crystalflow_core.paths.base import Objective, ProbabilityPath, VelocityModel
 from crystalflow_core.paths.rigid import RigidPath
 
@@ -20,6 +22,31 @@ ODE_METHODS = ("euler", "rk4", "dopri5")
 METHODS = ("auto", *ODE_METHODS, "ddim", "sde", "direct", "rigid")
 #: Steps of each method when neither `steps` nor the path's default (for its own default sampler) applies.
 METHOD_STEPS = {"euler": 20, "rk4": 20, "dopri5": 20, "ddim": 20, "sde": 100, "direct": 1, "rigid": 10}
+
+
+def sampler_mismatch(method: str, path: Objective) -> str | None:
+    """Why `method` (one of `METHODS`) cannot sample `path`, or `None` when it can: "rigid" is the rigid path's
+    only sampler and fits no other path, "ddim" and "sde" carry noise that a deterministic path (gnn_md) lacks,
+    and "sde" needs the reverse-time SDE that only some paths define (ve, vp)."""
+    if method == "auto":
+        return None
+    if (method == "rigid") != isinstance(path, RigidPath):
+        return f"does not fit path {path.name!r} (the rigid path samples with 'rigid', and only with it)"
+    if method in ("ddim", "sde") and path.deterministic:
+        return f"path {path.name!r} is deterministic; use 'auto' or an ODE method"
+    if method == "sde" and not path.reverse_sde:
+        return f"path {path.name!r} has no reverse-time SDE (ve and vp have one); use 'auto', 'ddim' or an ODE method"
+    return None
+
+
+def check_sampler(name: str, method: object, path: Objective) -> str:
+    """`method` if it is one of `METHODS` and fits `path` (`sampler_mismatch`); else a `ParameterError` naming
+    `name`, so a command refuses it before any sampling."""
+    check_choice(name, method, METHODS)
+    problem = sampler_mismatch(method, path)
+    if problem is not None:
+        raise ParameterError(name, method, problem)
+    return method
 
 
 def _model_device(model: VelocityModel, fallback: torch.device) -> torch.device:
@@ -245,8 +272,9 @@ def sample(
         raise ValueError(f"unknown sampling method {method!r}; choose one of {', '.join(METHODS)}")
     if method == "auto":
         method = path.default_sampler
-    if (method == "rigid") != isinstance(path, RigidPath):
-        raise ValueError(f"method {method!r} does not fit path {path.name!r}; the rigid path samples with 'rigid'")
+    problem = sampler_mismatch(method, path)
+    if problem is not None:
+        raise ValueError(f"method {method!r}: {problem}")
     if steps is None:
         steps = path.default_steps if method == path.default_sampler else METHOD_STEPS[method]
     inputs = (model, path, numbers, x_w, batch)

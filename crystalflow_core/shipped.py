@@ -14,7 +14,8 @@ from pathlib import Path
 import torch
 
 from .errors import CheckpointError
-from .records import atomic_open, git_revision
+from .files import atomic_open
+from .records import git_revision
 from .train import CHECKPOINT, CONFIG, MODEL_KEYS, read_checkpoint
 
 #: The shipped model's directory inside the package.

@@ -1,7 +1,8 @@
 """``crystalflow report``: the notebook layer's subcommand of the ``crystalflow`` command line.
 
 The core command line finds it through the ``crystalflow.commands`` entry point (see ``pyproject.toml``), so the
-core never imports this layer; papermill and nbconvert load only when the command runs.
+core never imports this layer. The report machinery (and with it torch, papermill and nbconvert) loads only when
+the command is used: ``crystalflow --help`` lists it without.
 """
 
 from __future__ import annotations
@@ -9,20 +10,24 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from crystalflow_core import params
-
-from .build import SCALES, build_reports
-from .execute import check_notebook_dir
-
 
 def add_report_command(sub: argparse._SubParsersAction) -> None:
-    """Add ``report`` to the subcommands ``sub`` of ``crystalflow`` (the ``crystalflow.commands`` entry point)."""
+    """Add ``report`` to the subcommands ``sub`` of ``crystalflow`` (the ``crystalflow.commands`` entry point);
+    its options are added when it is used (``configure``, see ``crystalflow_core.cli.CommandParser``)."""
     p = sub.add_parser(
         "report",
         help="run the notebook series with papermill and render reports/*.html",
         description="Executes the notebooks 01_curate … 05_trajectories at the chosen scale and writes "
         "self-contained HTML reports plus OUT/index.html.",
+        configure=_add_report_options,
     )
+    p.set_defaults(handler=report_command)
+
+
+def _add_report_options(p: argparse.ArgumentParser) -> None:
+    """The options of ``report``."""
+    from .build import SCALES
+
     p.add_argument(
         "--scale",
         choices=SCALES,
@@ -46,15 +51,19 @@ def add_report_command(sub: argparse._SubParsersAction) -> None:
         help="directory holding the notebooks to run, e.g. edited copies (default: the ones installed with "
         "crystalflow, which are notebooks/ in a checkout)",
     )
-    p.set_defaults(handler=report_command)
 
 
 def report_command(args: argparse.Namespace) -> int:
     """Check the options, build the reports and print one line per notebook; exit status 1 when one failed."""
-    params.check_source("--source", args.source)
-    params.check_out_dir("--out", args.out)
+    from crystalflow_core.checks import check_out_dir, check_source
+
+    from .build import build_reports
+    from .execute import check_notebook_dir
+
+    check_source("--source", args.source)
+    check_out_dir("--out", args.out)
     if args.work is not None:
-        params.check_out_dir("--work", args.work)
+        check_out_dir("--work", args.work)
     notebook_dir = check_notebook_dir("--notebooks", args.notebooks)
     results = build_reports(args.scale, args.out, args.work, source=args.source, notebook_dir=notebook_dir)
     for row in results.itertuples(index=False):

@@ -15,8 +15,9 @@ from pathlib import Path
 
 import pandas as pd
 
+from crystalflow_core.checks import check_path
 from crystalflow_core.errors import ParameterError
-from crystalflow_core.params import check_path, default_data_dir
+from crystalflow_core.params import default_data_dir
 
 NOTEBOOKS = ("01_curate", "02_dataset_statistics", "03_train", "04_benchmark", "05_trajectories")
 

@@ -1,8 +1,15 @@
 """Still pictures of a cluster (matplotlib, no browser or kernel): ball-and-stick in 3D, one colour per molecule,
-for READMEs and papers."""
+for READMEs and papers.
+
+``python3 -m crystalviz.snapshot PREDICT_OUT PICTURE.png`` draws the best packing of a ``crystalflow predict``
+output; bad input stops it with one line naming it (exit status 2).
+"""
 
 from __future__ import annotations
 
+import argparse
+import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 import matplotlib
@@ -11,7 +18,9 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from crystalflow_core.checks import check_path, check_positive  # noqa: E402
 from crystalflow_core.data.symmetry import cluster_bonds  # noqa: E402
+from crystalflow_core.errors import InputError, ParameterError  # noqa: E402
 from crystalviz.colors import molecule_colors  # noqa: E402
 
 #: Marker areas (points²) of hydrogen and of heavier atoms.
@@ -27,7 +36,8 @@ def cluster_png(
     elevation: float = 20.0,
     azimuth: float = 35.0,
 ) -> Path:
-    """Write a ball-and-stick PNG of one cluster ``positions [N, 3]``; bonds by the curation's rule."""
+    """Write a ball-and-stick PNG of one cluster ``positions [N, 3]`` to ``path`` (its folder must exist); bonds
+    by the curation's rule."""
     numbers, mol_index = np.asarray(numbers), np.asarray(mol_index)
     positions = np.asarray(positions, dtype=float)
     colors = molecule_colors(int(mol_index.max()) + 1)
@@ -47,8 +57,7 @@ def cluster_png(
         axes.set_title(title, fontsize=10)
     figure.tight_layout()
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path)
+    figure.savefig(path, format="png")
     plt.close(figure)
     return path
 
@@ -67,9 +76,44 @@ def predicted_packing_png(out_dir: str | Path, path: str | Path, rank: int = 1) 
     return cluster_png(path, packing.numbers, packing.mol_index, packing.trajectory[-1], title=title)
 
 
-if __name__ == "__main__":
-    import sys
+PROG = "python3 -m crystalviz.snapshot"
 
-    if len(sys.argv) != 3:
-        sys.exit("usage: python3 -m crystalviz.snapshot PREDICT_OUT_DIR PICTURE.png")
-    print(predicted_packing_png(sys.argv[1], sys.argv[2]))
+
+def check_picture(name: str, value: object) -> Path:
+    """``value`` as the path of a PNG to write: a name ending in ``.png`` in a folder that exists."""
+    path = check_path(name, value)
+    if path.suffix.lower() != ".png":
+        raise ParameterError(name, str(value), "a picture's name must end in .png")
+    if not path.parent.is_dir():
+        raise ParameterError(name, str(value), f"no folder {str(path.parent)!r} to write it in")
+    return path
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="Draw a packing of a crystalflow predict output as a PNG (ball and stick, one colour per "
+        "molecule, titled with its scores) and print the file written.",
+        epilog=f"example: {PROG} salicylic_acid best.png",
+    )
+    parser.add_argument("out_dir", metavar="PREDICT_OUT", type=Path, help="the --out directory of crystalflow predict")
+    parser.add_argument("picture", metavar="PICTURE.png", help="the PNG to write, in a folder that exists")
+    parser.add_argument("--rank", type=int, default=1, help="which packing: 1 is the best (default: %(default)s)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """The command: exit status 0, or 2 with one line naming the bad input."""
+    args = _parser().parse_args(argv)
+    try:
+        check_positive("--rank", args.rank)
+        picture = check_picture("PICTURE.png", args.picture)
+        print(predicted_packing_png(args.out_dir, picture, args.rank))
+    except InputError as error:
+        print(f"{PROG}: error: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -5,9 +5,12 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
+from crystalflow_core.data import codcluster17
+from crystalflow_core.data.cluster import Cluster
 from crystalflow_core.data.curate import curate
 from crystalflow_core.data.sources import bundled_cod_directory, cif_directory_refs
 
@@ -33,6 +36,18 @@ def small_data(small_cifs, tmp_path_factory):
     out = tmp_path_factory.mktemp("small_data")
     curate(cif_directory_refs(cifs), out, workers=1, progress=False)
     return out
+
+
+@pytest.fixture
+def curated(tmp_path):
+    """Four two-atom clusters in the COD-Cluster17 layout with a ``curation.json`` (rotation 90°, no inversion)."""
+    root = tmp_path / "data"
+    numbers, mol_index = np.array([6, 1]), np.array([0, 0])
+    for k in range(4):
+        x = np.array([[0.0, 0.0, float(k)], [1.0, 0.0, float(k)]])
+        codcluster17.write_cluster(root, Cluster(f"c{k}", numbers, mol_index, x, x))
+    (root / "curation.json").write_text(json.dumps({"noise": {"rotation_deg": 90.0, "inversion": False}}))
+    return root
 
 
 def _exact_output(path, x_s: torch.Tensor, x: torch.Tensor, x_w: torch.Tensor, t_atom: torch.Tensor) -> torch.Tensor:

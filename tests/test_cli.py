@@ -140,10 +140,15 @@ def test_evaluate_names_bad_input(small_data, tmp_path, capsys):
     assert f"{bad}: atoms differ" in capsys.readouterr().err
 
 
+def _command_parsers() -> dict:
+    """Every subcommand's parser, its options added."""
+    subparsers = next(a for a in build_parser()._actions if a.dest == "command").choices
+    return {name: sub.configured() for name, sub in subparsers.items()}
+
+
 def test_help_documents_every_option():
-    parser = build_parser()
-    subparsers = next(a for a in parser._actions if a.dest == "command").choices
-    assert {"curate", "train", "sample", "evaluate", "relax", "predict"} <= set(subparsers)
+    subparsers = _command_parsers()
+    assert {"curate", "train", "sample", "evaluate", "relax", "predict", "report"} <= set(subparsers)
     for name, sub in subparsers.items():
         for action in sub._actions:
             if action.dest != "help":
@@ -154,8 +159,32 @@ def test_help_documents_every_option():
     assert "--path" in result.stdout and "gnn_md" in result.stdout
 
 
+#: Run in a fresh interpreter: the help and the version of ``crystalflow``, then the libraries that got imported.
+HELP_SCRIPT = """
+import contextlib, io, sys
+from crystalflow_core.cli import main
+for argv in (["--help"], ["--version"], ["curate", "--help"], ["evaluate", "--help"], ["predict", "--help"]):
+    with contextlib.redirect_stdout(io.StringIO()) as out, contextlib.suppress(SystemExit):
+        main(argv)
+    print(out.getvalue())
+print("LOADED", sorted({name.split(".")[0] for name in sys.modules} & {"torch", "pandas", "rdkit", "scipy", "numpy"}))
+"""
+
+
+def test_help_is_plain_text_with_examples_and_loads_no_library():
+    from importlib.metadata import version
+
+    result = subprocess.run([sys.executable, "-c", HELP_SCRIPT], capture_output=True, text=True, check=True)
+    text = result.stdout
+    assert "examples:\n  crystalflow predict --smiles" in text and "crystalflow train --data" in text
+    assert not any(markup in text for markup in ("``", ":mod:", ":data:", ":func:", "entry point"))
+    assert f"crystalflow {version('crystalflow')}\n" in text
+    assert "--source SOURCE" in text and "--pred PRED" in text and "--smiles SMILES" in text
+    assert text.rstrip().endswith("LOADED []")
+
+
 def test_train_has_an_option_for_every_training_setting_with_its_default():
-    subparsers = next(a for a in build_parser()._actions if a.dest == "command").choices
+    subparsers = _command_parsers()
     options = {a.dest: a.default for a in subparsers["train"]._actions if a.dest not in ("help", "data", "out")}
     settings = params.train_settings()
     assert options.keys() == settings.keys() and TRAIN_OPTIONS.keys() == settings.keys() - {"path"}
@@ -213,6 +242,7 @@ def test_bad_values_that_depend_on_files_name_the_option(small_cifs, small_data,
         "--subset=99: larger than the 6 curated clusters": [*train, "--subset", "99"],
         "--device='gpu7': not a device": [*train, "--device", "gpu7"],
         "--method='rigid': does not fit path 'lerp'": [*sample, "--method", "rigid"],
+        "--method='sde': path 'lerp' has no reverse-time SDE": [*sample, "--method", "sde"],
         f"--run='{tmp_path}': no checkpoint.pt there": [*sample[:1], "--run", str(tmp_path), *sample[3:]],
         f"--out='{small_data / 'curation.json'}': exists and is not a directory": [
             *["curate", "--source", str(small_cifs), "--out", str(small_data / "curation.json")]

@@ -1,6 +1,7 @@
 """Batch curation on real CIFs shipped with the package: layout, rigid noise, centring, resume, bad files, shards,
 and a parent whose memory stays flat however many CIFs a mirror holds."""
 
+import json
 import shutil
 import signal
 import subprocess
@@ -19,7 +20,15 @@ from crystalflow_core.data import codcluster17
 from crystalflow_core.data import curate as curate_module
 from crystalflow_core.data import manifest as manifest_module
 from crystalflow_core.data.crystal import Crystal
-from crystalflow_core.data.curate import CurationSettings, check_formula, curate, run_curation, structure_seed
+from crystalflow_core.data.curate import (
+    CurationSettings,
+    check_formula,
+    curate,
+    curated_noise,
+    data_inversion,
+    run_curation,
+    structure_seed,
+)
 from crystalflow_core.data.manifest import Journal, Shard
 from crystalflow_core.data.molecules import MolecularCrystal
 from crystalflow_core.data.noise import NoiseConfig
@@ -372,3 +381,25 @@ def test_parent_memory_does_not_grow_with_the_number_of_cifs(tmp_path: Path, mon
     large = _parent_peak(_synthetic_mirror(tmp_path / "large", 4 * n), tmp_path / "large_out")
     print(f"parent peak above start: {small / 1e3:.0f} kB for {n} CIFs, {large / 1e3:.0f} kB for {4 * n}")
     assert large - small < 3 * n * per_input
+
+
+def _curation_json(tmp_path, noise: dict):
+    """A directory whose ``curation.json`` holds ``noise``."""
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    (tmp_path / "curation.json").write_text(json.dumps({"seed": 0, "noise": noise}))
+    return tmp_path
+
+
+def test_data_inversion_reads_curation_json(tmp_path):
+    assert data_inversion(_curation_json(tmp_path / "a", {"inversion": True})) is True
+    assert data_inversion(_curation_json(tmp_path / "b", {"inversion": False})) is False
+    assert data_inversion(tmp_path / "nowhere") is None
+
+
+def test_curated_noise_reads_curation_json_and_names_a_bad_one(tmp_path):
+    data = _curation_json(tmp_path, {"inversion": True})
+    assert curated_noise(data) == NoiseConfig(inversion=True)
+    assert curated_noise(tmp_path / "nowhere") is None
+    _curation_json(tmp_path, {"rotation_deg": 720})
+    with pytest.raises(InputError, match=r"curation.json: unreadable noise settings \(rotation_deg must lie"):
+        curated_noise(data)

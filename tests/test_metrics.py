@@ -20,6 +20,7 @@ from crystalflow_core.metrics import (
     choose_without_truth,
     cluster_metrics,
     collision_rate,
+    coverage,
     intermolecular_clash_rate,
     metrics_table,
     pm_atom,
@@ -261,8 +262,8 @@ def test_pm_atom_batched_equals_per_cluster():
 def test_metrics_table_single_sample():
     records = [(f"c{s}", *random_cluster(s, 3, 4)) for s in range(3)]
     df = metrics_table(records)
-    assert list(df.columns) == ["cluster_id", "n_atoms", "n_samples", *METRIC_KEYS]
-    assert df.shape == (3, 3 + len(METRIC_KEYS))
+    assert list(df.columns) == ["cluster_id", "n_atoms", "n_samples", *METRIC_KEYS, "unscored"]
+    assert df.shape == (3, 4 + len(METRIC_KEYS))
     assert list(df["cluster_id"]) == ["c0", "c1", "c2"]
     assert (df["n_atoms"] == 12).all() and (df["n_samples"] == 1).all()
     for row, (_, x_pred, x_true, _, _) in zip(df.itertuples(), records, strict=True):
@@ -285,7 +286,7 @@ def test_metrics_table_multiple_samples_averages_and_adds_best():
     best_cols = [f"{k}_best" for k in METRIC_KEYS]
     chosen_cols = [f"{k}_chosen" for k in METRIC_KEYS]
     expected_columns = ["cluster_id", "n_atoms", "n_samples", *METRIC_KEYS, *best_cols, "best_k", *chosen_cols]
-    assert list(df.columns) == [*expected_columns, "chosen_k"]
+    assert list(df.columns) == [*expected_columns, "chosen_k", "unscored"]
     multi = df.set_index("cluster_id").loc["multi"]
     assert multi["n_samples"] == 3
     per_sample = [ref_metrics(s, x_true, numbers, mol_index) for s in samples]
@@ -441,6 +442,87 @@ def test_oxtalign_matches_the_crystal_and_not_the_start(small_data):
     start = cluster_metrics(cluster.x_w, cluster.x_s, cluster.numbers, cluster.mol_index)
     assert start["matched"] <= 3 and start["pass_rate"] == 0.0
     assert start["integrity"] < 1e-9  # x_w moves molecules rigidly
+
+
+def _nearest_shell(cluster) -> np.ndarray:
+    """The molecules of a crystal cluster ordered by centroid distance from the central one (0), itself left out."""
+    centroids = ref_centroids(cluster.x_s, cluster.mol_index)
+    return np.argsort(np.linalg.norm(centroids - centroids[0], axis=1), kind="stable")[1:]
+
+
+def _turn_nearest(cluster, count: int) -> np.ndarray:
+    """``x_s`` with the ``count`` shell molecules nearest the central one each turned by 90° about its centroid."""
+    x = cluster.x_s.copy()
+    turn = Rotation.from_euler("z", 90, degrees=True)
+    for m in _nearest_shell(cluster)[:count]:
+        atoms = cluster.mol_index == m
+        centre = x[atoms].mean(axis=0)
+        x[atoms] = turn.apply(x[atoms] - centre) + centre
+    return x
+
+
+@pytest.mark.parametrize(("turned", "matched", "pass_rate"), [(0, 15, 100), (1, 14, 100), (7, 8, 100), (8, 7, 0)])
+def test_matched_counts_the_shell_molecules_left_in_place_and_passes_from_eight(small_data, turned, matched, pass_rate):
+    """A molecule turned by 90° in place is 1.5 Å and more off; the others sit exactly where the crystal has them."""
+    cluster = _cluster(small_data, "4507991")
+    reference = packing.prepare_reference(cluster.x_s, cluster.numbers, cluster.mol_index)
+    result = packing.packing_similarity(_turn_nearest(cluster, turned), reference)
+    assert (result["matched"], result["pass_rate"]) == (matched, pass_rate)
+    assert result["rmsd15"] < 1e-9  # the matched molecules are exact
+    assert packing.PASS_MATCHED == 8 and packing.SHELL_SIZE == 15
+
+
+@pytest.mark.parametrize(("cluster_id", "heavy_atoms", "with_hydrogens"), [("2105702", 4, False), ("1504385", 3, True)])
+def test_hydrogens_count_only_for_molecules_of_fewer_than_four_heavy_atoms(
+    small_data, cluster_id, heavy_atoms, with_hydrogens
+):
+    cluster = _cluster(small_data, cluster_id)
+    reference = packing.prepare_reference(cluster.x_s, cluster.numbers, cluster.mol_index)
+    assert int((cluster.numbers[cluster.mol_index == 0] != 1).sum()) == heavy_atoms
+    assert reference.include_hydrogens is with_hydrogens
+    moved = cluster.x_s.copy()
+    for m in _nearest_shell(cluster)[:3]:
+        moved[(cluster.mol_index == m) & (cluster.numbers == 1)] += [3.0, 0.0, 0.0]  # hydrogens only
+    assert packing.packing_similarity(moved, reference)["matched"] == (12 if with_hydrogens else 15)
+
+
+def test_unscored_and_coverage_say_what_each_mean_rests_on(small_data):
+    from crystalflow_core.inference import collapse_positions
+
+    cluster = _cluster(small_data, "4507991")
+    boron = np.where(cluster.numbers == 6, 5, cluster.numbers)  # a molecule MMFF94 cannot type
+    collapsed = collapse_positions(cluster.x_w, cluster.mol_index)  # matches nothing: rmsd15 has no value
+    df = metrics_table(
+        [
+            ("typed", collapsed, cluster.x_s, cluster.numbers, cluster.mol_index),
+            ("untyped", collapsed, cluster.x_s, boron, cluster.mol_index),
+        ]
+    )
+    assert list(df["unscored"]) == ["", "energy: MMFF94 cannot type the molecule"]
+    table = coverage(df)
+    assert list(table.index) == ["energy", "rmsd15"]
+    assert table.loc["energy"].tolist() == [1, 2, "MMFF94 cannot type the molecule (1)"]
+    assert table.loc["rmsd15"].tolist() == [0, 2, "no shell molecule matched (2)"]
+    assert summarize(df)["energy"] == df.loc[0, "energy"]  # the mean of the one cluster that has an energy
+    assert coverage(df.iloc[:1].assign(energy=math.nan)).loc["energy"].tolist() == [
+        0,
+        1,
+        "no value for the prediction (1)",
+    ]
+
+
+def test_a_cluster_oxtalign_cannot_match_to_itself_is_named(small_data):
+    from crystalflow_core.metrics import unscored
+
+    cluster = _cluster(small_data, "4507991")
+    reference = packing.prepare_reference(cluster.x_s, cluster.numbers, cluster.mol_index)
+    reference._oxtal_checked = True  # as if OXtalign had not matched the crystal cluster fully to itself
+    scores = cluster_metrics(cluster.x_w, cluster.x_s, cluster.numbers, cluster.mol_index, reference)
+    assert math.isnan(scores["matched"])
+    cause = "OXtalign cannot match the crystal cluster to itself"
+    assert unscored([scores], reference, energy=None) == (
+        f"energy: MMFF94 cannot type the molecule; matched: {cause}; rmsd15: {cause}; pass_rate: {cause}"
+    )
 
 
 def test_oxtalign_failure_gives_nan_not_a_crash(small_data, monkeypatch):

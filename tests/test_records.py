@@ -10,7 +10,6 @@ import pandas as pd
 import pytest
 
 from crystalflow_core import records
-from crystalflow_core.data.noise import NoiseConfig
 from crystalflow_core.errors import InputError
 from crystalflow_core.metrics import METRIC_KEYS
 from crystalflow_reports import tables
@@ -80,12 +79,6 @@ def test_record_contents(tmp_path):
     assert re.fullmatch(r"[0-9a-f]{40}|unknown", record["git_revision"])
     written = pd.read_csv(record["per_cluster_csv"])
     assert list(written["pm_atom"]) == [1.75, 0.75]
-
-
-def test_data_inversion_reads_curation_json(tmp_path):
-    assert records.data_inversion(_data_dir(tmp_path, True)) is True
-    assert records.data_inversion(_data_dir(tmp_path, False)) is False
-    assert records.data_inversion(tmp_path / "nowhere") is None
 
 
 def test_load_run_records_by_dir_glob_and_empty(tmp_path, run_records):
@@ -318,28 +311,6 @@ def test_per_cluster_files_keep_ids_and_floats_exactly(tmp_path):
     np.testing.assert_array_equal(read["pm_atom"].to_numpy(), values)  # bit for bit, NaN where NaN
 
 
-def test_curated_noise_reads_curation_json_and_names_a_bad_one(tmp_path):
-    data = _data_dir(tmp_path, True)
-    assert records.curated_noise(data) == NoiseConfig(inversion=True)
-    assert records.curated_noise(tmp_path / "nowhere") is None
-    (data / "curation.json").write_text(json.dumps({"noise": {"rotation_deg": 720}}))
-    with pytest.raises(InputError, match=r"curation.json: unreadable noise settings \(rotation_deg must lie"):
-        records.curated_noise(data)
-
-
-def test_atomic_open_keeps_the_old_file_when_writing_fails(tmp_path):
-    path = tmp_path / "record.json"
-    path.write_text("old")
-    with pytest.raises(RuntimeError), records.atomic_open(path) as handle:
-        handle.write("half of the new")
-        raise RuntimeError("killed")
-    assert path.read_text() == "old"
-    with records.atomic_open(path) as handle:
-        handle.write("new")
-    assert path.read_text() == "new"
-    assert [p.name for p in tmp_path.iterdir()] == ["record.json"]  # no temporary file left behind
-
-
 def test_sampling_provenance_round_trips_and_a_bad_one_is_named(tmp_path):
     config = {"path": "lerp", "seed": 0, "data": str(_data_dir(tmp_path, False))}
     assert records.read_sampling(tmp_path / "pred") is None  # another model's predictions
@@ -353,3 +324,19 @@ def test_sampling_provenance_round_trips_and_a_bad_one_is_named(tmp_path):
     (tmp_path / "pred" / records.SAMPLING).write_text("[1, 2]")
     with pytest.raises(InputError, match=r"sampling.json: not written by crystalflow sample"):
         records.read_sampling(tmp_path / "pred")
+
+
+def test_the_record_says_what_each_mean_rests_on_and_why(tmp_path):
+    per_cluster = _per_cluster(1.0, 2.0).assign(energy=[-10.0, np.nan], unscored=["", "energy: MMFF94 cannot type it"])
+    config = {"path": "lerp", "seed": 0, "data": str(_data_dir(tmp_path, False))}
+    path = records.write_run_record(tmp_path / "run", config, per_cluster, {"identity": _per_cluster(3.0, 2.0)})
+    record = json.loads(path.read_text())
+    assert record["metrics"]["energy"] == -10.0  # the mean of the one cluster with an energy...
+    assert record["coverage"] == {
+        "prediction": {"energy": {"clusters": 1, "of": 2, "why": "MMFF94 cannot type it (1)"}},  # ...and it says so
+        "identity": {},
+    }
+    scored = {"prediction": records.read_per_cluster(path.parent / records.PER_CLUSTER)}
+    assert records.coverage_lines(scored) == [
+        "prediction: energy is the mean of 1 of 2 clusters (MMFF94 cannot type it (1))"
+    ]

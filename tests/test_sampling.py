@@ -5,9 +5,10 @@ import math
 import pytest
 import torch
 
+from crystalflow_core.errors import ParameterError
 from crystalflow_core.nn import PaiNNVelocity
 from crystalflow_core.paths import get_path
-from crystalflow_core.sampling import sample, sample_ddim, sample_ode, sample_sde
+from crystalflow_core.sampling import check_sampler, sample, sample_ddim, sample_ode, sample_sde
 
 
 def _cluster(seed: int = 0, n_atoms: int = 9):
@@ -179,3 +180,25 @@ def test_ddim_refuses_the_noise_free_direct_path():
     numbers, x_w, x_s, batch = _cluster(seed=9)
     with pytest.raises(ValueError, match="gnn_md"):
         sample_ddim(_lerp_oracle(x_s), get_path("gnn_md"), numbers, x_w, batch)
+
+
+def test_check_sampler_refuses_what_does_not_fit_the_path_before_sampling():
+    assert check_sampler("method", "rigid", get_path("rigid")) == "rigid"
+    assert check_sampler("method", "sde", get_path("ve")) == "sde" and check_sampler("method", "auto", get_path("lerp"))
+    refused = {
+        ("rigid", "lerp"): r"^method='rigid': does not fit path 'lerp'",
+        ("euler", "rigid"): r"^method='euler': does not fit path 'rigid'",
+        ("ddim", "gnn_md"): r"^method='ddim': path 'gnn_md' is deterministic",
+        ("sde", "lerp"): r"^method='sde': path 'lerp' has no reverse-time SDE",
+        ("sde", "gnn_md"): r"^method='sde': path 'gnn_md' is deterministic",
+        ("leapfrog", "lerp"): r"^method='leapfrog': must be one of auto",
+    }
+    for (method, name), message in refused.items():
+        with pytest.raises(ParameterError, match=message):
+            check_sampler("method", method, get_path(name))
+
+
+def test_sample_refuses_the_sde_of_a_path_without_one_in_words():
+    numbers, x_w, x_s, batch = _cluster()
+    with pytest.raises(ValueError, match=r"method 'sde': path 'lerp' has no reverse-time SDE"):
+        sample(_lerp_oracle(x_s), get_path("lerp"), numbers, x_w, batch, method="sde")

@@ -1,6 +1,7 @@
 """Training on a handful of real clusters: the loss falls, the model beats the identity baseline, runs resume."""
 
 import json
+import math
 import random
 import re
 import shutil
@@ -55,11 +56,10 @@ def test_training_lowers_loss_and_beats_identity(small_data, tmp_path, path):
     assert history["train_loss"].tail(5).mean() < history["train_loss"].head(3).mean()
     model, config = load_model(tmp_path / path, "cpu")
     train_set = ClusterDataset(small_data, split="train", seed=config.seed, progress=False)
-    loader = DataLoader(train_set, batch_size=2)
     torch.manual_seed(config.seed)
     untrained = build_model(config)
-    fixed = {"path": get_path(path), "loader": loader, "device": torch.device("cpu"), "seed": 123}
-    assert validation_loss(model, **fixed) < 0.8 * validation_loss(untrained, **fixed)
+    fixed = {"path": get_path(path), "dataset": train_set, "device": torch.device("cpu"), "seed": 123}
+    assert validation_loss(model, **fixed)[0] < 0.8 * validation_loss(untrained, **fixed)[0]
     predictions = predict_dataset(model, get_path(path), train_set, steps=1, progress=False)
     model_pm, identity_pm = [], []
     for item in train_set:
@@ -67,6 +67,31 @@ def test_training_lowers_loss_and_beats_identity(small_data, tmp_path, path):
         model_pm.append(metrics.pm_atom(predictions[item.cluster_id].samples[0], x_s))
         identity_pm.append(metrics.pm_atom(item.x_w.double(), x_s))
     assert sum(model_pm) < sum(identity_pm), (model_pm, identity_pm)
+
+
+@pytest.mark.parametrize("path", ["lerp", "rigid"])
+def test_validation_loss_is_per_cluster_whatever_the_batches_or_processes(small_data, path):
+    """Scored in parts of 1, 2 or 3 clusters (batches, or the shares of processes) and in any order, the clusters
+    give the same figure: each is drawn from its own seed."""
+    config = TrainConfig(data=str(small_data), out="unused", path=path, hidden=8, layers=1, progress=False)
+    torch.manual_seed(0)
+    model, clusters = build_model(config), ClusterDataset(small_data, progress=False)
+    fixed = {"path": get_path(path), "device": torch.device("cpu"), "draws": 4}
+    whole, spread = validation_loss(model, dataset=clusters, **fixed)
+    assert whole > 0 and 0 < spread < math.inf
+    for size in (1, 2, 3):
+        parts = [clusters.select(clusters.ids[start : start + size]) for start in range(0, len(clusters), size)]
+        combined = sum(len(part) * validation_loss(model, dataset=part, **fixed)[0] for part in parts) / len(clusters)
+        assert combined == pytest.approx(whole, rel=1e-9, abs=1e-12), size
+    backwards = validation_loss(model, dataset=clusters.select(clusters.ids[::-1]), **fixed)
+    assert backwards == pytest.approx((whole, spread), rel=1e-9)
+    assert validation_loss(model, dataset=clusters, seed=1, **fixed)[0] != pytest.approx(whole, rel=1e-6)
+
+
+def test_the_history_shows_the_spread_of_the_validation_loss(small_data, tmp_path):
+    history = train(replace(_tiny(small_data, tmp_path, "lerp", epochs=1), hidden=8, layers=1))
+    assert list(history.columns) == ["epoch", "step", "train_loss", "val_loss", "val_loss_std"]
+    assert history["val_loss_std"].between(0, math.inf, inclusive="neither").all()
 
 
 def test_runs_resume_and_checkpoints_load_weights_only(small_data, tmp_path):
@@ -157,10 +182,9 @@ def test_rigid_training_lowers_loss_and_keeps_molecules_exact(small_data, tmp_pa
     train(config)  # its per-epoch loss mixes t = 0 (large) and later times, so compare fixed draws instead
     model, config = load_model(tmp_path / "rigid", "cpu")
     train_set = ClusterDataset(small_data, split="train", seed=config.seed, progress=False)
-    loader = DataLoader(train_set, batch_size=2)
     torch.manual_seed(config.seed)
-    fixed = {"path": get_path("rigid"), "loader": loader, "device": torch.device("cpu"), "seed": 123}
-    assert validation_loss(model, **fixed) < 0.7 * validation_loss(build_model(config), **fixed)
+    fixed = {"path": get_path("rigid"), "dataset": train_set, "device": torch.device("cpu"), "seed": 123}
+    assert validation_loss(model, **fixed)[0] < 0.7 * validation_loss(build_model(config), **fixed)[0]
     predictions = predict_dataset(
         model, get_path("rigid"), train_set, samples=2, keep_trajectories=True, progress=False
     )

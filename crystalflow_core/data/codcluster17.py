@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 from ase.data import atomic_numbers, chemical_symbols
 
+from ..errors import ClusterFileError
 from .cluster import Cluster
 
 COLUMNS = ["mol_idx", "atom_type", "x", "y", "z"]
@@ -29,10 +30,6 @@ INITIAL_DIR = "InitialPositions"
 PREDICTED_DIR = "PredictedPositions"
 TRAJECTORY_DIR = "Trajectories"
 _PRED_PATTERN = re.compile(r"^(?P<id>.+)_cluster16_pred(?P<k>\d+)\.csv$")
-
-
-class ClusterFileError(ValueError):
-    """A cluster CSV that does not follow the COD-Cluster17 layout; the message names the file."""
 
 
 def final_path(root: Path, cluster_id: str) -> Path:

@@ -237,6 +237,24 @@ def _check_settings(out_dir: Path, settings: CurationSettings) -> None:
             )
 
 
+def curated_noise(data_dir: str | Path) -> NoiseConfig | None:
+    """The rigid noise a directory was curated with (its ``curation.json``); ``None`` when it was not curated here
+    (e.g. the authors' COD-Cluster17 files)."""
+    path = Path(data_dir) / SETTINGS
+    if not path.is_file():
+        return None
+    try:
+        return NoiseConfig(**json.loads(path.read_text()).get("noise", {}))
+    except (AttributeError, TypeError, ValueError) as error:
+        raise InputError(f"{path}: unreadable noise settings ({error})") from error
+
+
+def data_inversion(data_dir: str | Path) -> bool | None:
+    """``noise.inversion`` of a curated directory's ``curation.json``; ``None`` when it was not curated here."""
+    noise = curated_noise(data_dir)
+    return None if noise is None else noise.inversion
+
+
 def _stands(rows: list[dict], out_dir: Path, duplicates: KeySet) -> bool:
     """Whether an earlier outcome of one input stands on resume: no ``failed`` or :data:`RETRIED_REASONS` row, and
     every curated row has its cluster files (or was a duplicate, whose files are removed on purpose)."""

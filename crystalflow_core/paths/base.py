@@ -54,6 +54,8 @@ class Objective(ABC):
 
     name: str
     deterministic: bool = False
+    reverse_sde: bool = False
+    """Whether the objective defines the reverse-time SDE (`diffusion_coefficient`) that the "sde" sampler needs."""
     default_sampler: str = "euler"
     """Sampler that `crystalflow_core.sampling.sample` picks for `method="auto"`, one of its methods."""
     default_steps: int = 20

@@ -22,6 +22,7 @@ class VEPath(ProbabilityPath):
     """
 
     name = "ve"
+    reverse_sde = True
     default_sampler = "ddim"
     default_steps = 1
 

@@ -24,6 +24,7 @@ class VPPath(ProbabilityPath):
     """
 
     name = "vp"
+    reverse_sde = True
     default_sampler = "ddim"
     default_steps = 1
 
