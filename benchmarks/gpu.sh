@@ -8,14 +8,14 @@
 #   4. the rigid objective trained at GPU scale (wider, deeper, longer, fresh x_w every step), sampled on the
 #      test split; its predictions are written to OUT for scoring (crystalflow evaluate).
 #   bash benchmarks/gpu.sh OUT_DIR
-# Needs a curated bundle in data_out/default, schnetpack 2.1.1 importable (../shared/peers/schnetpack/setup.sh) and
+# Needs a curated bundle in data_out/default, schnetpack 2.1.1 importable (the peer benchmark's setup.sh, in PEER) and
 # crystalflow_core importable (pip install -e ., or PYTHONPATH=.). Each part has a time limit, so one that fails
 # or runs long leaves the others' figures.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT="${1:?usage: bash benchmarks/gpu.sh OUT_DIR}"
 mkdir -p "$OUT"
-PEER="${PEER:-../shared/peers/schnetpack}"
+PEER="${PEER:?set PEER to the directory of the schnetpack peer benchmark (bench_schnetpack.py, setup.sh)}"
 DATA=data_out/default
 export PYTHONUNBUFFERED=1
 BUDGET="${BUDGET:-540}"  # seconds for the whole run; training gets what the other parts leave

@@ -1,4 +1,5 @@
-"""crystalflow's PaiNN velocity model for the schnetpack peer benchmark (``../shared/peers/schnetpack``).
+"""crystalflow's PaiNN velocity model for the schnetpack peer benchmark (``bench_schnetpack.py``, not in this
+repository).
 
 ``--model spk_painn,benchmarks/schnetpack_adapter.py:make_model,benchmarks/schnetpack_adapter.py:make_edge_model``
 times, in one run and on the same clusters, target, loss and optimiser: schnetpack's PaiNN, ours as it trains

@@ -3,12 +3,13 @@
 # 493-atom COD-Cluster17 clusters of the bundled data (128 features, 3 layers, 20 RBF, float32, Adam), at
 # cutoffs 5/10/20 Å and batches 1/8, with the same allocator for every model.
 #   bash benchmarks/vs_schnetpack.sh [OUT_DIR]      (default benchmarks/records/vs_schnetpack)
-# Needs ../shared/peers/schnetpack (its setup.sh makes the venv) and a curated bundle (crystalflow curate).
+# Needs the schnetpack peer benchmark (bench_schnetpack.py and setup.sh, which makes its venv; not part of this
+# repository) in PEER, and a curated bundle (crystalflow curate).
 # Extra arguments for the peer script go in BENCH_ARGS, e.g. BENCH_ARGS="--device cuda" on a GPU machine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT="${1:-benchmarks/records/vs_schnetpack}"
-PEER=../shared/peers/schnetpack
+PEER="${PEER:?set PEER to the directory of the schnetpack peer benchmark (bench_schnetpack.py, setup.sh)}"
 PY="${PY:-$(python3 -c 'import tempfile;print(tempfile.gettempdir())')/spk-venv/bin/python}"
 [ -x "$PY" ] || bash "$PEER/setup.sh"
 "$PY" -c "import torch_geometric" 2>/dev/null || "$PY" -m pip install -q torch_geometric

@@ -549,6 +549,7 @@ def run_evaluate(args: argparse.Namespace) -> None:
     from .records import (
         METHOD_LABELS,
         coverage_lines,
+        metric_coverage,
         metric_means,
         read_sampling,
         record_evaluation,
@@ -568,7 +569,7 @@ def run_evaluate(args: argparse.Namespace) -> None:
     with pd.option_context("display.float_format", "{:.3f}".format, "display.width", 200):
         print(f"{len(per_cluster)} clusters, {int(per_cluster['n_samples'].max())} sample(s) per cluster")
         print(summary_rows(means).to_string())
-    for line in coverage_lines(scored):
+    for line in coverage_lines({name: metric_coverage(frame) for name, frame in scored.items()}):
         print(line)
     if args.out is not None:
         written = write_scores(args.out, scored)

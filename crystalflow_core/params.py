@@ -43,7 +43,8 @@ from .errors import ParameterError
 from .nn.precision import PRECISIONS
 from .paths import PATHS
 from .records import model_order, run_name
-from .train import TRAINING_SPLITS, TrainConfig, with_data_noise
+from .shipped import SHIPPED_MODEL
+from .train import CONFIG, TRAINING_SPLITS, TrainConfig, with_data_noise
 
 #: Where notebooks put the bundled default data when no ``data_dir`` is given (git-ignored).
 DEFAULT_DATA_ROOT = Path("data_out")
@@ -279,6 +280,7 @@ def check_benchmark_parameters(
 
 def check_trajectory_parameters(
     run_dir: str,
+    data_dir: str,
     n_clusters: int,
     samples: int,
     steps: int | None,
@@ -287,11 +289,27 @@ def check_trajectory_parameters(
     device: str,
     seed: int,
 ) -> Path:
-    """Notebook 05's parameters; returns the run directory."""
+    """Notebook 05's parameters; returns the run directory (``run_dir`` "" → the shipped model)."""
     for name, value in {"n_clusters": n_clusters, "samples": samples, "frames": frames}.items():
         check_positive(name, value)
     check_optional_positive("steps", steps)
     check_choice("split", split, ("train", "val", "test"))
     check_device("device", device)
     check_seed("seed", seed)
-    return check_run_dir("run_dir", run_dir)
+    check_path("data_dir", data_dir)
+    return check_run_dir("run_dir", run_dir) if str(run_dir) else SHIPPED_MODEL
+
+
+def run_data(run_dir: str | Path, data_dir: str | Path = "") -> Path:
+    """The curated data to sample a run on: ``data_dir``, else the data it was trained on (its ``config.json``).
+
+    Where that is the default location of the bundled data (``data_out/default``, the shipped model's), a
+    missing directory is curated from the bundled CIFs first and a printed line says so, as notebook 03 does
+    (:func:`ensure_curated`); any other must exist.
+    """
+    if str(data_dir):
+        return check_data_dir("data_dir", data_dir)
+    config = TrainConfig.from_dict(json.loads((Path(run_dir) / CONFIG).read_text()))
+    inversion = bool((config.noise or {}).get("inversion", False))
+    bundled = Path(config.data) == default_data_dir(inversion)
+    return ensure_curated(config.data, inversion, source="default" if bundled else "")

@@ -134,14 +134,14 @@ def metric_coverage(per_cluster: pd.DataFrame) -> dict[str, dict[str, object]]:
     return metrics.coverage(per_cluster).to_dict(orient="index")
 
 
-def coverage_lines(scored: Mapping[str, pd.DataFrame]) -> list[str]:
-    """One line for each mean of each scored set (``{name: per-cluster metrics}``, named as in
-    :data:`METHOD_LABELS`) that rests on fewer than all clusters: on how many, and why not the others."""
+def coverage_lines(coverage: Mapping[str, Mapping[str, Mapping[str, object]]]) -> list[str]:
+    """One line for each mean that rests on fewer than all clusters, from ``{name: metric_coverage(...)}`` (a
+    record's ``coverage``; names as in :data:`METHOD_LABELS`): on how many clusters, and why not the others."""
     return [
         f"{METHOD_LABELS.get(name, name)}: {column} is the mean of {row['clusters']} of {row['of']} clusters "
         f"({row['why']})"
-        for name, frame in scored.items()
-        for column, row in metric_coverage(frame).items()
+        for name, columns in coverage.items()
+        for column, row in columns.items()
     ]
 
 

@@ -7,13 +7,13 @@ and styles them, so the run record stays free of presentation.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 
 from crystalflow_core import metrics
-from crystalflow_core.records import BASELINES, METHOD_LABELS, SELECTIONS, benchmark_stats
+from crystalflow_core.records import BASELINES, METHOD_LABELS, SELECTIONS, benchmark_stats, summary_rows
 
 MISSING = "—"
 LOWER, HIGHER = "↓", "↑"
@@ -78,6 +78,15 @@ def format_cell(mean: float, std: float, digits: int = 3) -> str:
     if pd.isna(std):
         return f"{mean:.{digits}f}"
     return f"{mean:.{digits}f} ± {std:.{digits}f}"
+
+
+def summary_table(means: Mapping[str, Mapping[str, float]], digits: int = 3) -> pd.DataFrame:
+    """:func:`~crystalflow_core.records.summary_rows` of ``means`` as string cells with metric labels: a number to
+    ``digits`` places, ``"—"`` where a mean is missing (as in the benchmark tables; e.g. RMSD₁₅ of a set that
+    matched no molecule)."""
+    rows = summary_rows(means)
+    cells = rows.apply(lambda column: column.map(lambda mean: format_cell(mean, np.nan, digits)))
+    return cells.rename(columns=metric_label)
 
 
 def _best_in_column(mean: pd.Series, candidates: pd.Series, direction: str | None) -> pd.Series:

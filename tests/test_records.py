@@ -336,7 +336,14 @@ def test_the_record_says_what_each_mean_rests_on_and_why(tmp_path):
         "prediction": {"energy": {"clusters": 1, "of": 2, "why": "MMFF94 cannot type it (1)"}},  # ...and it says so
         "identity": {},
     }
-    scored = {"prediction": records.read_per_cluster(path.parent / records.PER_CLUSTER)}
-    assert records.coverage_lines(scored) == [
+    assert records.coverage_lines(record["coverage"]) == [
         "prediction: energy is the mean of 1 of 2 clusters (MMFF94 cannot type it (1))"
     ]
+
+
+def test_the_summary_table_prints_a_missing_mean_as_in_the_benchmark_tables():
+    means = {"Collapse (x_w centroids)": {"pm_atom": 3.0361, "rmsd15": float("nan")}}
+    table = tables.summary_table(means)
+    row = table.loc["Collapse (x_w centroids)"]
+    assert row["PM (atom) ↓"] == "3.036" and row["RMSD₁₅ (Å) ↓"] == tables.MISSING == "—"
+    assert not table.isin(["nan", "NaN"]).any().any()
