@@ -58,12 +58,15 @@ class Candidate:
     crystal: RigidCrystal
 
 
-def _pyxtal_molecule(molecule: Chem.Mol):
+def _pyxtal_molecule(molecule: Chem.Mol, rng: np.random.Generator):
     from pymatgen.core import Molecule
     from pyxtal.molecule import pyxtal_molecule
 
     symbols = [atom.GetSymbol() for atom in molecule.GetAtoms()]
-    return pyxtal_molecule(Molecule(symbols, molecule.GetConformer().GetPositions()), symmetrize=False, fix=True)
+    positions = molecule.GetConformer().GetPositions()
+    # Centred: pyxtal takes the molecule's radius about the origin.
+    centred = Molecule(symbols, positions - positions.mean(axis=0))
+    return pyxtal_molecule(centred, symmetrize=False, fix=True, random_state=rng)
 
 
 def _random_crystal(species, group: int, z: int, rng: np.random.Generator):
@@ -122,8 +125,8 @@ def generate_candidates(
     """Up to ``n`` random crystals of ``molecule`` (explicit hydrogens and a conformer), taken in turn from each
     (space group, Wyckoff) stratum; seeded: the same arguments give the same crystals."""
     numbers = np.array([atom.GetAtomicNum() for atom in molecule.GetAtoms()])
-    species = _pyxtal_molecule(molecule)
     rng = np.random.default_rng(seed)
+    species = _pyxtal_molecule(molecule, rng)
     strata = _strata(species, space_groups, rng)
     failures = dict.fromkeys(strata, 0)
     index = 0

@@ -10,7 +10,8 @@ other molecule of the infinite crystal, which symmetry makes the same for all of
   so that the energy is continuous while the cell changes (the tail beyond is below 0.1 kcal/mol for organic
   crystals; the tests measure it against an unswitched 40 Å sum);
 - electrostatics: an Ewald sum of the point charges (real space within the cutoff, reciprocal space, self and
-  intramolecular corrections; tin-foil boundary), plus MMFF's buffer ``1/(r + 0.05) − 1/r`` within the cutoff.
+  intramolecular corrections; tin-foil boundary), plus MMFF's buffer ``1/(r + 0.05) − 1/r`` between whole
+  molecules whose centroids lie within the cutoff (switched likewise), so that no molecule's charge is split.
 
 The tests check it against a brute-force sum over a large block of cells and against RDKit's MMFF94 energy of
 a cluster cut from the crystal.
@@ -93,8 +94,8 @@ class LatticeEnergy:
         return self.pair_sum(lattice, images), self.reciprocal_sum(lattice, images)
 
     def neighbours(self, lattice: Tensor, images: Tensor) -> Tensor:
-        """``[M, n, 3]`` every molecule (images and lattice translates, the reference itself excepted) whose
-        centroid lies within reach of a pair within the cutoff of the reference molecule."""
+        """``[M, n, 3]`` every molecule (images and lattice translates, the reference itself excepted) with an atom
+        within the cutoff of one of the reference molecule's, or its centroid within the cutoff of the reference's."""
         cell = lattice.detach().cpu().numpy()
         centres = images.detach().mean(dim=1).cpu().numpy()
         reach = self.cutoff + 2.0 * self.radius
@@ -106,7 +107,13 @@ class LatticeEnergy:
         near[np.all(grid == 0, axis=1), 0] = False
         shift_index, image_index = np.nonzero(near)
         shifts = torch.as_tensor(grid[shift_index], dtype=lattice.dtype, device=lattice.device) @ lattice
-        return images[torch.as_tensor(image_index, device=images.device)] + shifts[:, None, :]
+        others = images[torch.as_tensor(image_index, device=images.device)] + shifts[:, None, :]
+        # Molecules with no atom pair within the cutoff and their centroid beyond it add exactly nothing.
+        with torch.no_grad():
+            closest = torch.cdist(images[0], others).amin(dim=(1, 2))
+            centre = torch.linalg.vector_norm(others.mean(dim=1) - images[0].mean(dim=0), dim=-1)
+            keep = (closest < self.cutoff) | (centre < self.cutoff)
+        return others[keep]
 
     def pair_sum(self, lattice: Tensor, images: Tensor) -> Tensor:
         """Van der Waals, Ewald real space and MMFF's charge buffer: half the reference molecule's interaction."""
@@ -115,11 +122,14 @@ class LatticeEnergy:
         dtype, device = r.dtype, r.device
         r_star, epsilon = self.r_star.to(dtype=dtype, device=device), self.epsilon.to(dtype=dtype, device=device)
         qq = self.qq.to(dtype=dtype, device=device)
-        weight = switch(r, self.cutoff, self.switch_width)
-        vdw = buffered_vdw(r, r_star, epsilon) * weight
-        electrostatic = qq * (torch.erfc(self.alpha * r) / r + (1.0 / (r + CHARGE_BUFFER) - 1.0 / r) * weight)
-        electrostatic = electrostatic * (r < self.cutoff)
-        return 0.5 * (vdw + electrostatic).sum()
+        vdw = buffered_vdw(r, r_star, epsilon) * switch(r, self.cutoff, self.switch_width)
+        ewald = qq * torch.erfc(self.alpha * r) / r * (r < self.cutoff)
+        # The buffer's correction decays as 1/r² per pair but as a multipole sum between whole neutral molecules:
+        # it is cut by the molecules' centroid distance, never splitting a molecule.
+        centroid_distance = torch.linalg.vector_norm(others.mean(dim=1) - images[0].mean(dim=0), dim=-1)
+        weight = switch(centroid_distance, self.cutoff, self.switch_width)[:, None, None]
+        buffer = qq * (1.0 / (r + CHARGE_BUFFER) - 1.0 / r) * weight
+        return 0.5 * (vdw + ewald + buffer).sum()
 
     def reciprocal_sum(self, lattice: Tensor, images: Tensor) -> Tensor:
         """Ewald's reciprocal-space energy of the cell's point charges, per molecule."""

@@ -72,7 +72,7 @@ def minimize_crystal(
         except torch.linalg.LinAlgError:
             return _INFEASIBLE, np.zeros_like(x)
         (gradient,) = torch.autograd.grad(value, parameters)
-        return float(value), gradient.numpy()
+        return float(value.detach()), gradient.numpy()
 
     start = np.zeros(crystal.n_parameters)
     start_energy, _ = energy_and_gradient(start)

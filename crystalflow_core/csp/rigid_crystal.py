@@ -95,6 +95,7 @@ class RigidCrystal:
     position_basis: np.ndarray
     rotation_basis: np.ndarray
     name: str = "crystal"
+    spacegroup: str = ""
 
     @classmethod
     def from_molecular_crystal(cls, mc: MolecularCrystal, name: str | None = None) -> RigidCrystal:
@@ -120,6 +121,7 @@ class RigidCrystal:
             position_basis=_range_basis(position, lattice),
             rotation_basis=_range_basis(rotation, np.eye(3)),
             name=name or crystal.name,
+            spacegroup=crystal.spacegroup,
         )
 
     @property
@@ -173,6 +175,7 @@ class RigidCrystal:
             frac=frac,
             occupancies=np.ones(len(self.numbers)),
             labels=[f"A{i + 1}" for i in range(len(self.numbers))],
+            spacegroup=self.spacegroup,
         )
         n_ops = len(self.rotations)
         return MolecularCrystal(
