@@ -17,6 +17,7 @@ from rdkit import Chem, RDLogger
 from rdkit.Chem import rdDistGeom, rdForceFieldHelpers
 
 from .chemistry import cluster_to_rdkit
+from .data.molecules import MolecularCrystal
 from .errors import CurationError, InputError
 from .forcefield import ForceFieldError, mmff_terms
 
@@ -129,8 +130,30 @@ def from_sdf(path: str | Path, known_elements: Collection[int] | None = None) ->
     return _embedded(molecule, source, seed=0)
 
 
-def from_cif(path: str | Path, known_elements: Collection[int] | None = None) -> Chem.Mol:
-    """The molecule of a CIF's crystal (its first block that curation accepts), as it sits in the crystal."""
+def molecule_name(molecule: Chem.Mol) -> str:
+    """A file-safe id: the first block of the InChIKey (the molecule's skeleton), or ``molecule``."""
+    key = Chem.MolToInchiKey(Chem.RemoveHs(molecule)) if Chem.inchi.INCHI_AVAILABLE else ""
+    return key.split("-")[0] if key else "molecule"
+
+
+def from_molecular_crystal(
+    chosen: MolecularCrystal, source: str, known_elements: Collection[int] | None = None
+) -> Chem.Mol:
+    """The reference molecule of a curated crystal, as it sits in the crystal, checked as every input is."""
+    positions = chosen.frac @ chosen.crystal.lattice
+    molecule = cluster_to_rdkit(chosen.numbers, np.zeros(len(chosen.numbers), dtype=int), positions)
+    try:
+        Chem.SanitizeMol(molecule)
+    except (RuntimeError, ValueError) as error:
+        raise MoleculeInputError(source, f"RDKit cannot perceive the molecule ({error})") from error
+    _with_hydrogens(molecule, source)
+    _check_elements(molecule, source, known_elements)
+    _check_force_field(molecule, source)
+    return molecule
+
+
+def read_crystal(path: str | Path) -> MolecularCrystal:
+    """The crystal of a CIF's first block that curation accepts; refused with curation's reason otherwise."""
     from .data.cif import read_cif_blocks
     from .data.molecules import select_molecular_crystal
 
@@ -142,18 +165,12 @@ def from_cif(path: str | Path, known_elements: Collection[int] | None = None) ->
         try:
             if isinstance(crystal, CurationError):
                 raise crystal
-            chosen = select_molecular_crystal(crystal)
+            return select_molecular_crystal(crystal)
         except CurationError as error:
-            problems.append(str(error))
-            continue
-        positions = chosen.frac @ chosen.crystal.lattice
-        molecule = cluster_to_rdkit(chosen.numbers, np.zeros(len(chosen.numbers), dtype=int), positions)
-        try:
-            Chem.SanitizeMol(molecule)
-        except (RuntimeError, ValueError) as error:
-            raise MoleculeInputError(source, f"RDKit cannot perceive the molecule ({error})") from error
-        _with_hydrogens(molecule, source)
-        _check_elements(molecule, source, known_elements)
-        _check_force_field(molecule, source)
-        return molecule
+            problems.append(f"{error.reason}: {error.detail}")
     raise MoleculeInputError(source, "no block with one molecular species: " + ("; ".join(problems) or "empty"))
+
+
+def from_cif(path: str | Path, known_elements: Collection[int] | None = None) -> Chem.Mol:
+    """The molecule of a CIF's crystal (its first block that curation accepts), as it sits in the crystal."""
+    return from_molecular_crystal(read_crystal(path), str(path), known_elements)

@@ -35,6 +35,7 @@ from .data.dataset import ClusterData
 from .data.noise import NoiseConfig, random_rotations, rigid_noise
 from .errors import InputError
 from .forcefield import ClusterEnergy, mmff_terms
+from .molecule_input import molecule_name
 from .packing import Reference, integrity, prepare_reference
 from .paths import get_path
 from .records import atomic_open, git_revision
@@ -163,12 +164,6 @@ def rank_packings(packings: list[PredictedPacking]) -> list[PredictedPacking]:
         return (packing.scores["clash"], math.inf if math.isnan(energy) else energy, packing.k)
 
     return sorted(packings, key=key)
-
-
-def molecule_name(molecule: Chem.Mol) -> str:
-    """A file-safe id: the first block of the InChIKey (the molecule's skeleton), or ``molecule``."""
-    key = Chem.MolToInchiKey(Chem.RemoveHs(molecule)) if Chem.inchi.INCHI_AVAILABLE else ""
-    return key.split("-")[0] if key else "molecule"
 
 
 def predict_packings(
