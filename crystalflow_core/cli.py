@@ -39,15 +39,16 @@ COMMAND_GROUP = "crystalflow.commands"
 
 DESCRIPTION = """\
 Learn how molecules pack in crystals: curate 17-molecule clusters from CIF files, train a flow-matching model,
-sample and score its predictions, or predict packings of a molecule of your own with the model that ships with
-crystalflow.
+sample and score its predictions; or predict ranked crystal structures (CIFs, powder patterns) of a molecule of
+your own, and relax a crystal in the MMFF94 lattice energy.
 
 Run 'crystalflow COMMAND --help' for the options of one command. A bad option or input stops a command with one
 line naming it (exit status 2)."""
 
 EXAMPLES = """\
 examples:
-  crystalflow predict --smiles 'O=C(O)c1ccccc1O' --samples 4 --out salicylic_acid
+  crystalflow predict --smiles 'O=C(O)c1ccccc1O' --out salicylic_acid
+  crystalflow minimize known.cif --out relaxed.cif
   crystalflow curate --source default --out data/default
   crystalflow train --data data/default --path rigid --out runs/rigid
   crystalflow sample --run runs/rigid --data data/default --split test --samples 4 --out runs/rigid/test
@@ -321,23 +322,72 @@ def _relax_options(p: argparse.ArgumentParser) -> None:
 def _add_predict(sub) -> None:
     p = sub.add_parser(
         "predict",
-        help="packings of your own molecule (SMILES, SDF or CIF) by the shipped model, relaxed and ranked",
-        description="Builds a 3D conformer (RDKit ETKDG + MMFF94), places 17 copies in a loose cluster at the "
-        "density its molecular volume suggests, samples --samples packings with the model, relaxes each as rigid "
-        "molecules in MMFF94 and ranks them. Writes OUT/ranking.csv (energy per molecule, clashes, density, "
-        "loosest contact), PDB/ and XYZ/ files per packing, the COD-Cluster17 layout (InitialPositions/, "
-        "PredictedPositions/, Trajectories/) and predict.json.",
+        help="ranked crystal structures (CIF, powder pattern) of your own molecule (SMILES, SDF or CIF)",
+        description="Crystal structure prediction of a rigid molecule: random crystals of it in the common space "
+        "groups (pyxtal; special positions too for a molecule with its own symmetry), each minimised in the "
+        "periodic MMFF94 lattice energy over its cell and pose with the space group kept, duplicates merged, "
+        "ranked by lattice energy per molecule (or by agreement with a measured powder pattern, --pxrd). Writes "
+        "OUT/ranking.csv (space group, Z, cell, density, energy, and matched/rmsd15 with --reference), one CIF "
+        "and one simulated powder pattern per crystal under OUT/CIF/, the 17-molecule cluster cut from each in "
+        "the COD-Cluster17 layout (OUT/PredictedPositions/) with PDB/ and XYZ/ copies, and predict.json.",
+        configure=_predict_options,
     )
+    p.set_defaults(handler=run_predict)
+
+
+def _predict_options(p: argparse.ArgumentParser) -> None:
+    from .crystal_prediction import MAX_ATOMS
+    from .csp.candidates import DEFAULT_SPACE_GROUPS
+    from .csp.search import DEFAULT_CANDIDATES
+
     given = p.add_mutually_exclusive_group(required=True)
     given.add_argument("--smiles", help="one molecule as a SMILES string (one species: no salts)")
     given.add_argument("--sdf", type=Path, help="SDF/MOL file; its first record (3D coordinates are kept)")
     given.add_argument("--cif", type=Path, help="CIF of a crystal of the molecule; its molecule as it sits there")
-    p.add_argument("--samples", type=POSITIVE_INT, default=4, help="packings to draw, K (default: %(default)s)")
     p.add_argument("--out", required=True, type=Path, help="output directory")
-    p.add_argument("--run", type=Path, default=None, help="run directory of a trained model (default: the shipped one)")
-    p.add_argument("--seed", type=NON_NEGATIVE_INT, default=0, help="seed of the conformer, start and samples")
-    p.add_argument("--device", default="auto", help="default: %(default)s")
-    p.set_defaults(handler=run_predict)
+    p.add_argument(
+        "--candidates", type=POSITIVE_INT, default=DEFAULT_CANDIDATES, help="random starts (default: %(default)s)"
+    )
+    p.add_argument(
+        "--space-groups",
+        default=",".join(str(g) for g in DEFAULT_SPACE_GROUPS),
+        help="comma-separated numbers or names, e.g. 'P21/c,P-1,14' (default: the twelve most common in "
+        "organic crystals, %(default)s)",
+    )
+    p.add_argument("--reference", type=Path, help="CIF of a known crystal of the molecule: adds matched, rmsd15")
+    p.add_argument("--pxrd", type=Path, help="measured powder pattern (2θ and intensity columns): rank by agreement")
+    p.add_argument("--keep", type=POSITIVE_INT, default=20, help="crystals written, best first (default: %(default)s)")
+    p.add_argument(
+        "--max-atoms",
+        type=POSITIVE_INT,
+        default=MAX_ATOMS,
+        help="largest molecule searched, hydrogens included (default: %(default)s)",
+    )
+    p.add_argument("--seed", type=NON_NEGATIVE_INT, default=0, help="seed of the conformer and the candidates")
+    p.add_argument("--workers", type=POSITIVE_INT, default=None, help="processes (default: every core)")
+    p.add_argument(
+        "--flow-samples",
+        type=NON_NEGATIVE_INT,
+        default=0,
+        help="also sample this many 17-molecule packings with the learned rigid flow into OUT/flow/ (trajectories "
+        "for crystalviz; not crystals) (default: %(default)s)",
+    )
+    p.add_argument("--run", type=Path, default=None, help="with --flow-samples: a trained rigid model's run directory")
+    p.add_argument("--device", default="auto", help="with --flow-samples (default: %(default)s)")
+
+
+def _add_minimize(sub) -> None:
+    p = sub.add_parser(
+        "minimize",
+        help="relax a crystal (CIF) in the periodic MMFF94 lattice energy, its space group kept",
+        description="L-BFGS over the cell (within the space group's constraints) and the pose of the molecule, "
+        "taken as rigid, in MMFF94's lattice energy (Ewald electrostatics). Prints the energy per molecule and the "
+        "density before and after, and writes the relaxed crystal as a CIF.",
+    )
+    p.add_argument("cif", type=Path, help="CIF of a molecular crystal (one species, Z' <= 1)")
+    p.add_argument("--out", required=True, type=Path, help="relaxed crystal, a CIF file")
+    p.add_argument("--max-iterations", type=POSITIVE_INT, default=300, help="L-BFGS iterations (default: %(default)s)")
+    p.set_defaults(handler=run_minimize)
 
 
 def _add_evaluate(sub) -> None:
@@ -387,6 +437,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_evaluate(sub)
     _add_relax(sub)
     _add_predict(sub)
+    _add_minimize(sub)
     for entry in _added_commands():
         entry.load()(sub)
     return parser
@@ -516,29 +567,104 @@ def run_relax(args: argparse.Namespace) -> None:
     print(f"wrote {args.starts} relaxed start(s) for each of {len(dataset)} {args.split} clusters to {args.out}")
 
 
-def run_predict(args: argparse.Namespace) -> None:
-    from . import molecule_input, params
-    from .predict import predict_packings, write_prediction
-    from .shipped import SHIPPED_MODEL, known_elements
+def _molecule(args: argparse.Namespace, elements=None):
+    from . import molecule_input
 
-    run = params.check_run_dir("--run", SHIPPED_MODEL if args.run is None else args.run)
-    params.check_out_dir("--out", args.out)
-    device = params.check_device("--device", args.device)
-    elements = known_elements(run)
     if args.smiles is not None:
-        molecule = molecule_input.from_smiles(args.smiles, elements, seed=args.seed)
-    elif args.sdf is not None:
-        molecule = molecule_input.from_sdf(args.sdf, elements)
-    else:
-        molecule = molecule_input.from_cif(args.cif, elements)
-    prediction = predict_packings(molecule, run, samples=args.samples, seed=args.seed, device=device)
-    ranking = write_prediction(args.out, prediction)
-    best = prediction.packings[0]
+        return molecule_input.from_smiles(args.smiles, elements, seed=args.seed)
+    if args.sdf is not None:
+        return molecule_input.from_sdf(args.sdf, elements)
+    return molecule_input.from_cif(args.cif, elements)
+
+
+def _space_groups(text: str) -> tuple[int, ...]:
+    from .csp.candidates import SpaceGroupError, space_group_number
+
+    try:
+        groups = tuple(dict.fromkeys(space_group_number(item) for item in text.split(",") if item.strip()))
+    except SpaceGroupError as error:
+        raise ParameterError("--space-groups", text, str(error)) from None
+    if not groups:
+        raise ParameterError("--space-groups", text, "names no space group")
+    return groups
+
+
+def run_predict(args: argparse.Namespace) -> None:
+    from . import crystal_prediction as cp
+    from .csp import pxrd
+    from .csp.search import SearchSettings
+    from .molecule_input import molecule_name, read_crystal
+
+    cp.check_writable(args.out)
+    groups = _space_groups(args.space_groups)
+    if args.flow_samples:
+        run, device, elements = _flow_model(args)
+    molecule = _molecule(args, elements if args.flow_samples else None)
+    cp.check_size(molecule, args.max_atoms)
+    name = molecule_name(molecule)
+    reference = None
+    if args.reference:
+        reference = cp.reference_for(read_crystal(args.reference), molecule, str(args.reference))
+    pattern = pxrd.read_pattern(args.pxrd) if args.pxrd else None
+    cleared = cp.claim_out(args.out, name)
+    if cleared:
+        print(f"replacing the previous results for {name} in {args.out}: {', '.join(cleared)}")
+    settings = SearchSettings(args.candidates, groups, args.seed)
+    if args.workers:
+        settings = SearchSettings(args.candidates, groups, args.seed, args.workers)
+    prediction = cp.predict_crystals(molecule, settings, reference=reference, pattern=pattern)
+    if not prediction.result.crystals:
+        raise InputError(f"no candidate of {name} relaxed to a bound crystal; try more --candidates")
+    ranking = cp.write_crystals(args.out, prediction, keep=args.keep)
+    if args.flow_samples:
+        from .predict import predict_packings, write_prediction
+
+        packings = predict_packings(molecule, run, samples=args.flow_samples, seed=args.seed, device=device)
+        write_prediction(args.out / "flow", packings)
+    best = prediction.result.crystals[0]
+    distinct, generated = len(prediction.result.crystals), prediction.result.generated
     print(
-        f"wrote {len(prediction.packings)} ranked packings of {prediction.name} to {args.out} "
-        f"({ranking.name}; best: sample {best.k}, {best.scores['energy']:.1f} kcal/mol per molecule, "
-        f"{best.scores['density']:.2f} g/cm³) in {prediction.settings['seconds']:.0f} s"
+        f"wrote {min(args.keep, distinct)} of {distinct} distinct crystals of {name} ({generated} candidates) to "
+        f"{args.out}: {ranking.name}, CIF/; best {best.candidate.symbol} Z={best.crystal.z}, "
+        f"{best.energy:.1f} kcal/mol per molecule, {best.density:.3f} g/cm³; {prediction.settings['seconds']:.0f} s"
     )
+
+
+def _flow_model(args: argparse.Namespace):
+    """The learned model of ``--flow-samples``: refused unless its objective keeps molecules whole (rigid)."""
+    from .checks import check_device, check_run_dir
+    from .shipped import SHIPPED_MODEL, known_elements
+    from .train import load_model
+
+    run = check_run_dir("--run", SHIPPED_MODEL if args.run is None else args.run)
+    objective = load_model(run, "cpu")[1].path
+    if objective != "rigid":
+        raise ParameterError("--run", str(run), f"its objective {objective!r} bends molecules; give a rigid model")
+    return run, check_device("--device", args.device), known_elements(run)
+
+
+def run_minimize(args: argparse.Namespace) -> None:
+    from .csp import cif_writer
+    from .csp.lattice_energy import LatticeEnergy
+    from .csp.minimize import minimize_crystal
+    from .csp.rigid_crystal import RigidCrystal
+    from .forcefield import mmff_terms
+    from .molecule_input import from_molecular_crystal, read_crystal
+
+    out = Path(args.out)
+    if out.is_dir() or not (out.parent if str(out.parent) else Path(".")).is_dir():
+        raise ParameterError("--out", str(out), "must be a file in an existing directory")
+    crystal = read_crystal(args.cif)
+    molecule = from_molecular_crystal(crystal, str(args.cif))
+    rigid = RigidCrystal.from_molecular_crystal(crystal, name=Path(args.cif).stem)
+    relaxed = minimize_crystal(rigid, LatticeEnergy(mmff_terms(molecule), rigid), max_iterations=args.max_iterations)
+    extra = {"_crystalflow_lattice_energy_kcal_per_mol": f"{relaxed.energy:.4f}"}
+    cif_writer.write_cif(out, rigid.to_molecular_crystal(relaxed.lattice, relaxed.molecule), out.stem, extra)
+    volume = 100.0 * (relaxed.start_density / relaxed.density - 1.0)
+    state = "converged" if relaxed.converged else "stopped at --max-iterations"
+    print(f"energy per molecule: {relaxed.start_energy:.2f} -> {relaxed.energy:.2f} kcal/mol")
+    print(f"density: {relaxed.start_density:.3f} -> {relaxed.density:.3f} g/cm³ (volume {volume:+.1f} %)")
+    print(f"{relaxed.iterations} L-BFGS iterations, {state}; wrote {out}")
 
 
 def run_evaluate(args: argparse.Namespace) -> None:

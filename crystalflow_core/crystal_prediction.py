@@ -28,6 +28,7 @@ from .csp.search import FoundCrystal, SearchResult, SearchSettings, search_cryst
 from .data import codcluster17
 from .data.molecules import MolecularCrystal
 from .errors import InputError
+from .files import atomic_open
 from .molecule_input import molecule_name
 
 #: The most atoms (hydrogens included) the default search takes: its time grows with the square of the atoms.
@@ -103,13 +104,14 @@ def reference_for(reference: MolecularCrystal, molecule: Chem.Mol, source: str) 
 
 def predict_crystals(
     molecule: Chem.Mol,
-    settings: SearchSettings = SearchSettings(),
+    settings: SearchSettings | None = None,
     reference: CrystalReference | None = None,
     pattern: tuple[np.ndarray, np.ndarray] | None = None,
     progress: bool = True,
 ) -> CrystalPrediction:
     """Ranked crystals of ``molecule``: by lattice energy, or by agreement with a measured powder ``pattern``
     (2θ, intensity); each scored against ``reference`` when one is given."""
+    settings = settings or SearchSettings()
     started = time.perf_counter()
     result = search_crystals(molecule, settings, progress=progress)
     if reference is not None:
@@ -184,7 +186,7 @@ def _write_one(out: Path, name: str, rank: int, found: FoundCrystal) -> dict:
 
 def write_crystals(out_dir: str | Path, prediction: CrystalPrediction, keep: int | None = None) -> Path:
     """Write the first ``keep`` (all by default) ranked crystals under ``out_dir``; returns ``ranking.csv``."""
-    from .records import atomic_open, git_revision
+    from .records import git_revision  # records loads the training stack: only when writing
 
     out = Path(out_dir)
     crystals = prediction.result.crystals[:keep]

@@ -17,10 +17,12 @@ from rdkit import Chem, RDLogger
 from rdkit.Chem import rdDistGeom, rdForceFieldHelpers
 
 from .chemistry import cluster_to_rdkit
-from .data.molecules import MolecularCrystal
+from .data.molecules import MolecularCrystal, check_molecule
 from .errors import CurationError, InputError
 from .forcefield import ForceFieldError, mmff_terms
 
+#: Elements of MMFF94's organic parameter set (its metal ions only exist as free ions, not in molecules).
+MMFF94_ELEMENTS = frozenset({1, 6, 7, 8, 9, 14, 15, 16, 17, 35, 53})
 #: Attempts of ETKDG before a molecule counts as one RDKit cannot embed.
 EMBED_ATTEMPTS = 10
 
@@ -43,13 +45,15 @@ def _one_species(molecule: Chem.Mol, source: str) -> Chem.Mol:
 
 
 def _check_elements(molecule: Chem.Mol, source: str, known: Collection[int] | None) -> None:
-    if known is None:
-        return
-    unknown = sorted({a.GetAtomicNum() for a in molecule.GetAtoms()} - set(known))
-    if unknown:
-        names = ", ".join(chemical_symbols[z] for z in unknown)
-        seen = " ".join(chemical_symbols[z] for z in sorted(known))
-        raise MoleculeInputError(source, f"element(s) {names} never seen in training (the model knows {seen})")
+    """Elements MMFF94's organic parameters cover, then, for the learned flow, those its model has seen."""
+    present = {a.GetAtomicNum() for a in molecule.GetAtoms()}
+    for allowed, what in ((MMFF94_ELEMENTS, "the MMFF94 lattice energy has parameters for"), (known, "the model knows")):
+        unknown = sorted(present - set(allowed)) if allowed is not None else []
+        if unknown:
+            names = ", ".join(chemical_symbols[z] for z in unknown)
+            listed = " ".join(chemical_symbols[z] for z in sorted(set(allowed) & MMFF94_ELEMENTS))
+            seen = "never seen in training" if allowed is known else "not supported"
+            raise MoleculeInputError(source, f"element(s) {names} {seen} ({what} {listed})")
 
 
 def _embedded(molecule: Chem.Mol, source: str, seed: int) -> Chem.Mol:
@@ -59,7 +63,9 @@ def _embedded(molecule: Chem.Mol, source: str, seed: int) -> Chem.Mol:
     parameters = rdDistGeom.ETKDGv3()
     for attempt in range(EMBED_ATTEMPTS):
         parameters.randomSeed = seed + attempt
-        if rdDistGeom.EmbedMolecule(molecule, parameters) == 0:
+        with _rdkit_silenced():
+            embedded = rdDistGeom.EmbedMolecule(molecule, parameters) == 0
+        if embedded:
             break
     else:
         raise MoleculeInputError(source, f"RDKit cannot embed the molecule in 3D ({EMBED_ATTEMPTS} ETKDG attempts)")
@@ -89,12 +95,21 @@ def _rdkit_silenced() -> Iterator[None]:
 
 
 def _read(molecule: Chem.Mol | None, source: str, unread: str, known: Collection[int] | None) -> Chem.Mol:
-    """``molecule`` if RDKit read one (``unread`` says why not), of one species and of known elements."""
+    """``molecule`` if RDKit read one (``unread`` says why not), of one species, organic as curation demands,
+    and of elements MMFF94 (and the model, when one is given) knows."""
     if molecule is None:
         raise MoleculeInputError(source, unread)
     _one_species(molecule, source)
+    _check_organic(molecule, source)
     _check_elements(molecule, source, known)
     return molecule
+
+
+def _check_organic(molecule: Chem.Mol, source: str) -> None:
+    try:
+        check_molecule(np.array([atom.GetAtomicNum() for atom in molecule.GetAtoms()]))
+    except CurationError as error:
+        raise MoleculeInputError(source, f"{error.reason}: {error.detail} (curation keeps organic molecules only)")
 
 
 def from_smiles(smiles: str, known_elements: Collection[int] | None = None, seed: int = 0) -> Chem.Mol:

@@ -1,5 +1,6 @@
-"""``crystalflow predict``: the start cluster, the scores of a packing, the inputs it accepts and refuses, and the
-whole command with the shipped model."""
+"""The learned rigid flow's packings of a chemist's molecule (``crystalflow predict --flow-samples K``, written to
+OUT/flow/): the start cluster, the scores of a packing, the inputs it accepts and refuses, and the whole command
+with the shipped model. The crystals that ``predict`` ranks are tested in test_crystal_prediction.py."""
 
 import gzip
 import json
@@ -80,8 +81,10 @@ def test_inputs_are_checked_and_named(tmp_path, monkeypatch):
         molecule_input.from_smiles("C1CC", known)
     with pytest.raises(molecule_input.MoleculeInputError, match=r"2 components .*one species"):
         molecule_input.from_smiles("CC(=O)[O-].[Na+]", known)
-    with pytest.raises(molecule_input.MoleculeInputError, match=r"element\(s\) Se never seen in training"):
+    with pytest.raises(molecule_input.MoleculeInputError, match=r"element\(s\) Se not supported \(the MMFF94"):
         molecule_input.from_smiles("C[Se]C", known)
+    with pytest.raises(molecule_input.MoleculeInputError, match=r"element\(s\) N never seen in training .*knows H C O\)"):
+        molecule_input.from_smiles("CN", {1, 6, 8})
     with pytest.raises(molecule_input.MoleculeInputError, match=r"net charge"):
         molecule_input.from_smiles("C[NH3+]", known)
     monkeypatch.setattr(molecule_input.rdDistGeom, "EmbedMolecule", lambda *args: -1)
@@ -107,20 +110,22 @@ def test_sdf_and_cif_inputs_give_the_molecule_with_hydrogens(tmp_path):
 
 @pytest.fixture(scope="module")
 def predicted(tmp_path_factory):
-    """``crystalflow predict`` of salicylic acid, 2 samples, with the shipped model: (out dir, what it printed)."""
+    """``crystalflow predict`` of salicylic acid with 2 flow samples by the shipped model (and a minimal crystal
+    search): (the flow's out dir, what it printed)."""
     import contextlib
     import io
 
     out = tmp_path_factory.mktemp("predict") / "out"
     printed = io.StringIO()
+    command = ["predict", "--smiles", SALICYLIC_ACID, "--flow-samples", "2", "--candidates", "2", "--space-groups", "2"]
     with contextlib.redirect_stdout(printed):
-        assert main(["predict", "--smiles", SALICYLIC_ACID, "--samples", "2", "--out", str(out)]) == 0
-    return out, printed.getvalue()
+        assert main([*command, "--out", str(out)]) == 0
+    return out / "flow", printed.getvalue()
 
 
 def test_predict_command_writes_ranked_intact_clash_free_packings(predicted):
     out, printed = predicted
-    assert "wrote 2 ranked packings" in printed
+    assert "crystals of" in printed
     ranking = pd.read_csv(out / "ranking.csv")
     assert ranking["rank"].tolist() == [1, 2] and sorted(ranking["k"]) == [0, 1]
     assert (ranking["clash"] == 0).all() and (ranking["integrity"] < 1e-4).all()
@@ -149,14 +154,14 @@ def test_predict_refuses_bad_input_with_status_2(tmp_path, capsys):
     out = str(tmp_path / "out")
     assert main(["predict", "--smiles", "C1CC", "--out", out]) == 2
     assert "error: SMILES 'C1CC': does not parse" in capsys.readouterr().err
-    assert main(["predict", "--smiles", "C[Se]C", "--out", out]) == 2
-    assert "Se never seen in training" in capsys.readouterr().err
+    assert main(["predict", "--smiles", "C[Se]C", "--flow-samples", "1", "--out", out]) == 2
+    assert "Se not supported" in capsys.readouterr().err
     foreign = tmp_path / "foreign"
     foreign.mkdir()
     (foreign / "checkpoint.pt").write_bytes(b"not a checkpoint")
-    assert main(["predict", "--smiles", SALICYLIC_ACID, "--run", str(foreign), "--out", out]) == 2
+    assert main(["predict", "--smiles", SALICYLIC_ACID, "--flow-samples", "1", "--run", str(foreign), "--out", out]) == 2
     assert "checkpoint.pt" in capsys.readouterr().err
-    assert not (tmp_path / "out").exists()
+    assert not any((tmp_path / "out").iterdir())
 
 
 def test_crystalviz_animates_and_pictures_a_prediction_in_one_call(predicted, tmp_path):
@@ -173,3 +178,13 @@ def test_crystalviz_animates_and_pictures_a_prediction_in_one_call(predicted, tm
     assert picture.shape[0] > 300 and picture[..., :3].std() > 0.05  # a drawing, not a blank canvas
     with pytest.raises(predict.InputError, match="no rank 3"):
         predict.read_packing(out, rank=3)
+
+
+def test_flow_samples_refuse_a_model_that_bends_molecules(small_data, tmp_path, capsys):
+    run = tmp_path / "lerp"
+    tiny = ["--epochs", "1", "--hidden", "8", "--layers", "1", "--cutoff", "3.5"]
+    assert main(["train", "--data", str(small_data), "--path", "lerp", "--out", str(run), *tiny]) == 0
+    capsys.readouterr()
+    command = ["predict", "--smiles", SALICYLIC_ACID, "--flow-samples", "1", "--run", str(run)]
+    assert main([*command, "--out", str(tmp_path / "out")]) == 2
+    assert "its objective 'lerp' bends molecules" in capsys.readouterr().err

@@ -7,7 +7,6 @@ a reader expanding the operations sees each atom once.
 
 from __future__ import annotations
 
-import os
 import re
 import warnings
 from pathlib import Path
@@ -18,6 +17,7 @@ import spglib
 from ase.data import chemical_symbols
 
 from crystalflow_core.data.molecules import MolecularCrystal
+from crystalflow_core.files import atomic_open
 
 #: Two atoms of one element closer than this (Å) after an operation are one atom: the operation maps the molecule
 #: onto itself (the tolerance :mod:`crystalflow_core.data.crystal` merges special-position images with).
@@ -143,14 +143,6 @@ def write_cif(path: str | Path, mc: MolecularCrystal, name: str, extra: dict[str
         counts[symbol] = counts.get(symbol, 0) + 1
         sites.add_row([f"{symbol}{counts[symbol]}", symbol, *(f"{x:.6f}" for x in mc.frac[i]), "1"])
 
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        with open(tmp, "w") as stream:
-            stream.write(document.as_string())
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    with atomic_open(path) as stream:
+        stream.write(document.as_string())
     return path

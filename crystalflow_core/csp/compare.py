@@ -35,7 +35,9 @@ def cluster_of(mc: MolecularCrystal) -> tuple[np.ndarray, np.ndarray, np.ndarray
     return np.tile(mc.numbers, n_molecules), np.repeat(np.arange(n_molecules), n_atoms), molecules.reshape(-1, 3)
 
 
-def atom_order(numbers: np.ndarray, coords: np.ndarray, other_numbers: np.ndarray, other_coords: np.ndarray) -> np.ndarray:
+def atom_order(
+    numbers: np.ndarray, coords: np.ndarray, other_numbers: np.ndarray, other_coords: np.ndarray
+) -> np.ndarray:
     """``order [n]`` with ``other[order]`` the atoms of molecule ``other`` in the order of the molecule
     ``(numbers, coords)`` (bonds by the curation rule, matched as graphs); raises :class:`DifferentMoleculeError`
     if the two are not the same molecule."""
@@ -60,7 +62,9 @@ class CrystalReference:
     truth: oxtalign.Structure
 
     @classmethod
-    def build(cls, known: MolecularCrystal, molecule_numbers: np.ndarray, molecule_coords: np.ndarray) -> CrystalReference:
+    def build(
+        cls, known: MolecularCrystal, molecule_numbers: np.ndarray, molecule_coords: np.ndarray
+    ) -> CrystalReference:
         """The reference of crystal ``known`` for predictions of the molecule ``(numbers, coords [n, 3])``."""
         known_coords = known.frac @ known.crystal.lattice
         order = atom_order(molecule_numbers, molecule_coords, known.numbers, known_coords)

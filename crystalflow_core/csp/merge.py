@@ -22,7 +22,9 @@ SAME_DENSITY = 0.03
 SAME_MATCHED = 14
 
 
-def duplicate_of(crystals: Sequence[MolecularCrystal], energies: Sequence[float], densities: Sequence[float]) -> np.ndarray:
+def duplicate_of(
+    crystals: Sequence[MolecularCrystal], energies: Sequence[float], densities: Sequence[float]
+) -> np.ndarray:
     """``[C]`` for every crystal the index of the crystal it is a copy of: itself when distinct, else the
     lowest-energy crystal it matches. Crystals are visited by energy, each compared with the distinct ones
     already kept."""
@@ -37,5 +39,7 @@ def duplicate_of(crystals: Sequence[MolecularCrystal], energies: Sequence[float]
                 break
         else:
             molecule = crystals[i]
-            kept.append((int(i), CrystalReference.build(molecule, molecule.numbers, molecule.frac @ molecule.crystal.lattice)))
+            kept.append(
+                (int(i), CrystalReference.build(molecule, molecule.numbers, molecule.frac @ molecule.crystal.lattice))
+            )
     return representative

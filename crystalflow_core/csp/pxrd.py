@@ -9,7 +9,6 @@ cell differs from a predicted or relaxed one by a percent or so).
 
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 
@@ -20,6 +19,7 @@ from pymatgen.core import Lattice, Structure
 from crystalflow_core.data.crystal import Crystal
 from crystalflow_core.data.molecules import MolecularCrystal
 from crystalflow_core.errors import InputError
+from crystalflow_core.files import atomic_open
 
 #: The 2θ range (degrees) that laboratory patterns of molecular crystals cover and that is simulated by default.
 TWO_THETA_RANGE = (5.0, 50.0)
@@ -159,16 +159,8 @@ def write_pattern(
     curve = 100.0 * profile(np.asarray(two_theta), np.asarray(intensity), points, fwhm)
     lines = [f"# simulated powder pattern, Gaussian FWHM {fwhm:g} deg; columns: 2theta (deg) intensity"]
     lines += [f"{x:.3f} {y:.4f}" for x, y in zip(points, curve, strict=True)]
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        with open(tmp, "w") as stream:
-            stream.write("\n".join(lines) + "\n")
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    with atomic_open(path) as stream:
+        stream.write("\n".join(lines) + "\n")
     return path
 
 

@@ -65,7 +65,9 @@ def distinct_images(
     images = np.einsum("kij,j->ki", rotations, centroid) + translations
     delta = images - centroid
     site = np.linalg.norm((delta - np.round(delta)) @ lattice, axis=1) < SAME_SITE_TOLERANCE
-    identity = np.all(np.isclose(rotations, np.eye(3)), axis=(1, 2)) & np.all(np.isclose(delta, np.round(delta)), axis=1)
+    identity = np.all(np.isclose(rotations, np.eye(3)), axis=(1, 2)) & np.all(
+        np.isclose(delta, np.round(delta)), axis=1
+    )
     if not identity.any():
         raise ValueError("the operations lack the identity")
     kept: list[int] = []
@@ -144,7 +146,9 @@ class RigidCrystal:
         scale = float(np.trace(start.cpu().numpy())) / 3.0
         metric = start + scale * torch.einsum("d,dij->ij", parameters[:n_metric], as_tensor(self.metric_basis))
         lattice = torch.linalg.cholesky(metric)
-        centroid = as_tensor(self.centroid) + as_tensor(self.position_basis) @ parameters[n_metric : n_metric + n_position]
+        centroid = (
+            as_tensor(self.centroid) + as_tensor(self.position_basis) @ parameters[n_metric : n_metric + n_position]
+        )
         turn = exp_map(as_tensor(self.rotation_basis) @ parameters[n_metric + n_position :])
         molecule = centroid @ lattice + as_tensor(self.body) @ turn.T
         return lattice, molecule
@@ -160,7 +164,9 @@ class RigidCrystal:
         images = images - torch.floor(images.mean(dim=1, keepdim=True).detach())
         return images @ lattice
 
-    def to_molecular_crystal(self, lattice: np.ndarray, molecule: np.ndarray, name: str | None = None) -> MolecularCrystal:
+    def to_molecular_crystal(
+        self, lattice: np.ndarray, molecule: np.ndarray, name: str | None = None
+    ) -> MolecularCrystal:
         """The crystal with ``lattice`` and reference molecule ``molecule [n, 3]`` (Cartesian) as the data
         pipeline holds it, so that it can be cut into clusters, compared and written."""
         frac = molecule @ np.linalg.inv(lattice)

@@ -7,10 +7,9 @@ from __future__ import annotations
 import math
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
-import numpy as np
 import torch
 from rdkit import Chem
 from tqdm.auto import tqdm
@@ -87,16 +86,16 @@ def _minimizer(energy_of: Callable[[Candidate], LatticeEnergy]) -> Callable[[Can
 
 def search_crystals(
     molecule: Chem.Mol,
-    settings: SearchSettings = SearchSettings(),
+    settings: SearchSettings | None = None,
     progress: bool = True,
-    space_groups: Sequence[int] | None = None,
 ) -> SearchResult:
     """Search the crystals of ``molecule`` (explicit hydrogens, one conformer taken as rigid)."""
+    settings = settings or SearchSettings()
     terms = mmff_terms(molecule)
     started = time.perf_counter()
     generated = list(
         tqdm(
-            generate_candidates(molecule, settings.candidates, space_groups or settings.space_groups, settings.seed),
+            generate_candidates(molecule, settings.candidates, settings.space_groups, settings.seed),
             total=settings.candidates,
             desc="candidates",
             unit="crystal",
@@ -117,7 +116,10 @@ def search_crystals(
     minimising = time.perf_counter() - started - generating
     bound = [c for c in generated if c.index in results and math.isfinite(results[c.index].energy)]
     bound = [c for c in bound if results[c.index].energy < 0]
-    crystals = [results[c.index].crystal.to_molecular_crystal(results[c.index].lattice, results[c.index].molecule) for c in bound]
+    crystals = [
+        results[c.index].crystal.to_molecular_crystal(results[c.index].lattice, results[c.index].molecule)
+        for c in bound
+    ]
     energies = [results[c.index].energy for c in bound]
     densities = [results[c.index].density for c in bound]
     copy_of = duplicate_of(crystals, energies, densities)

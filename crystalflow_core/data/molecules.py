@@ -136,6 +136,13 @@ def periodic_components(n_atoms: int, bonds: PeriodicBonds) -> tuple[np.ndarray,
     return component, offset, bool(mismatch.any())
 
 
+def check_molecule(numbers: np.ndarray, where: str = "") -> None:
+    """Curation's rule for the molecule itself, which ``crystalflow predict`` applies to its input too: an
+    organic molecule, with at least one carbon atom (``no_carbon``)."""
+    if not (np.asarray(numbers) == 6).any():
+        raise CurationError("no_carbon", f"molecule {hill_formula(numbers)} has no carbon", where)
+
+
 def select_molecular_crystal(crystal: Crystal) -> MolecularCrystal:
     """Apply the paper's selection and restore one whole reference molecule.
 
@@ -187,8 +194,7 @@ def select_molecular_crystal(crystal: Crystal) -> MolecularCrystal:
     if len(formulas) > 1:
         raise CurationError("multiple_species", "; ".join(formulas), name)
     formula = formulas[0]
-    if not (sites.numbers[component == 0] == 6).any():
-        raise CurationError("no_carbon", f"molecule {formula} has no carbon", name)
+    check_molecule(sites.numbers[component == 0], name)
     n_ops = len(crystal.rotations)
     if n_molecules > n_ops:
         raise CurationError("z_prime_gt_1", f"{n_molecules} molecules per cell, {n_ops} operations", name)
