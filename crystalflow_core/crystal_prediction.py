@@ -11,7 +11,6 @@ candidates by agreement with it.
 from __future__ import annotations
 
 import json
-import math
 import shutil
 import time
 from dataclasses import dataclass
@@ -36,6 +35,7 @@ MAX_ATOMS = 60
 #: What a run writes under ``--out``; a rerun for the same molecule replaces exactly these.
 OWNED = ("CIF", "PDB", "XYZ", "PredictedPositions", "ranking.csv", "predict.json")
 RECORD = "predict.json"
+CELL_COLUMNS = ("a", "b", "c", "alpha", "beta", "gamma")
 
 
 @dataclass
@@ -135,24 +135,6 @@ def predict_crystals(
     return CrystalPrediction(molecule_name(molecule), molecule, result, record)
 
 
-def cell_parameters(lattice: np.ndarray) -> dict[str, float]:
-    """``a b c`` (Å) and ``alpha beta gamma`` (degrees) of a cell given by its rows."""
-    a, b, c = lattice
-    lengths = np.linalg.norm(lattice, axis=1)
-
-    def angle(u: np.ndarray, v: np.ndarray) -> float:
-        return math.degrees(math.acos(float(np.dot(u, v) / (np.linalg.norm(u) * np.linalg.norm(v)))))
-
-    return {
-        "a": lengths[0],
-        "b": lengths[1],
-        "c": lengths[2],
-        "alpha": angle(b, c),
-        "beta": angle(a, c),
-        "gamma": angle(a, b),
-    }
-
-
 def _write_one(out: Path, name: str, rank: int, found: FoundCrystal) -> dict:
     stem = f"{name}_rank{rank:03d}"
     crystal = found.crystal
@@ -163,6 +145,7 @@ def _write_one(out: Path, name: str, rank: int, found: FoundCrystal) -> dict:
     two_theta, intensity = pxrd.powder_pattern(crystal)
     pattern = pxrd.write_pattern(out / "CIF" / f"{stem}_pxrd.xy", two_theta, intensity)
     numbers, mol_index, x = cluster_of(crystal)
+    cell = cif_writer.cell_parameters(crystal.crystal.lattice)
     codcluster17.write_positions_csv(codcluster17.prediction_path(out, name, rank - 1), numbers, mol_index, x)
     pdb = export.write_cluster_pdb(out / "PDB" / f"{stem}.pdb", numbers, mol_index, x)
     xyz = export.write_cluster_xyz(out / "XYZ" / f"{stem}.xyz", numbers, x)
@@ -172,7 +155,7 @@ def _write_one(out: Path, name: str, rank: int, found: FoundCrystal) -> dict:
         "space_group_number": number,
         "wyckoff": found.candidate.wyckoff,
         "z": crystal.z,
-        **{key: round(value, 4) for key, value in cell_parameters(crystal.crystal.lattice).items()},
+        **dict(zip(CELL_COLUMNS, np.round(np.concatenate(cell), 4).tolist(), strict=True)),
         "density": round(found.density, 4),
         "energy": round(found.energy, 4),
         "copies": found.copies,

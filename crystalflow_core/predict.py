@@ -243,8 +243,10 @@ def write_prediction(out_dir: str | Path, prediction: Prediction) -> Path:
         rows.append(
             {
                 "rank": rank,
-                "k": k,
+                "sample": k,
                 **packing.scores,
+                # loosest_contact > 1: some molecule touches no other one.
+                "isolated_molecule": packing.scores["loosest_contact"] > 1.0,
                 "pdb": pdb.relative_to(out).as_posix(),
                 "xyz": xyz.relative_to(out).as_posix(),
             }
@@ -289,7 +291,7 @@ def read_packing(out_dir: str | Path, rank: int = 1) -> WrittenPacking:
     if row.empty:
         raise InputError(f"{out / 'ranking.csv'}: no rank {rank} (ranks 1 to {len(ranking)})")
     scores = row.iloc[0].to_dict()
-    k = int(scores["k"])
+    k = int(scores["sample"])
     numbers, mol_index, _ = codcluster17.read_positions_csv(codcluster17.prediction_path(out, name, k))
     times, trajectory = codcluster17.read_trajectory(out, name, k)
     return WrittenPacking(numbers, mol_index, times, trajectory, scores)

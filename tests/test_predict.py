@@ -127,27 +127,28 @@ def test_predict_command_writes_ranked_intact_clash_free_packings(predicted):
     out, printed = predicted
     assert "crystals of" in printed
     ranking = pd.read_csv(out / "ranking.csv")
-    assert ranking["rank"].tolist() == [1, 2] and sorted(ranking["k"]) == [0, 1]
+    assert ranking["rank"].tolist() == [1, 2] and sorted(ranking["sample"]) == [0, 1]
     assert (ranking["clash"] == 0).all() and (ranking["integrity"] < 1e-4).all()
     assert (ranking["energy"] < 0).all() and ranking["energy"].is_monotonic_increasing  # no clashes: by energy
-    assert (ranking["loosest_contact"] < 1.2).all()  # every molecule touches a neighbour
+    assert (ranking["loosest_contact"] < 1.2).all()
+    assert (ranking["isolated_molecule"] == (ranking["loosest_contact"] > 1.0)).all()
     assert ranking["density"].between(0.8, 2.0).all()
     record = json.loads((out / "predict.json").read_text())
     name = record["name"]
     assert record["samples"] == 2 and Chem.CanonSmiles(record["smiles"]) == Chem.CanonSmiles(SALICYLIC_ACID)
     start_numbers, start_index, x_w = codcluster17.read_positions_csv(codcluster17.initial_path(out, name))
     for row in ranking.itertuples():
-        numbers, mol_index, x = codcluster17.read_positions_csv(codcluster17.prediction_path(out, name, row.k))
+        numbers, mol_index, x = codcluster17.read_positions_csv(codcluster17.prediction_path(out, name, row.sample))
         assert np.array_equal(numbers, start_numbers) and (numbers == 1).sum() == 17 * 6
         for m in range(17):
             np.testing.assert_allclose(_pairwise(x[mol_index == m]), _pairwise(x_w[mol_index == m]), atol=1e-4)
         pdb = ase.io.read(out / row.pdb)
         np.testing.assert_allclose(pdb.positions, x, atol=1e-3)
         assert ase.io.read(out / row.xyz).get_chemical_formula() == pdb.get_chemical_formula()
-        times, trajectory = codcluster17.read_trajectory(out, name, row.k)
+        times, trajectory = codcluster17.read_trajectory(out, name, row.sample)
         assert times[0] == 0.0 and times[-1] == 1.0 and np.allclose(trajectory[-1], x)
     best = predict.read_packing(out, rank=1)
-    assert best.scores["k"] == ranking.loc[0, "k"] and best.trajectory.shape[1:] == x.shape
+    assert best.scores["sample"] == ranking.loc[0, "sample"] and best.trajectory.shape[1:] == x.shape
 
 
 def test_predict_refuses_bad_input_with_status_2(tmp_path, capsys):

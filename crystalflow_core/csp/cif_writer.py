@@ -89,7 +89,7 @@ def _root(parent: np.ndarray, i: int) -> int:
     return int(i)
 
 
-def _cell_parameters(lattice: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def cell_parameters(lattice: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Lengths a, b, c (Å) and angles alpha, beta, gamma (degrees) of ``lattice`` [3, 3] (rows a, b, c)."""
     lengths = np.linalg.norm(lattice, axis=1)
     unit = lattice / lengths[:, None]
@@ -115,7 +115,7 @@ def write_cif(path: str | Path, mc: MolecularCrystal, name: str, extra: dict[str
         if not re.fullmatch(r"_\S+", key):
             raise ValueError(f"extra key {key!r} is not a CIF tag (an underscore, then no whitespace)")
     number, hm = space_group(mc)
-    lengths, angles = _cell_parameters(mc.crystal.lattice)
+    lengths, angles = cell_parameters(mc.crystal.lattice)
 
     document = gemmi.cif.Document()
     block = document.add_new_block(_block_name(name))
