@@ -338,8 +338,8 @@ def metric_boxes(
 
 def loss_curves(history: pd.DataFrame, title: str = "") -> go.Figure:
     """The loss per epoch of a training history (``crystalflow_core.train.train``'s, ``history.csv``): the
-    training loss, and where there is one the validation loss with its spread over the draws (``val_loss_std``)
-    as error bars; log scale."""
+    training loss, and where there is one the validation loss with the spread of its clusters' losses
+    (``val_loss_std``) as error bars; log scale."""
     figure = go.Figure(go.Scatter(x=history["epoch"], y=history["train_loss"], mode="lines+markers", name="training"))
     if "val_loss" in history:
         figure.add_trace(
@@ -348,7 +348,7 @@ def loss_curves(history: pd.DataFrame, title: str = "") -> go.Figure:
                 y=history["val_loss"],
                 error_y={"type": "data", "array": history["val_loss_std"]},
                 mode="lines+markers",
-                name="validation (mean of draws ± std)",
+                name="validation (± spread over its clusters)",
             )
         )
     figure.update_layout(title=title, xaxis={"title": "epoch"}, yaxis={"title": "loss", "type": "log"})

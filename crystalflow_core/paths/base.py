@@ -78,10 +78,17 @@ class Objective(ABC):
         generator: torch.Generator | None = None,
         molecule: Tensor | None = None,
         automorphisms: list[Tensor] | None = None,
+        t: Tensor | None = None,
     ) -> Tensor:
         """Training loss of one batch: `numbers [N]`, `x_w`, `x_s [N, 3]`, `batch [N]`, `molecule [N]` global
         molecule ids, and per graph the atom permutations `[P, n]` of its molecules that leave them unchanged
-        (`automorphisms`, used by objectives that score molecules as rigid bodies)."""
+        (`automorphisms`, used by objectives that score molecules as rigid bodies). The times are drawn from
+        `generator` as in training, or given per graph `t [B]` (`time_quantile`), the rest still drawn."""
+
+    @abstractmethod
+    def time_quantile(self, u: Tensor) -> Tensor:
+        """The training time at quantile `u` in [0, 1) of the times `loss` draws, shaped like `u`: evenly spaced
+        quantiles give a fixed quadrature of the loss over its times (the validation loss)."""
 
 
 class ProbabilityPath(Objective):
@@ -116,15 +123,20 @@ class ProbabilityPath(Objective):
         generator: torch.Generator | None = None,
         molecule: Tensor | None = None,
         automorphisms: list[Tensor] | None = None,
+        t: Tensor | None = None,
     ) -> Tensor:
         """The CFM loss (`flow_matching_loss`); atoms move freely here, so `automorphisms` are not used."""
-        return flow_matching_loss(model, self, numbers, x_w, x_s, batch, generator=generator, molecule=molecule)
+        return flow_matching_loss(model, self, numbers, x_w, x_s, batch, generator=generator, molecule=molecule, t=t)
 
     def sample_t(
         self, n_graphs: int, generator: torch.Generator | None = None, device: torch.device | None = None
     ) -> Tensor:
         """One training time per graph `[B]`, uniform on [0, 1)."""
         return torch.rand(n_graphs, generator=generator, device=device)
+
+    def time_quantile(self, u: Tensor) -> Tensor:
+        """`u` itself: the times are uniform."""
+        return u
 
     def mean(self, x_w: Tensor, x_s: Tensor, t_atom: Tensor) -> Tensor:
         """μ_t `[N, 3]` at per-atom times `t_atom [N]`."""
@@ -261,14 +273,17 @@ def flow_matching_loss(
     batch: Tensor,
     generator: torch.Generator | None = None,
     molecule: Tensor | None = None,
+    t: Tensor | None = None,
 ) -> Tensor:
     """Conditional flow-matching loss (Eq. 23): mean squared error per coordinate of v_θ(x_t, x_w, t) − u_t.
 
-    `numbers [N]`, `x_w`, `x_s [N, 3]`, `batch [N]`; times and noise are drawn from `generator`; `molecule [N]`
-    (global molecule ids) is passed to the model when given.
+    `numbers [N]`, `x_w`, `x_s [N, 3]`, `batch [N]`; times `t [B]` (default: drawn, `path.sample_t`) and noise
+    are drawn from `generator`; `molecule [N]` (global molecule ids) is passed to the model when given.
     """
     n_graphs = int(batch.max()) + 1
-    t = path.sample_t(n_graphs, generator=generator, device=x_w.device).to(x_w.dtype)
+    if t is None:
+        t = path.sample_t(n_graphs, generator=generator, device=x_w.device)
+    t = t.to(device=x_w.device, dtype=x_w.dtype)
     noise = torch.randn(x_w.shape, generator=generator, device=x_w.device, dtype=x_w.dtype)
     point = path.sample(x_w, x_s, t, batch, noise=noise)
     velocity = path.field(model, numbers, point.x_t, x_w, point.t, batch, molecule=molecule)

@@ -29,6 +29,10 @@ class DirectPath(ProbabilityPath):
         """All times are 0 `[B]`."""
         return torch.zeros(n_graphs, device=device)
 
+    def time_quantile(self, u: Tensor) -> Tensor:
+        """0 at every quantile."""
+        return torch.zeros_like(u)
+
     def conditional_velocity(self, x: Tensor, x_w: Tensor, x_s: Tensor, t_atom: Tensor) -> Tensor:
         """x_s − x_w `[N, 3]` everywhere."""
         return x_s - x_w

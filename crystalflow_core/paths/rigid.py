@@ -103,6 +103,12 @@ class RigidPath(Objective):
             raise ValueError(f"start_fraction must lie in [0, 1], got {start_fraction}")
         self.start_fraction = start_fraction
 
+    def time_quantile(self, u: Tensor) -> Tensor:
+        """0 for the first ``start_fraction`` of quantiles, then uniform on [0, 1)."""
+        f = self.start_fraction
+        later = (u - f) / (1.0 - f) if f < 1.0 else torch.zeros_like(u)
+        return torch.where(u < f, torch.zeros_like(u), later)
+
     def prior(self, x_w: Tensor, molecule: Tensor, generator: torch.Generator | None = None) -> Tensor:
         """Start ``[N, 3]``: the ``x_w`` molecules, each turned to a uniformly random orientation."""
         return random_orientations(x_w, molecule, generator)
@@ -173,6 +179,7 @@ class RigidPath(Objective):
         generator: torch.Generator | None = None,
         molecule: Tensor | None = None,
         automorphisms: list[Tensor] | None = None,
+        t: Tensor | None = None,
     ) -> Tensor:
         """Mean squared error (Å² per coordinate) of x̂_s at a random time on the path from a random start.
 
@@ -190,9 +197,13 @@ class RigidPath(Objective):
             crystal_centre = molecule_centroids(x_s, molecule, n_molecules)[molecule]
             towards_start = closest_relabelling(start - start_centre, x_s - crystal_centre, ptr, counts, automorphisms)
             x_s = towards_start + crystal_centre
-        t = torch.rand(n_graphs, generator=generator, device=x_w.device, dtype=x_w.dtype)
-        at_start = torch.rand(n_graphs, generator=generator, device=x_w.device, dtype=x_w.dtype) < self.start_fraction
-        t = torch.where(at_start, torch.zeros_like(t), t)
+        if t is None:  # the distribution of time_quantile, drawn as the training runs always drew it
+            t = torch.rand(n_graphs, generator=generator, device=x_w.device, dtype=x_w.dtype)
+            at_start = (
+                torch.rand(n_graphs, generator=generator, device=x_w.device, dtype=x_w.dtype) < self.start_fraction
+            )
+            t = torch.where(at_start, torch.zeros_like(t), t)
+        t = t.to(device=x_w.device, dtype=x_w.dtype)
         x_t, end = self.interpolate(start, x_s, t[batch], molecule)
         prediction = self.predict_crystal(model, numbers, x_t, x_w, t, batch, molecule)
         if automorphisms is not None:
