@@ -25,6 +25,7 @@ from .checks import (
     check_choices,
     check_data_dir,
     check_device,
+    check_list,
     check_non_negative,
     check_optional_positive,
     check_out_dir,
@@ -37,8 +38,11 @@ from .checks import (
     check_subset,
     check_subsets,
 )
+from .csp.candidates import DEFAULT_SPACE_GROUPS, SpaceGroupError, space_group_number
+from .csp.search import SearchSettings
 from .data.curate import SETTINGS, CurationSettings, curate, data_inversion
 from .data.noise import NoiseConfig
+from .data.sources import bundled_cod_directory
 from .errors import ParameterError
 from .nn.precision import PRECISIONS
 from .paths import PATHS
@@ -48,6 +52,8 @@ from .train import CONFIG, TRAINING_SPLITS, TrainConfig, with_data_noise
 
 #: Where notebooks put the bundled default data when no ``data_dir`` is given (git-ignored).
 DEFAULT_DATA_ROOT = Path("data_out")
+#: Where notebook 06 writes a molecule's crystals when no ``out_dir`` is given: one directory per molecule.
+DEFAULT_PREDICT_ROOT = DEFAULT_DATA_ROOT / "predict"
 
 
 def default_data_dir(inversion: bool, root: str | Path = DEFAULT_DATA_ROOT) -> Path:
@@ -313,3 +319,71 @@ def run_data(run_dir: str | Path, data_dir: str | Path = "") -> Path:
     inversion = bool((config.noise or {}).get("inversion", False))
     bundled = Path(config.data) == default_data_dir(inversion)
     return ensure_curated(config.data, inversion, source="default" if bundled else "")
+
+
+def check_space_groups(name: str, value: object) -> tuple[int, ...]:
+    """Space groups given by number or Hermann-Mauguin name (``[14, "P-1"]``) as numbers, repeats dropped;
+    ``None``: the search's default groups."""
+    if value is None:
+        return DEFAULT_SPACE_GROUPS
+    values = check_list(name, value)
+    try:
+        groups = tuple(dict.fromkeys(space_group_number(item) for item in values))
+    except SpaceGroupError as error:
+        raise ParameterError(name, values, str(error)) from None
+    if not groups:
+        raise ParameterError(name, values, "names no space group")
+    return groups
+
+
+def check_reference_cif(name: str, value: object) -> Path | None:
+    """``None``, a CIF file, or the COD id of a crystal bundled with crystalflow (``"2100348"``: benzene),
+    which lets the report's presets name a known crystal without a path of one machine."""
+    if value is None:
+        return None
+    path = check_path(name, value)
+    if path.is_file():
+        return path
+    bundled = bundled_cod_directory() / f"{path.name}.cif.gz"
+    if path.name == str(value) and bundled.is_file():
+        return bundled
+    raise ParameterError(name, str(value), "no such file, nor the COD id of a crystal bundled with crystalflow")
+
+
+def _check_optional_file(name: str, value: object) -> Path | None:
+    if value is None:
+        return None
+    path = check_path(name, value)
+    if not path.is_file():
+        raise ParameterError(name, str(value), "no such file")
+    return path
+
+
+def check_prediction_parameters(
+    smiles: str,
+    candidates: int,
+    space_groups: Iterable[int | str] | None,
+    seed: int,
+    reference_cif: str | None,
+    pxrd_file: str | None,
+    out_dir: str,
+    keep: int,
+) -> tuple[SearchSettings, Path | None, Path | None]:
+    """Notebook 06's parameters: the search settings, the reference CIF and the measured powder pattern (each
+    ``None`` when not given). What the files hold is read, and refused, by the steps that use them."""
+    if not isinstance(smiles, str) or not smiles.strip():
+        raise ParameterError("smiles", smiles, "must be a SMILES string")
+    check_positive("candidates", candidates)
+    check_positive("keep", keep)
+    check_seed("seed", seed)
+    groups = check_space_groups("space_groups", space_groups)
+    check_out_dir("out_dir", out_dir)
+    reference = check_reference_cif("reference_cif", reference_cif)
+    pattern = _check_optional_file("pxrd_file", pxrd_file)
+    return SearchSettings(candidates, groups, seed), reference, pattern
+
+
+def prediction_dir(out_dir: str | Path, name: str) -> Path:
+    """``out_dir``, or where it is "" the directory of molecule ``name`` under :data:`DEFAULT_PREDICT_ROOT`, so
+    that a run for another molecule never meets this one's results."""
+    return Path(out_dir) if str(out_dir) else DEFAULT_PREDICT_ROOT / name

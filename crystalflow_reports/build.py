@@ -31,6 +31,9 @@ SMOKE_SUBSET = 12
 #: Subset of the default scale's runs (notebook 03 itself trains on all clusters).
 DEFAULT_SUBSET = 100
 SMOKE_LIMIT = 30
+#: Notebook 06 parameters of the smoke scale: a search of a few candidates in two space groups (about half a minute
+#: on two cores). Only what differs from notebook 06's defaults, which a test checks.
+SMOKE_PREDICTION = {"candidates": 8, "space_groups": [61, 14]}
 #: Where the curated data and the runs go, relative to the directory the notebooks run in.
 DATA_ROOT, RUNS_DIR = Path("data"), Path("runs")
 
@@ -38,7 +41,8 @@ DATA_ROOT, RUNS_DIR = Path("data"), Path("runs")
 def scale_parameters(scale: str, source: str = "default") -> dict[str, dict[str, object]]:
     """Papermill parameters of every notebook for a scale, with paths relative to where the notebooks run.
 
-    ``smoke``: a few structures, a tiny model, one method (the benchmark shows the others as missing).
+    ``smoke``: a few structures, a tiny model, one method (the benchmark shows the others as missing), a crystal
+    search of a few candidates.
     ``default``: the notebooks' own defaults (03: ``subset=100`` here) and the benchmark trains every missing
     method and data variant through 03.
     """
@@ -79,6 +83,7 @@ def scale_parameters(scale: str, source: str = "default") -> dict[str, dict[str,
             "n_clusters": 2,
             **{key: training[key] for key in ("samples", "steps") if key in training},
         },
+        "06_crystal_prediction": dict(SMOKE_PREDICTION) if smoke else {},
     }
 
 

@@ -17,7 +17,7 @@ def add_report_command(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "report",
         help="run the notebook series with papermill and render reports/*.html",
-        description="Executes the notebooks 01_curate … 05_trajectories at the chosen scale and writes "
+        description="Executes the notebooks 01_curate … 06_crystal_prediction at the chosen scale and writes "
         "self-contained HTML reports plus OUT/index.html.",
         configure=_add_report_options,
     )
@@ -32,8 +32,8 @@ def _add_report_options(p: argparse.ArgumentParser) -> None:
         "--scale",
         choices=SCALES,
         default="smoke",
-        help="smoke: a few structures and a tiny model, to check the whole series; default: the notebooks' full "
-        "defaults, every objective (default: %(default)s)",
+        help="smoke: a few structures, a tiny model and a short crystal search, to check the whole series; default: "
+        "the notebooks' full defaults, every objective (default: %(default)s)",
     )
     p.add_argument("--out", type=Path, default=Path("reports"), help="HTML output (default: %(default)s)")
     p.add_argument(

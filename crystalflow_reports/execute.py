@@ -19,7 +19,14 @@ from crystalflow_core.checks import check_path
 from crystalflow_core.errors import ParameterError
 from crystalflow_core.params import default_data_dir
 
-NOTEBOOKS = ("01_curate", "02_dataset_statistics", "03_train", "04_benchmark", "05_trajectories")
+NOTEBOOKS = (
+    "01_curate",
+    "02_dataset_statistics",
+    "03_train",
+    "04_benchmark",
+    "05_trajectories",
+    "06_crystal_prediction",
+)
 
 
 def packaged_notebooks() -> Path:

@@ -1,4 +1,4 @@
-"""Interactive nglview/ipywidgets viewers: trajectory player, prediction/truth overlay, cluster browser.
+"""Interactive nglview/ipywidgets viewers: trajectory player, prediction/truth overlay, cluster browser, crystal.
 
 A viewer is drawn by a Jupyter front end talking to a live kernel. Where there is none, as in the static HTML of
 an executed notebook, it shows a one-line note of what it holds instead of its Python repr.
@@ -10,12 +10,17 @@ import html
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+import ase
 import ipywidgets as widgets
 import nglview
 import numpy as np
 
+from crystalflow_core.csp.cif_writer import space_group
+from crystalflow_core.data.cluster import cell_molecules
+from crystalflow_core.data.molecules import MolecularCrystal
 from crystalflow_core.data.symmetry import cluster_bonds
 from crystalflow_core.export import pdb_string
+from crystalflow_core.molecule_input import read_crystal
 from crystalflow_core.predict import read_packing
 from crystalviz.colors import hex_to_rgb, molecule_colors, molecule_opacities
 from crystalviz.overlay import build_overlay, metrics_caption, resolve_metrics
@@ -329,3 +334,45 @@ def predicted_packing_viewer(out_dir: str | Path, rank: int = 1, highlight_centr
     return TrajectoryViewer(
         packing.numbers, packing.mol_index, packing.trajectory, packing.times, highlight_central=highlight_central
     )
+
+
+class CrystalViewer(_StaticNote, widgets.VBox):
+    """A periodic structure ``atoms`` (ase.Atoms with its cell) in nglview, ball+stick in element colours, with
+    the edges of its unit cell, and a caption: ``title`` and the cell's parameters."""
+
+    def __init__(self, atoms: ase.Atoms, title: str) -> None:
+        self.atoms = atoms
+        a, b, c, alpha, beta, gamma = atoms.cell.cellpar()
+        self.caption = (
+            f"{title}; a, b, c = {a:.2f}, {b:.2f}, {c:.2f} Å; α, β, γ = {alpha:.1f}, {beta:.1f}, {gamma:.1f}°"
+        )
+        self.view = nglview.NGLWidget(nglview.ASEStructure(atoms), default_representation=False)
+        _size_view(self.view)
+        self.view.add_representation("ball+stick")
+        self.view.add_representation("unitcell")
+        self.label = widgets.HTML(f"<b>{html.escape(self.caption)}</b>")
+        super().__init__([self.view, self.label])
+
+    def static_note(self) -> str:
+        """The crystal and its cell, for pages without a kernel."""
+        return f"Crystal viewer: {self.caption}, with its unit cell"
+
+
+def cell_atoms(crystal: MolecularCrystal) -> ase.Atoms:
+    """The unit cell's Z molecules, each whole (not cut at the cell's faces), as periodic ase.Atoms [Z·n]."""
+    molecules = cell_molecules(crystal)  # [Z, n, 3] fractional
+    lattice = crystal.crystal.lattice
+    return ase.Atoms(
+        numbers=np.tile(crystal.numbers, len(molecules)),
+        positions=molecules.reshape(-1, 3) @ lattice,
+        cell=lattice,
+        pbc=True,
+    )
+
+
+def crystal_viewer(cif: str | Path) -> CrystalViewer:
+    """The crystal of a CIF (e.g. one ``crystalflow predict`` wrote) with its unit cell, titled by the file, its
+    space group and Z."""
+    crystal = read_crystal(cif)
+    number, symbol = space_group(crystal)
+    return CrystalViewer(cell_atoms(crystal), f"{Path(cif).name}: {symbol} (No. {number}), Z = {crystal.z}")

@@ -2,15 +2,27 @@
 
 import html
 
+import ase.io
 import numpy as np
 import pytest
+from scipy.spatial.distance import pdist
 from scipy.spatial.transform import Rotation
 
+from crystalflow_core.csp.cif_writer import write_cif
+from crystalflow_core.data.sources import bundled_cod_directory
 from crystalflow_core.data.symmetry import cluster_bonds
+from crystalflow_core.molecule_input import read_crystal
 from crystalviz.colors import molecule_colors
 from crystalviz.demo import demo_cluster_view
 from crystalviz.views import ClusterView
-from crystalviz.widgets import LIVE_ONLY, ClusterBrowser, OverlayViewer, TrajectoryViewer
+from crystalviz.widgets import (
+    LIVE_ONLY,
+    ClusterBrowser,
+    CrystalViewer,
+    OverlayViewer,
+    TrajectoryViewer,
+    crystal_viewer,
+)
 
 METRICS = {"pm_atom": 0.5, "pm_center": 0.25, "collision": 1.5, "clash": 0.0, "separation": 0.0}
 
@@ -178,3 +190,41 @@ def test_each_viewer_displays_a_note_beside_the_widget_for_pages_without_a_kerne
         assert bundle["application/vnd.jupyter.widget-view+json"]["model_id"] == viewer.model_id
         assert bundle["text/plain"].startswith(note) and bundle["text/plain"].endswith(f"{LIVE_ONLY}.")
         assert bundle["text/html"] == f"<p><em>{html.escape(bundle['text/plain'])}</em></p>"
+
+
+#: β-oxalic acid (P2₁/c, Z = 2, 8 atoms per molecule), bundled with crystalflow.
+OXALIC_ACID = bundled_cod_directory() / "4507991.cif.gz"
+
+
+@pytest.fixture(params=["bundled", "written"])
+def crystal_cif(request, tmp_path):
+    """The bundled CIF, and the same crystal as ``crystalflow predict`` writes its CIFs."""
+    if request.param == "bundled":
+        return OXALIC_ACID
+    return write_cif(tmp_path / "oxalic_acid.cif", read_crystal(OXALIC_ACID), "oxalic_acid")
+
+
+def test_crystal_viewer_holds_the_cif_s_cell_and_its_molecules_whole(crystal_cif):
+    viewer = crystal_viewer(crystal_cif)
+    expected = ase.io.read(crystal_cif)  # ASE's own reading: the unit cell's atoms, wrapped into the cell
+    assert isinstance(viewer, CrystalViewer)
+    np.testing.assert_allclose(viewer.atoms.cell.cellpar(), expected.cell.cellpar(), atol=1e-3)
+    assert sorted(viewer.atoms.numbers) == sorted(expected.numbers) and len(viewer.atoms) == 16
+    molecule = read_crystal(crystal_cif)
+    own = pdist(molecule.frac @ molecule.crystal.lattice)
+    for copy in viewer.atoms.positions.reshape(2, 8, 3):  # each copy whole: the molecule's own distances
+        np.testing.assert_allclose(np.sort(pdist(copy)), np.sort(own), atol=1e-6)
+        centre = viewer.atoms.cell.scaled_positions(copy.mean(axis=0, keepdims=True))
+        assert ((centre >= -1e-9) & (centre < 1.0)).all()
+
+
+def test_crystal_viewer_draws_the_unit_cell_and_says_what_it_shows():
+    viewer = crystal_viewer(OXALIC_ACID)
+    (load,) = _calls(viewer.view, "loadFile")
+    assert load["args"][0]["data"].startswith("CRYST1    5.327    6.013    5.")  # the cell travels with the atoms
+    assert [call["args"][0] for call in _calls(viewer.view, "addRepresentation")] == ["ball+stick", "unitcell"]
+    assert [call["args"] for call in _calls(viewer.view, "setSize")] == [["100%", "420px"]]
+    bundle = viewer._repr_mimebundle_()
+    assert bundle["text/plain"].startswith("Crystal viewer: 4507991.cif.gz: P 1 21/c 1 (No. 14), Z = 2; a, b, c = 5.33")
+    assert bundle["text/plain"].endswith(f"with its unit cell — {LIVE_ONLY}.")
+    assert viewer.label.value == f"<b>{html.escape(viewer.caption)}</b>"

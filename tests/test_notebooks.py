@@ -4,9 +4,11 @@ on bad parameters with a message naming the parameter."""
 import json
 import re
 
+import pandas as pd
 import pytest
 
 pytest.importorskip("papermill")
+from conftest import notebook_parameters  # noqa: E402
 from jupyter_client.kernelspec import NoSuchKernel, find_kernel_specs  # noqa: E402
 from papermill.exceptions import PapermillExecutionError  # noqa: E402
 
@@ -111,6 +113,27 @@ def test_bad_numbers_stop_curation_and_trajectory_notebooks(tmp_path):
     _fails_early(tmp_path, "01_curate", {"seed": -1, "data_root": str(tmp_path / "data")}, "seed=-1")
     assert not (tmp_path / "data").exists()
     _fails_early(tmp_path, "05_trajectories", {"steps": "abc", "run_dir": str(tmp_path / "nowhere")}, "steps='abc'")
+
+
+def test_bad_search_parameters_stop_the_prediction_notebook(tmp_path):
+    out = str(tmp_path / "out")
+    _fails_early(tmp_path, "06_crystal_prediction", {"space_groups": ["P99"], "out_dir": out}, "space_groups=['P99']")
+    _fails_early(tmp_path, "06_crystal_prediction", {"reference_cif": "nowhere.cif", "out_dir": out}, "reference_cif=")
+    assert not (tmp_path / "out").exists()
+
+
+def test_crystal_prediction_report_shows_the_ranking_its_reference_and_the_best_crystal(smoke):
+    root, results = smoke
+    page = (root / "reports" / "06_crystal_prediction.html").read_text()
+    reference = notebook_parameters("06_crystal_prediction")["reference_cif"]
+    assert f"reference ({reference}.cif.gz, simulated)" in page  # the powder pattern compared
+    assert "finds the reference (≥ 8 of 15 molecules)" in page  # the landscape marks it
+    assert "Crystal viewer: " in page and "with its unit cell" in page and "CrystalViewer(" not in page
+    (written,) = (root / "work" / "data_out" / "predict").glob("*/ranking.csv")  # one directory per molecule
+    ranking = pd.read_csv(written)
+    assert ranking["rank"].tolist() == list(range(1, len(ranking) + 1)) and len(ranking) >= 1
+    assert set(ranking["space_group_number"]) <= set(results.loc["06_crystal_prediction", "parameters"]["space_groups"])
+    assert {"matched", "rmsd15", "found"} <= set(ranking.columns)
 
 
 def test_trajectories_notebook_runs_with_its_defaults_in_a_fresh_directory(tmp_path):

@@ -254,3 +254,50 @@ def test_run_data_is_the_given_data_else_the_run_s_own(tmp_path, curated, monkey
     monkeypatch.chdir(tmp_path)
     shutil.copytree(curated, params.default_data_dir(False))
     assert params.run_data(_run_trained_on(tmp_path, params.default_data_dir(False))) == params.default_data_dir(False)
+
+
+def test_prediction_parameters(tmp_path):
+    pattern = tmp_path / "measured.xy"
+    pattern.write_text("5.0 1.0\n")  # what a pattern file holds is read, and refused, later
+    good = {
+        "smiles": "c1cnccn1",
+        "candidates": 8,
+        "space_groups": [14, "P-1", "P 1 21/c 1"],
+        "seed": 0,
+        "reference_cif": None,
+        "pxrd_file": str(pattern),
+        "out_dir": str(tmp_path / "out"),
+        "keep": 5,
+    }
+    settings, reference, measured = params.check_prediction_parameters(**good)
+    assert (settings.candidates, settings.space_groups, settings.seed) == (8, (14, 2), 0)
+    assert reference is None and measured == pattern
+    assert not (tmp_path / "out").exists()  # nothing is written by the checks
+    bad = {
+        "smiles": ("", 5, None),
+        "candidates": (0, 2.5, "8"),
+        "space_groups": ([], "14", [14, "P99"], [231], [True]),
+        "seed": (-1, 1.5),
+        "reference_cif": (str(tmp_path / "nowhere.cif"), "1234567", "../4516576", 4516576),
+        "pxrd_file": (str(tmp_path), str(tmp_path / "nowhere.xy"), 3),
+        "out_dir": (str(pattern), 3),
+        "keep": (0, None),
+    }
+    for name, values in bad.items():
+        for value in values:
+            _raises(rf"^{name}=", params.check_prediction_parameters, **{**good, name: value})
+
+
+def test_prediction_defaults_search_the_common_groups_against_a_bundled_crystal():
+    from crystalflow_core.csp.candidates import DEFAULT_SPACE_GROUPS
+    from crystalflow_core.data.sources import bundled_cod_directory
+
+    defaults = notebook_parameters("06_crystal_prediction")
+    settings, reference, measured = params.check_prediction_parameters(**defaults)
+    assert settings.space_groups == DEFAULT_SPACE_GROUPS and measured is None
+    assert reference == bundled_cod_directory() / f"{defaults['reference_cif']}.cif.gz"
+
+
+def test_prediction_dir_is_one_per_molecule_unless_given():
+    assert params.prediction_dir("", "KYQCOXFCLRTKLS") == Path("data_out/predict/KYQCOXFCLRTKLS")
+    assert params.prediction_dir("mine", "KYQCOXFCLRTKLS") == Path("mine")

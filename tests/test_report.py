@@ -75,6 +75,13 @@ def test_the_smoke_preset_names_notebook_03_parameters_and_changes_each():
     assert all(defaults[name] != value for name, value in build.SMOKE_TRAINING.items())
 
 
+def test_the_smoke_preset_shortens_the_crystal_search_and_the_default_scale_keeps_it():
+    defaults = notebook_parameters("06_crystal_prediction")
+    assert all(defaults[name] != value for name, value in build.SMOKE_PREDICTION.items())
+    assert build.scale_parameters("smoke")["06_crystal_prediction"] == build.SMOKE_PREDICTION
+    assert build.scale_parameters("default")["06_crystal_prediction"] == {}
+
+
 def test_the_core_imports_no_report_machinery():
     forbidden = re.compile(r"^\s*(from|import)\s+(papermill|nbconvert|nbformat|crystalviz|crystalflow_reports)\b", re.M)
     offenders = [str(p) for p in (ROOT / "crystalflow_core").rglob("*.py") if forbidden.search(p.read_text())]

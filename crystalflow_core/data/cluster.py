@@ -33,8 +33,9 @@ class Cluster:
         return int(self.mol_index.max()) + 1
 
 
-def _symmetry_images(mc: MolecularCrystal) -> np.ndarray:
-    """Distinct images of the reference molecule under the space-group operations, reference first.
+def cell_molecules(mc: MolecularCrystal) -> np.ndarray:
+    """Distinct images of the reference molecule under the space-group operations, reference first: the unit
+    cell's Z molecules, each whole.
 
     Returns fractional coordinates [Z, n, 3]; the reference is ``mc.frac`` unchanged and every other image
     is shifted so its centroid lies in [0, 1).
@@ -59,7 +60,7 @@ def crystal_cluster(mc: MolecularCrystal, n_molecules: int = 17) -> np.ndarray:
     distances to it do not decrease along the first axis (ties broken by lattice shift, then operation).
     """
     lattice = mc.crystal.lattice
-    images = _symmetry_images(mc)  # [Z, n, 3]
+    images = cell_molecules(mc)  # [Z, n, 3]
     centroids = images.mean(axis=1)
     reference_centroid = centroids[0] @ lattice
     plane_spacing = plane_spacings(lattice)
