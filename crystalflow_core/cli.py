@@ -577,45 +577,24 @@ def _molecule(args: argparse.Namespace, elements=None):
     return molecule_input.from_cif(args.cif, elements)
 
 
-def _space_groups(text: str) -> tuple[int, ...]:
-    from .csp.candidates import SpaceGroupError, space_group_number
-
-    try:
-        groups = tuple(dict.fromkeys(space_group_number(item) for item in text.split(",") if item.strip()))
-    except SpaceGroupError as error:
-        raise ParameterError("--space-groups", text, str(error)) from None
-    if not groups:
-        raise ParameterError("--space-groups", text, "names no space group")
-    return groups
-
-
 def run_predict(args: argparse.Namespace) -> None:
     from . import crystal_prediction as cp
-    from .csp import pxrd
     from .csp.search import SearchSettings
-    from .molecule_input import molecule_name, read_crystal
+    from .params import check_space_groups
 
     cp.check_writable(args.out)
-    groups = _space_groups(args.space_groups)
+    groups = check_space_groups("--space-groups", [item for item in args.space_groups.split(",") if item.strip()])
     if args.flow_samples:
         run, device, elements = _flow_model(args)
     molecule = _molecule(args, elements if args.flow_samples else None)
-    cp.check_size(molecule, args.max_atoms)
-    name = molecule_name(molecule)
-    reference = None
-    if args.reference:
-        reference = cp.reference_for(read_crystal(args.reference), molecule, str(args.reference))
-    pattern = pxrd.read_pattern(args.pxrd) if args.pxrd else None
-    cleared = cp.claim_out(args.out, name)
-    if cleared:
-        print(f"replacing the previous results for {name} in {args.out}: {', '.join(cleared)}")
     settings = SearchSettings(args.candidates, groups, args.seed)
     if args.workers:
         settings = SearchSettings(args.candidates, groups, args.seed, args.workers)
-    prediction = cp.predict_crystals(molecule, settings, reference=reference, pattern=pattern)
-    if not prediction.result.crystals:
-        raise InputError(f"no candidate of {name} relaxed to a bound crystal; try more --candidates")
-    ranking = cp.write_crystals(args.out, prediction, keep=args.keep)
+    prediction, ranking, cleared = cp.predict_into(
+        args.out, molecule, settings, args.reference, args.pxrd, args.keep, args.max_atoms
+    )
+    if cleared:
+        print(f"replaced the previous results for {prediction.name} in {args.out}: {', '.join(cleared)}")
     if args.flow_samples:
         from .predict import predict_packings, write_prediction
 
@@ -624,8 +603,8 @@ def run_predict(args: argparse.Namespace) -> None:
     best = prediction.result.crystals[0]
     distinct, generated = len(prediction.result.crystals), prediction.result.generated
     print(
-        f"wrote {min(args.keep, distinct)} of {distinct} distinct crystals of {name} ({generated} candidates) to "
-        f"{args.out}: {ranking.name}, CIF/; best {best.candidate.symbol} Z={best.crystal.z}, "
+        f"wrote {min(args.keep, distinct)} of {distinct} distinct crystals of {prediction.name} ({generated} "
+        f"candidates) to {args.out}: {ranking.name}, CIF/; best {best.candidate.symbol} Z={best.crystal.z}, "
         f"{best.energy:.1f} kcal/mol per molecule, {best.density:.3f} g/cm³; {prediction.settings['seconds']:.0f} s"
     )
 

@@ -189,3 +189,31 @@ def write_crystals(out_dir: str | Path, prediction: CrystalPrediction, keep: int
         }
         json.dump(record, handle, indent=2)
     return ranking
+
+
+def predict_into(
+    out: Path,
+    molecule: Chem.Mol,
+    settings: SearchSettings,
+    reference_path: Path | None = None,
+    pattern_path: Path | None = None,
+    keep: int | None = None,
+    max_atoms: int = MAX_ATOMS,
+    progress: bool = True,
+) -> tuple[CrystalPrediction, Path, list[str]]:
+    """What ``crystalflow predict`` and notebook 06 run: every input checked before any work (size, reference,
+    measured pattern, ``out``), the search, and the crystals written to ``out``. Returns the prediction, the path
+    of ``ranking.csv`` and what a previous run for the molecule left in ``out`` and was replaced."""
+    from .molecule_input import read_crystal
+
+    check_size(molecule, max_atoms)
+    name = molecule_name(molecule)
+    reference = None
+    if reference_path is not None:
+        reference = reference_for(read_crystal(reference_path), molecule, str(reference_path))
+    pattern = pxrd.read_pattern(pattern_path) if pattern_path is not None else None
+    cleared = claim_out(Path(out), name)
+    prediction = predict_crystals(molecule, settings, reference=reference, pattern=pattern, progress=progress)
+    if not prediction.result.crystals:
+        raise InputError(f"no candidate of {name} relaxed to a bound crystal; try more --candidates")
+    return prediction, write_crystals(out, prediction, keep=keep), cleared

@@ -122,7 +122,7 @@ def test_rerun_on_the_same_out_replaces_and_another_molecule_is_refused(predicte
     out = tmp_path / "out"
     assert run(["predict", "--smiles", "C=O", *SMOKE, "--out", str(out)])[0] == 0
     status, printed, _ = run(["predict", "--smiles", "C=O", *SMOKE, "--keep", "1", "--out", str(out)])
-    assert status == 0 and "replacing the previous results" in printed
+    assert status == 0 and "replaced the previous results" in printed
     assert len(pd.read_csv(out / "ranking.csv")) == 1 and len(list((out / "CIF").glob("*.cif"))) == 1
     status, _, err = run(["predict", "--smiles", "OC=O", *SMOKE, "--out", str(out)])
     assert status == 2 and "holds the results of another molecule" in err
