@@ -1,8 +1,8 @@
 """Still pictures of a cluster (matplotlib, no browser or kernel): ball-and-stick in 3D, one colour per molecule,
 for READMEs and papers.
 
-``python3 -m crystalviz.snapshot PREDICT_OUT PICTURE.png`` draws the best packing of a ``crystalflow predict``
-output; bad input stops it with one line naming it (exit status 2).
+``python3 -m crystalviz.snapshot PACKINGS PICTURE.png`` draws the best of the packings that ``crystalflow predict
+--flow-samples K`` writes (``OUT/flow``); bad input stops it with one line naming it (exit status 2).
 """
 
 from __future__ import annotations
@@ -92,11 +92,13 @@ def check_picture(name: str, value: object) -> Path:
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=PROG,
-        description="Draw a packing of a crystalflow predict output as a PNG (ball and stick, one colour per "
-        "molecule, titled with its scores) and print the file written.",
-        epilog=f"example: {PROG} salicylic_acid best.png",
+        description="Draw one of the packings of crystalflow predict --flow-samples as a PNG (ball and stick, one "
+        "colour per molecule, titled with its scores) and print the file written.",
+        epilog=f"example: {PROG} salicylic_acid/flow best.png",
     )
-    parser.add_argument("out_dir", metavar="PREDICT_OUT", type=Path, help="the --out directory of crystalflow predict")
+    parser.add_argument(
+        "out_dir", metavar="PACKINGS", type=Path, help="the packings' directory: OUT/flow of crystalflow predict"
+    )
     parser.add_argument("picture", metavar="PICTURE.png", help="the PNG to write, in a folder that exists")
     parser.add_argument("--rank", type=int, default=1, help="which packing: 1 is the best (default: %(default)s)")
     return parser
