@@ -72,7 +72,9 @@ class CommandParser(argparse.ArgumentParser):
             configure(self)
         return self
 
-    def parse_known_args(self, args=None, namespace=None):
+    def parse_known_args(
+        self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
+    ) -> tuple[argparse.Namespace, list[str]]:
         self.configured()
         return super().parse_known_args(args, namespace)
 
