@@ -47,7 +47,10 @@ def _one_species(molecule: Chem.Mol, source: str) -> Chem.Mol:
 def _check_elements(molecule: Chem.Mol, source: str, known: Collection[int] | None) -> None:
     """Elements MMFF94's organic parameters cover, then, for the learned flow, those its model has seen."""
     present = {a.GetAtomicNum() for a in molecule.GetAtoms()}
-    for allowed, what in ((MMFF94_ELEMENTS, "the MMFF94 lattice energy has parameters for"), (known, "the model knows")):
+    for allowed, what in (
+        (MMFF94_ELEMENTS, "the MMFF94 lattice energy has parameters for"),
+        (known, "the model knows"),
+    ):
         unknown = sorted(present - set(allowed)) if allowed is not None else []
         if unknown:
             names = ", ".join(chemical_symbols[z] for z in unknown)
@@ -109,7 +112,8 @@ def _check_organic(molecule: Chem.Mol, source: str) -> None:
     try:
         check_molecule(np.array([atom.GetAtomicNum() for atom in molecule.GetAtoms()]))
     except CurationError as error:
-        raise MoleculeInputError(source, f"{error.reason}: {error.detail} (curation keeps organic molecules only)")
+        detail = f"{error.reason}: {error.detail} (curation keeps organic molecules only)"
+        raise MoleculeInputError(source, detail) from None
 
 
 def from_smiles(smiles: str, known_elements: Collection[int] | None = None, seed: int = 0) -> Chem.Mol:

@@ -83,7 +83,9 @@ def test_inputs_are_checked_and_named(tmp_path, monkeypatch):
         molecule_input.from_smiles("CC(=O)[O-].[Na+]", known)
     with pytest.raises(molecule_input.MoleculeInputError, match=r"element\(s\) Se not supported \(the MMFF94"):
         molecule_input.from_smiles("C[Se]C", known)
-    with pytest.raises(molecule_input.MoleculeInputError, match=r"element\(s\) N never seen in training .*knows H C O\)"):
+    with pytest.raises(
+        molecule_input.MoleculeInputError, match=r"element\(s\) N never seen in training .*knows H C O\)"
+    ):
         molecule_input.from_smiles("CN", {1, 6, 8})
     with pytest.raises(molecule_input.MoleculeInputError, match=r"net charge"):
         molecule_input.from_smiles("C[NH3+]", known)
@@ -160,7 +162,9 @@ def test_predict_refuses_bad_input_with_status_2(tmp_path, capsys):
     foreign = tmp_path / "foreign"
     foreign.mkdir()
     (foreign / "checkpoint.pt").write_bytes(b"not a checkpoint")
-    assert main(["predict", "--smiles", SALICYLIC_ACID, "--flow-samples", "1", "--run", str(foreign), "--out", out]) == 2
+    assert (
+        main(["predict", "--smiles", SALICYLIC_ACID, "--flow-samples", "1", "--run", str(foreign), "--out", out]) == 2
+    )
     assert "checkpoint.pt" in capsys.readouterr().err
     assert not any((tmp_path / "out").iterdir())
 
