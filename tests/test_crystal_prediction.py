@@ -24,7 +24,7 @@ from crystalflow_core.csp.pxrd import read_pattern
 from crystalflow_core.data import codcluster17
 from crystalflow_core.data.sources import bundled_cod_directory
 
-SMOKE = ["--candidates", "6", "--space-groups", "P21/c,P-1", "--keep", "4", "--workers", "2"]
+SMOKE = ["--candidates", "4", "--space-groups", "P21/c,P-1", "--keep", "4", "--workers", "2"]
 WATER_CIF = """data_water
 _cell_length_a 5
 _cell_length_b 5

@@ -3,6 +3,8 @@ group of the relaxed crystal found again by spglib, and experimental crystals ke
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import pytest
 import spglib
@@ -38,7 +40,9 @@ def spglib_number(mc: MolecularCrystal) -> int:
     return spglib.get_symmetry_dataset((mc.crystal.lattice, frac, numbers), symprec=1e-3).number
 
 
+@functools.cache
 def relaxed(cod_id: str):
+    """The experimental crystal, minimised once per test session."""
     mc, rigid, terms, _ = crystal(cod_id)
     result = minimize_crystal(rigid, LatticeEnergy(terms, rigid))
     return mc, rigid, result, rigid.to_molecular_crystal(result.lattice, result.molecule)
