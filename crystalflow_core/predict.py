@@ -23,13 +23,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from ase.data import atomic_masses, vdw_radii
+from ase.data import vdw_radii
 from rdkit import Chem
 from rdkit.Chem import AllChem
 from scipy.spatial import ConvexHull, Voronoi
 from tqdm.auto import tqdm
 
 from . import export, metrics
+from .csp.minimize import mass_density
 from .data import codcluster17
 from .data.dataset import ClusterData
 from .data.noise import NoiseConfig, random_rotations, rigid_noise
@@ -47,8 +48,6 @@ from .train import load_model
 #: organic crystals): one lattice site of the start per molecular volume / this.
 PACKING_COEFFICIENT = 0.7
 N_MOLECULES = 17
-#: Å³ per (g/mol) at 1 g/cm³: 1e24 / Avogadro's number.
-_CUBIC_ANGSTROM_PER_GRAM_PER_MOLE = 1.66054
 
 
 @dataclass
@@ -125,8 +124,7 @@ def packing_density(x: np.ndarray, numbers: np.ndarray, mol_index: np.ndarray) -
     if not region or -1 in region:
         return math.nan
     volume = ConvexHull(diagram.vertices[region]).volume
-    mass = float(atomic_masses[np.asarray(numbers)[np.asarray(mol_index) == inner]].sum())
-    return mass * _CUBIC_ANGSTROM_PER_GRAM_PER_MOLE / volume
+    return mass_density(np.asarray(numbers)[np.asarray(mol_index) == inner], 1, volume)
 
 
 def loosest_contact(x: np.ndarray, numbers: np.ndarray, mol_index: np.ndarray) -> float:

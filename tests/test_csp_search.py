@@ -126,7 +126,7 @@ def test_smoke_search_finds_bound_distinct_crystals_ranked_by_energy():
 
 def test_experimental_crystal_compares_as_found_and_a_random_one_does_not():
     mc, _, _, molecule = crystal(P21C)
-    reference = CrystalReference.build(mc, mc.numbers, mc.frac @ mc.crystal.lattice)
+    reference = CrystalReference.of(mc)
     assert reference.compare(mc) == {"matched": 15.0, "rmsd15": pytest.approx(0.0, abs=1e-6), "found": 1.0}
     random = next(generate_candidates(molecule, 1, (2,), seed=0)).crystal
     start = random.to_molecular_crystal(random.lattice, random.centroid @ random.lattice + random.body)

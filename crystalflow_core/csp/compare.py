@@ -68,6 +68,16 @@ class CrystalReference:
         """The reference of crystal ``known`` for predictions of the molecule ``(numbers, coords [n, 3])``."""
         known_coords = known.frac @ known.crystal.lattice
         order = atom_order(molecule_numbers, molecule_coords, known.numbers, known_coords)
+        return cls._in_order(known, order)
+
+    @classmethod
+    def of(cls, known: MolecularCrystal) -> CrystalReference:
+        """The reference of crystal ``known`` for predictions that share its atom order (other candidates of one
+        search): no graph matching."""
+        return cls._in_order(known, np.arange(len(known.numbers)))
+
+    @classmethod
+    def _in_order(cls, known: MolecularCrystal, order: np.ndarray) -> CrystalReference:
         numbers, mol_index, x = cluster_of(known)
         n = len(order)
         reordered = (np.arange(len(x)) // n) * n + np.tile(order, len(x) // n)

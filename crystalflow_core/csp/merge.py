@@ -38,8 +38,5 @@ def duplicate_of(
                 representative[i] = j
                 break
         else:
-            molecule = crystals[i]
-            kept.append(
-                (int(i), CrystalReference.build(molecule, molecule.numbers, molecule.frac @ molecule.crystal.lattice))
-            )
+            kept.append((int(i), CrystalReference.of(crystals[i])))
     return representative

@@ -26,10 +26,14 @@ _INFEASIBLE = 1e6
 _GRAMS_PER_CUBIC_CENTIMETRE = 1.66054
 
 
+def mass_density(numbers: np.ndarray, z: float, volume: float) -> float:
+    """Density (g/cm³) of ``z`` molecules of atoms ``numbers`` in ``volume`` Å³, Z·M/V."""
+    return z * float(atomic_masses[np.asarray(numbers)].sum()) * _GRAMS_PER_CUBIC_CENTIMETRE / volume
+
+
 def density(numbers: np.ndarray, z: int, lattice: np.ndarray) -> float:
-    """Crystal density (g/cm³): ``z`` molecules of atoms ``numbers`` in the cell ``lattice``, Z·M/V."""
-    mass = float(atomic_masses[np.asarray(numbers)].sum())
-    return z * mass * _GRAMS_PER_CUBIC_CENTIMETRE / abs(float(np.linalg.det(lattice)))
+    """Crystal density (g/cm³): ``z`` molecules of atoms ``numbers`` in the cell ``lattice``."""
+    return mass_density(numbers, z, abs(float(np.linalg.det(lattice))))
 
 
 @dataclass

@@ -142,9 +142,11 @@ class RigidCrystal:
         dtype = parameters.dtype
         as_tensor = lambda a: torch.as_tensor(a, dtype=dtype, device=parameters.device)  # noqa: E731
         n_metric, n_position = len(self.metric_basis), self.position_basis.shape[1]
-        start = as_tensor(self.lattice @ self.lattice.T)
-        scale = float(np.trace(start.cpu().numpy())) / 3.0
-        metric = start + scale * torch.einsum("d,dij->ij", parameters[:n_metric], as_tensor(self.metric_basis))
+        start = self.lattice @ self.lattice.T
+        scale = float(np.trace(start)) / 3.0
+        metric = as_tensor(start) + scale * torch.einsum(
+            "d,dij->ij", parameters[:n_metric], as_tensor(self.metric_basis)
+        )
         lattice = torch.linalg.cholesky(metric)
         centroid = (
             as_tensor(self.centroid) + as_tensor(self.position_basis) @ parameters[n_metric : n_metric + n_position]

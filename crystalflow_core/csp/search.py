@@ -7,7 +7,6 @@ from __future__ import annotations
 import math
 import os
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
@@ -76,14 +75,6 @@ class SearchResult:
     seconds: dict[str, float]
 
 
-def _minimizer(energy_of: Callable[[Candidate], LatticeEnergy]) -> Callable[[Candidate], Minimized]:
-    def minimise(candidate: Candidate) -> Minimized:
-        torch.set_num_threads(1)  # one process per core
-        return minimize_crystal(candidate.crystal, energy_of(candidate))
-
-    return minimise
-
-
 def search_crystals(
     molecule: Chem.Mol,
     settings: SearchSettings | None = None,
@@ -103,7 +94,11 @@ def search_crystals(
         )
     )
     generating = time.perf_counter() - started
-    minimise = _minimizer(lambda candidate: LatticeEnergy(terms, candidate.crystal))
+
+    def minimise(candidate: Candidate) -> Minimized:  # in a forked worker: needs no pickling
+        torch.set_num_threads(1)  # one process per core
+        return minimize_crystal(candidate.crystal, LatticeEnergy(terms, candidate.crystal))
+
     results: dict[int, Minimized] = {}
     lost = 0
     with tqdm(total=len(generated), desc="minimise", unit="crystal", disable=not progress) as bar:
@@ -114,8 +109,7 @@ def search_crystals(
                 results[candidate.index] = outcome
             bar.update()
     minimising = time.perf_counter() - started - generating
-    bound = [c for c in generated if c.index in results and math.isfinite(results[c.index].energy)]
-    bound = [c for c in bound if results[c.index].energy < 0]
+    bound = [c for c in generated if c.index in results and -math.inf < results[c.index].energy < 0]
     crystals = [
         results[c.index].crystal.to_molecular_crystal(results[c.index].lattice, results[c.index].molecule)
         for c in bound
