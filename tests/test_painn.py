@@ -272,3 +272,20 @@ def test_pair_layout_is_dense_for_dense_cutoffs_while_the_basis_fits(monkeypatch
     assert isinstance(painn.PairGeometry(8, 1.0)(x, batch, 2), painn.EdgeGraph)
     monkeypatch.setattr(pair_blocks, "DENSE_BASIS_LIMIT_BYTES", 1000)
     assert isinstance(painn.PairGeometry(8, 50.0)(x, batch, 2), painn.EdgeGraph)
+
+
+def test_edge_lists_are_sorted_by_target_and_their_segment_sums_have_exact_gradients():
+    from crystalflow_core.nn.painn import PairGeometry
+
+    _, x, _, _, batch = _graphs(sizes=(6, 1, 5), seed=5)
+    pairs = PairGeometry(6, 3.0).double()(x, batch, 3, dense=False)
+    source, target = pairs.edges
+    assert torch.equal(target * len(x) + source, (target * len(x) + source).sort().values)
+    features = torch.randn(len(x), 2, 3, dtype=torch.float64, requires_grad=True)
+    rows = torch.randn(source.shape[0], 4, dtype=torch.float64, requires_grad=True)
+    torch.autograd.gradcheck(pairs.gather, (features,))
+    torch.autograd.gradcheck(pairs.sum, (rows,))
+    torch.autograd.gradgradcheck(pairs.gather, (features,))
+    summed = torch.zeros(len(x), 4, dtype=torch.float64).index_add_(0, target, rows)
+    torch.testing.assert_close(pairs.sum(rows), summed)  # atom 6 (a graph of one) has no edges: zeros
+    torch.testing.assert_close(pairs.gather(features), features[source])

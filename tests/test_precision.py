@@ -55,7 +55,7 @@ def test_geometry_stays_float32_inside_a_bf16_region(dense):
     plain = geometry(x_t, batch, 2, dense=dense)
     with reduced_precision(x_t.device, "bf16"):
         autocast = geometry(x_t, batch, 2, dense=dense)
-    basis = ("filter_basis", "direction_basis") if dense else ("rbf", "unit", "weight")
+    basis = ("filter_basis", "direction_basis") if dense else ("basis", "unit", "weight")
     for name in (*basis, "inverse_degree"):
         assert getattr(autocast, name).dtype == torch.float32
         assert torch.equal(getattr(autocast, name), getattr(plain, name)), name
