@@ -74,13 +74,11 @@ class PaiNNMessage(nn.Module):
         if isinstance(pairs, PairBlocks):
             return self._from_blocks(h_s, h_v, pairs)
         f = self.hidden
-        # One gather of the neighbours' φ(h_s) and h_v; the filter (Σ_k rbf_k A_k + b)·fcut as one product of the
-        # basis [rbf·fcut, fcut] with [A; b].
-        neighbours = pairs.gather(torch.cat([self.scalar_mlp(h_s), h_v.flatten(1)], dim=-1))  # [E, 6F]
+        # The filter (Σ_k rbf_k A_k + b)·fcut as one product of the basis [rbf·fcut, fcut] with [A; b].
         weight = torch.cat([self.filter.weight.T, self.filter.bias[None]], dim=0)  # [K+1, 3F]
-        message = neighbours[:, : 3 * f] * (pairs.basis @ weight)
+        message = pairs.gather(self.scalar_mlp(h_s)) * (pairs.basis @ weight)  # [E, 3F]
         d_s, gate_v, gate_dir = torch.split(message, f, dim=-1)
-        h_v_j = neighbours[:, 3 * f :].view(-1, 3, f)
+        h_v_j = pairs.gather(h_v)  # [E, 3, F]
         d_v = torch.addcmul(gate_dir[:, None, :] * pairs.unit[:, :, None], gate_v[:, None, :], h_v_j)
         return pairs.sum(d_s), pairs.sum(d_v)
 
@@ -136,31 +134,34 @@ class EquivariantNorm(nn.Module):
         return self.scalar_norm(h_s), h_v / rms[:, :, None]
 
 
-class _SegmentSum(torch.autograd.Function):
-    """Row sums of `rows [E, ...]` over consecutive segments `offsets [S + 1]`; backward: the gradient of each
-    segment repeated on its rows (`segment [E]`: the segment of each row). Far faster on the CPU than
-    `index_add_`, whose rows are added one after another."""
+class _GroupSum(torch.autograd.Function):
+    """Rows `[R, ...]` summed by group `index [R]` into `[G, ...]`: the rows taken in the order `order [R]` that
+    sorts them by group (None: they are sorted), then summed over the consecutive segments `offsets [G + 1]`.
+    Backward: each row gets its group's gradient (:class:`_Gather`). On the CPU this is far faster than
+    `index_add_` or `scatter_add_`, which add the rows one after another."""
 
     @staticmethod
-    def forward(rows: Tensor, offsets: Tensor, segment: Tensor) -> Tensor:
+    def forward(rows: Tensor, index: Tensor, order: Tensor | None, offsets: Tensor) -> Tensor:
+        if order is not None:
+            rows = rows.index_select(0, order)
         return torch.segment_reduce(rows, "sum", offsets=offsets, axis=0)
 
     @staticmethod
     def setup_context(ctx, inputs, output) -> None:
-        ctx.save_for_backward(inputs[2])
+        ctx.save_for_backward(*inputs[1:])
 
     @staticmethod
-    def backward(ctx, grad: Tensor) -> tuple[Tensor, None, None]:
-        (segment,) = ctx.saved_tensors
-        return grad.index_select(0, segment), None, None
+    def backward(ctx, grad: Tensor) -> tuple[Tensor, None, None, None]:
+        index, order, offsets = ctx.saved_tensors
+        return _Gather.apply(grad, index, order, offsets), None, None, None
 
 
 class _Gather(torch.autograd.Function):
-    """`features[index]` whose backward sums the gradient rows by index as a :class:`_SegmentSum` (`order` sorts
-    the rows by index, `offsets` delimit each index's rows in that order) instead of an accumulating scatter."""
+    """`features[index]` (rows `[R, ...]` of groups `[G, ...]`), whose backward sums the gradient rows by group
+    as a :class:`_GroupSum` instead of an accumulating scatter."""
 
     @staticmethod
-    def forward(features: Tensor, index: Tensor, order: Tensor, offsets: Tensor) -> Tensor:
+    def forward(features: Tensor, index: Tensor, order: Tensor | None, offsets: Tensor) -> Tensor:
         return features.index_select(0, index)
 
     @staticmethod
@@ -170,33 +171,61 @@ class _Gather(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad: Tensor) -> tuple[Tensor, None, None, None]:
         index, order, offsets = ctx.saved_tensors
-        sorted_index = index.index_select(0, order)
-        return _SegmentSum.apply(grad.index_select(0, order), offsets, sorted_index), None, None, None
+        return _GroupSum.apply(grad, index, order, offsets), None, None, None
+
+
+@dataclass
+class Groups:
+    """Rows grouped by `index [R]` (values in 0..G−1): sums and means of rows by group, and each row's group
+    features, through segment sums of the rows sorted by group (`order [R]`, None if `index` is sorted; group g
+    holds sorted rows `offsets[g]:offsets[g + 1]`)."""
+
+    index: Tensor
+    order: Tensor | None
+    offsets: Tensor
+
+    @classmethod
+    def of(cls, index: Tensor, groups: int, is_sorted: bool = False) -> Groups:
+        """The groups `0..groups−1` of `index [R]`; `is_sorted` promises that `index` is non-decreasing."""
+        counts = torch.bincount(index, minlength=groups)
+        offsets = torch.cat([counts.new_zeros(1), counts.cumsum(0)])
+        return cls(index, None if is_sorted else torch.argsort(index, stable=True), offsets)
+
+    def sum(self, rows: Tensor) -> Tensor:
+        """`rows [R, ...]` summed by group: `[G, ...]` (zeros for an empty group)."""
+        return _GroupSum.apply(rows, self.index, self.order, self.offsets)
+
+    def mean(self, rows: Tensor) -> Tensor:
+        """`rows [R, ...]` averaged by group: `[G, ...]` (zeros for an empty group)."""
+        counts = (self.offsets[1:] - self.offsets[:-1]).clamp(min=1).to(rows.dtype)
+        return self.sum(rows) / counts.view(-1, *[1] * (rows.dim() - 1))
+
+    def gather(self, features: Tensor) -> Tensor:
+        """Each row's group features `[R, ...]` from `features [G, ...]`."""
+        return _Gather.apply(features, self.index, self.order, self.offsets)
 
 
 @dataclass
 class EdgeGraph:
     """A radius graph's directed edges `[2, E]` (source j, target i) sorted by target, then source; their basis
     `[E, K+1]` (the radial basis times the cutoff weight, then the weight), cutoff weight `[E]` and unit vectors
-    `[E, 3]`; each target's inverse weighted degree `[N]`; and the segments that sum per-edge rows by target
-    (`target_offsets [N+1]`) and by source (`source_order [E]`, `source_offsets [N+1]`)."""
+    `[E, 3]`; each target's inverse weighted degree `[N]`; and the edges grouped by source and by target."""
 
     edges: Tensor
     basis: Tensor
     weight: Tensor
     unit: Tensor
     inverse_degree: Tensor
-    target_offsets: Tensor
-    source_order: Tensor
-    source_offsets: Tensor
+    sources: Groups
+    targets: Groups
 
     def gather(self, features: Tensor) -> Tensor:
         """The sources' rows `[E, ...]` of node `features [N, ...]`."""
-        return _Gather.apply(features, self.edges[0], self.source_order, self.source_offsets)
+        return self.sources.gather(features)
 
     def sum(self, rows: Tensor) -> Tensor:
         """Per-edge `rows [E, ...]` summed on their targets `[N, ...]`."""
-        return _SegmentSum.apply(rows, self.target_offsets, self.edges[1])
+        return self.targets.sum(rows)
 
 
 class PairGeometry(nn.Module):
@@ -236,24 +265,17 @@ class PairGeometry(nn.Module):
         radial = self.rbf(distance) * weight[:, None]
         # Far Gaussian tails underflow to subnormal floats, which slow every product they enter many times over.
         radial = radial.masked_fill(radial < NEGLIGIBLE_BASIS, 0.0)
-        target_offsets = _offsets(target, len(pos))
-        degree = torch.segment_reduce(weight, "sum", offsets=target_offsets)
+        targets = Groups.of(target, len(pos), is_sorted=True)
+        degree = targets.sum(weight)
         return EdgeGraph(
             edges=edges,
             basis=torch.cat([radial, weight[:, None]], dim=-1),
             weight=weight,
             unit=vector / distance[:, None],
             inverse_degree=1.0 / degree.clamp(min=1.0),
-            target_offsets=target_offsets,
-            source_order=torch.argsort(source, stable=True),
-            source_offsets=_offsets(source, len(pos)),
+            sources=Groups.of(source, len(pos)),
+            targets=targets,
         )
-
-
-def _offsets(index: Tensor, size: int) -> Tensor:
-    """Where each of the values 0..size−1 of `index` starts, and the end: `[size + 1]`, once `index` is sorted."""
-    counts = torch.bincount(index, minlength=size)
-    return torch.cat([counts.new_zeros(1), counts.cumsum(0)])
 
 
 class PaiNNVelocity(nn.Module):
@@ -367,11 +389,12 @@ class PaiNNVelocity(nn.Module):
         h_v = offset[:, :, None] * self.offset_weight
         if self.molecular_frame and molecule is None:
             raise ValueError("a molecular_frame network needs the molecule ids of its atoms")
-        centre = None if molecule is None else scatter(x_t, molecule, dim=0, reduce="mean")
+        molecules = None if molecule is None else Groups.of(molecule, int(molecule.max()) + 1)
+        centre = None if molecule is None else molecules.mean(x_t)
         if self.molecular_frame:
-            body = x_t - centre[molecule]
+            body = x_t - molecules.gather(centre)
             body_norm = torch.sqrt((body**2).sum(dim=-1, keepdim=True) + _NORM_EPS)
-            axes = inertial_axes(body.detach(), molecule, int(molecule.max()) + 1)[molecule]  # [N, 3, 3]
+            axes = inertial_axes(body.detach(), molecule, centre.shape[0])[molecule]  # [N, 3, 3]
             principal = torch.einsum("ni,nik->nk", body, axes)  # the atom's coordinates on its molecule's axes
             h_s = h_s + self.body_mlp(torch.cat([torch.log1p(body_norm), principal], dim=-1))
             h_v = h_v + body[:, :, None] * self.body_weight + torch.einsum("nik,kf->nif", axes, self.axis_weight)
@@ -387,14 +410,14 @@ class PaiNNVelocity(nn.Module):
             h_v = h_v + d_v * pairs.inverse_degree[:, None, None]
             if molecule is not None:
                 n_s, n_v = self.pool_norms[layer](h_s, h_v)
-                p_s, p_v = scatter(n_s, molecule, dim=0, reduce="mean"), scatter(n_v, molecule, dim=0, reduce="mean")
-                h_s = h_s + self.pool_scalar[layer](p_s)[molecule]
-                h_v = h_v + self.pool_vector[layer](p_v)[molecule]
+                p_s, p_v = molecules.mean(n_s), molecules.mean(n_v)
+                h_s = h_s + molecules.gather(self.pool_scalar[layer](p_s))
+                h_v = h_v + molecules.gather(self.pool_vector[layer](p_v))
                 if molecule_pairs is not None:
                     m_s, m_v = self.molecule_messages[layer](p_s, p_v, molecule_pairs)
                     m_inverse_degree = molecule_pairs.inverse_degree
-                    h_s = h_s + self.molecule_scalar[layer](m_s * m_inverse_degree[:, None])[molecule]
-                    h_v = h_v + self.molecule_vector[layer](m_v * m_inverse_degree[:, None, None])[molecule]
+                    h_s = h_s + molecules.gather(self.molecule_scalar[layer](m_s * m_inverse_degree[:, None]))
+                    h_v = h_v + molecules.gather(self.molecule_vector[layer](m_v * m_inverse_degree[:, None, None]))
             d_s, d_v = update(*self.update_norms[layer](h_s, h_v))
             h_s, h_v = h_s + d_s, h_v + d_v
         output = self.readout(h_v).squeeze(-1)
@@ -402,6 +425,6 @@ class PaiNNVelocity(nn.Module):
             # Each molecule's principal axes e_k move to e_k + δ_k: every atom follows with its own coordinates
             # p_k on them, Σ_k p_k δ_k. The δ_k are read from the molecule's pooled vectors, so the crystal
             # directions of the axes need not be re-derived at every atom from its current orientation.
-            turn = self.axis_turn(scatter(h_v, molecule, dim=0, reduce="mean"))  # [M, 3, 3], column k: δ_k
-            output = output + torch.einsum("nk,nik->ni", principal, turn[molecule])
+            turn = self.axis_turn(molecules.mean(h_v))  # [M, 3, 3], column k: δ_k
+            output = output + torch.einsum("nk,nik->ni", principal, molecules.gather(turn))
         return output
