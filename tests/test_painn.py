@@ -289,3 +289,82 @@ def test_edge_lists_are_sorted_by_target_and_their_segment_sums_have_exact_gradi
     summed = torch.zeros(len(x), 4, dtype=torch.float64).index_add_(0, target, rows)
     torch.testing.assert_close(pairs.sum(rows), summed)  # atom 6 (a graph of one) has no edges: zeros
     torch.testing.assert_close(pairs.gather(features), features[source])
+
+
+def _layout_steps(model, steps, sizes=(7, 9), seed=2):
+    """`steps` forward and backward passes on one batch: the velocity and gradients of each, and each step's layout
+    (True: dense blocks), seen through the type of the atom pairs."""
+    from crystalflow_core.nn.pair_blocks import PairBlocks
+
+    numbers, x_t, x_w, t, batch = _graphs(sizes=sizes, seed=seed)
+    molecule = _molecules(batch, atoms_per_molecule=3)
+    layouts = []
+    model.atom_geometry.register_forward_hook(lambda module, args, pairs: layouts.append(isinstance(pairs, PairBlocks)))
+    results = []
+    for _ in range(steps):
+        model.zero_grad()
+        out = model(numbers, x_t, x_w, t, batch, molecule)
+        (out**2).sum().backward()
+        results.append((out.detach(), [p.grad.clone() for p in model.parameters() if p.grad is not None]))
+    return results, layouts
+
+
+def _layout_model(dense=None):
+    torch.manual_seed(0)
+    model = PaiNNVelocity(hidden=16, layers=2, n_rbf=8, cutoff=3.0, time_embedding=8, molecule_cutoff=6.0).double()
+    model.dense_pairs = dense
+    return model
+
+
+@pytest.mark.parametrize("slower", [True, False])
+def test_pair_layout_is_chosen_by_timing_both_and_the_choice_never_changes_results(monkeypatch, capsys, slower):
+    from crystalflow_core.nn import pair_blocks
+
+    seconds = {"now": 0.0}
+
+    def now(trial):  # each look at the clock advances it by 1 s, by 10 s in a step of layout `slower`
+        seconds["now"] += 10.0 if trial.dense == slower else 1.0
+        return seconds["now"]
+
+    monkeypatch.setattr(pair_blocks.LayoutTrial, "_now", now)
+    model = _layout_model()
+    trials = pair_blocks.PairLayoutChooser.trials
+    results, layouts = _layout_steps(model, 2 * trials + 2)
+    assert layouts == [False, True] * trials + [not slower] * 2  # both timed in turn, then the faster kept
+    ((key, kept),) = model.pair_layout.choices.items()
+    assert kept is (not slower) and key[0] is True  # a training step's class
+    printed = capsys.readouterr().err
+    assert "pair layout for 2 cluster(s) of up to 9 atoms" in printed and "per step" in printed
+    assert ("dense blocks (" if kept else "edge lists (") in printed
+    for out, grads in results[1:]:  # every step exact, whichever layout it took
+        torch.testing.assert_close(out, results[0][0], rtol=1e-9, atol=1e-12)
+        for a, b in zip(grads, results[0][1], strict=True):
+            torch.testing.assert_close(a, b, rtol=1e-8, atol=1e-11)
+    numbers, x_t, x_w, t, batch = _graphs(sizes=(7, 9), seed=2)
+    with torch.no_grad():  # inference is a size class of its own, timed on its forward passes
+        for _ in range(2 * trials + 1):
+            model(numbers, x_t, x_w, t, batch, _molecules(batch, atoms_per_molecule=3))
+    assert len(model.pair_layout.choices) == 2 and "per forward pass" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("dense", [True, False])
+def test_a_forced_pair_layout_is_respected_and_gives_the_chosen_results(dense):
+    forced, forced_layouts = _layout_steps(_layout_model(dense), 3)
+    assert forced_layouts == [dense] * 3
+    chosen, _ = _layout_steps(_layout_model(None), 1)
+    torch.testing.assert_close(forced[-1][0], chosen[0][0], rtol=1e-9, atol=1e-12)
+    for a, b in zip(forced[-1][1], chosen[0][1], strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-8, atol=1e-11)
+
+
+def test_only_layouts_that_fit_are_timed(monkeypatch):
+    from crystalflow_core.nn import pair_blocks
+
+    _, _, _, _, batch = _graphs(sizes=(5, 8))
+    assert pair_blocks.layouts_to_try(30, batch, 2, 8, 16, 2, 8) == (False, True)
+    assert pair_blocks.layouts_to_try(10**9, batch, 2, 8, 16, 2, 8) == (True,)  # edge lists would not fit
+    monkeypatch.setattr(pair_blocks, "DENSE_BASIS_LIMIT_BYTES", 1000)
+    assert pair_blocks.layouts_to_try(10**9, batch, 2, 8, 16, 2, 8) == (False,)
+    chooser = pair_blocks.PairLayoutChooser()
+    assert chooser.pick(("k",), (False,), torch.device("cpu"), "a batch") == (False, None)
+    assert chooser.choices == {("k",): False}

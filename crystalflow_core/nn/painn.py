@@ -15,7 +15,16 @@ import torch
 from torch import Tensor, nn
 from torch_geometric.utils import scatter, to_dense_batch
 
-from crystalflow_core.nn.pair_blocks import NEGLIGIBLE_BASIS, PairBlocks, build_pair_blocks, use_dense_blocks
+from crystalflow_core.nn.pair_blocks import (
+    NEGLIGIBLE_BASIS,
+    LayoutTrial,
+    PairBlocks,
+    PairLayoutChooser,
+    build_pair_blocks,
+    layouts_to_try,
+    size_class,
+    use_dense_blocks,
+)
 from crystalflow_core.nn.precision import full_precision
 from crystalflow_core.nn.radial import CosineCutoff, GaussianRBF
 from crystalflow_core.so3 import inertial_axes
@@ -244,16 +253,23 @@ class PairGeometry(nn.Module):
         self.rbf = GaussianRBF(n_rbf, cutoff)
         self.cutoff_fn = CosineCutoff(cutoff)
 
-    def forward(self, pos: Tensor, batch: Tensor, num_graphs: int, dense: bool | None = None) -> EdgeGraph | PairBlocks:
-        """The pairs of nodes at `pos [N, 3]` in graphs `batch [N]`; `dense` forces a layout (None: by cost).
+    def forward(
+        self, pos: Tensor, batch: Tensor, num_graphs: int, dense: bool | None = None, edges: Tensor | None = None
+    ) -> EdgeGraph | PairBlocks:
+        """The pairs of nodes at `pos [N, 3]` in graphs `batch [N]` in the layout `dense` (None: the untimed guess
+        of :func:`~crystalflow_core.nn.pair_blocks.use_dense_blocks`); `edges`: the :func:`radius_edges` of `pos`
+        where they are known already.
 
         Built on `pos`'s device, in float32 even inside a bfloat16 autocast region.
         """
         with full_precision(pos.device):
-            return self._pairs(pos, batch, num_graphs, dense)
+            return self._pairs(pos, batch, num_graphs, dense, edges)
 
-    def _pairs(self, pos: Tensor, batch: Tensor, num_graphs: int, dense: bool | None) -> EdgeGraph | PairBlocks:
-        edges = None if dense else radius_edges(pos, batch, self.cutoff, num_graphs=num_graphs)
+    def _pairs(
+        self, pos: Tensor, batch: Tensor, num_graphs: int, dense: bool | None, edges: Tensor | None
+    ) -> EdgeGraph | PairBlocks:
+        if edges is None and not dense:
+            edges = radius_edges(pos, batch, self.cutoff, num_graphs=num_graphs)
         if dense is None:
             dense = use_dense_blocks(edges.shape[1], batch, num_graphs, self.rbf.n_rbf, pos.element_size())
         if dense:
@@ -339,9 +355,10 @@ class PaiNNVelocity(nn.Module):
             self.body_weight = nn.Parameter(torch.ones(hidden))
             self.axis_weight = nn.Parameter(torch.randn(3, hidden) / math.sqrt(3))
         self.atom_geometry = PairGeometry(n_rbf, cutoff)
-        #: Pair layout of the message sums: None picks dense blocks or edge lists by cost (both exact); True or
-        #: False forces one.
+        #: Pair layout of the message sums: None picks dense blocks or edge lists (both exact) by timing both on
+        #: the first steps of each size class of batch (:attr:`pair_layout`); True or False forces one.
         self.dense_pairs: bool | None = None
+        self.pair_layout = PairLayoutChooser()
         self.messages = nn.ModuleList(PaiNNMessage(hidden, n_rbf) for _ in range(layers))
         self.updates = nn.ModuleList(PaiNNUpdate(hidden) for _ in range(layers))
         self.message_norms = nn.ModuleList(EquivariantNorm(hidden) for _ in range(layers))
@@ -399,11 +416,12 @@ class PaiNNVelocity(nn.Module):
             h_s = h_s + self.body_mlp(torch.cat([torch.log1p(body_norm), principal], dim=-1))
             h_v = h_v + body[:, :, None] * self.body_weight + torch.einsum("nik,kf->nif", axes, self.axis_weight)
 
-        pairs = self.atom_geometry(x_t, batch, t.shape[0], dense=self.dense_pairs)
+        pairs, dense, trial = self._atom_pairs(x_t, batch, t.shape[0])
         molecule_pairs = None
         if molecule is not None and self.molecule_cutoff > 0:
             molecule_batch = scatter(batch, molecule, dim=0, reduce="min")
-            molecule_pairs = self.molecule_geometry(centre, molecule_batch, t.shape[0], dense=self.dense_pairs)
+            molecule_pairs = self.molecule_geometry(centre, molecule_batch, t.shape[0], dense=dense)
+        start = (h_s, h_v)
         for layer, (message, update) in enumerate(zip(self.messages, self.updates, strict=True)):
             d_s, d_v = message(*self.message_norms[layer](h_s, h_v), pairs)
             h_s = h_s + d_s * pairs.inverse_degree[:, None]
@@ -427,4 +445,30 @@ class PaiNNVelocity(nn.Module):
             # directions of the axes need not be re-derived at every atom from its current orientation.
             turn = self.axis_turn(molecules.mean(h_v))  # [M, 3, 3], column k: δ_k
             output = output + torch.einsum("nk,nik->ni", principal, molecules.gather(turn))
+        if trial is not None:
+            trial.finish_forward(output, start)
         return output
+
+    def _atom_pairs(
+        self, x_t: Tensor, batch: Tensor, num_graphs: int
+    ) -> tuple[EdgeGraph | PairBlocks, bool | None, LayoutTrial | None]:
+        """The atom pairs of a step, in the layout `dense_pairs` forces or the one :attr:`pair_layout` picks (a
+        compiled network: the untimed guess); the layout (None: the guess's) and the trial that times the step."""
+        if self.dense_pairs is not None or torch.compiler.is_compiling():
+            return self.atom_geometry(x_t, batch, num_graphs, dense=self.dense_pairs), self.dense_pairs, None
+        with full_precision(x_t.device):
+            edges = radius_edges(x_t, batch, self.cutoff, num_graphs=num_graphs)
+        count = edges.shape[1]
+        key = size_class(count, batch, num_graphs, x_t.dtype)
+        dense, trial = self.pair_layout.choices.get(key), None
+        if dense is None:
+            element_size = x_t.element_size()
+            layouts = layouts_to_try(count, batch, num_graphs, self.n_rbf, self.hidden, self.layers, element_size)
+            largest = int(torch.bincount(batch, minlength=num_graphs).max())
+            dtype = str(x_t.dtype).removeprefix("torch.")
+            what = (
+                f"{num_graphs} cluster(s) of up to {largest} atoms, {count} pairs within {self.cutoff:g} Å "
+                f"({'training' if key[0] else 'inference'}, {x_t.device.type}, {dtype})"
+            )
+            dense, trial = self.pair_layout.pick(key, layouts, x_t.device, what)
+        return self.atom_geometry(x_t, batch, num_graphs, dense=dense, edges=edges), dense, trial

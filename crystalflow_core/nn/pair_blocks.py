@@ -19,6 +19,9 @@ cluster, which keeps the difference well conditioned in float32).
 
 from __future__ import annotations
 
+import math
+import sys
+import time
 from dataclasses import dataclass
 
 import torch
@@ -36,10 +39,16 @@ DENSE_BASIS_LIMIT_BYTES = 2 * 1024**3
 NEGLIGIBLE_BASIS = 1e-30
 
 #: Dense products also do the work of every pair beyond the cutoff and of the padding of smaller clusters up to
-#: the batch's largest. Measured on 2 CPU cores: at 5 Å, 128 features, a 493-atom cluster (7 % of its pairs
-#: within the cutoff) trains 1.3× faster dense; at the 4 Å, 32-feature training defaults with mixed cluster sizes
-#: in a batch (under 1 % of the padded pairs are edges) edge lists are 1.7× faster.
+#: the batch's largest, edge lists keep `[E, 3F]` tensors per layer: which is faster depends on the machine (on one
+#: 2-core CPU a 493-atom cluster at 5 Å, 7 % of its pairs within the cutoff, trained 1.3× faster dense, on another
+#: 2× slower). :class:`PairLayoutChooser` times both; this fraction of the padded pairs is only the guess of a
+#: compiled network, which is not timed.
 DENSE_PAIR_FRACTION = 0.05
+
+#: Edge lists are not tried where a step would keep more than this many bytes of per-edge tensors and over
+#: `EDGE_MEMORY_FACTOR` times the dense blocks' (at 20 Å, 8 clusters of 500 atoms: ~50 GB against ~3 GB).
+EDGE_TRIAL_LIMIT_BYTES = 2 * 1024**3
+EDGE_MEMORY_FACTOR = 4
 
 
 def dense_basis_bytes(batch: Tensor, num_graphs: int, n_rbf: int, element_size: int) -> int:
@@ -48,15 +57,136 @@ def dense_basis_bytes(batch: Tensor, num_graphs: int, n_rbf: int, element_size: 
 
 
 def use_dense_blocks(edges: int, batch: Tensor, num_graphs: int, n_rbf: int, element_size: int) -> bool:
-    """Whether dense blocks pay: `edges` are at least `DENSE_PAIR_FRACTION` of the padded pairs B · n_max² and the
-    basis fits in `DENSE_BASIS_LIMIT_BYTES`."""
+    """The untimed guess (for a compiled network): dense blocks where `edges` are at least `DENSE_PAIR_FRACTION` of
+    the padded pairs B · n_max² and the basis fits in `DENSE_BASIS_LIMIT_BYTES`."""
     padded_pairs = num_graphs * _largest_graph(batch, num_graphs) ** 2
     fits = dense_basis_bytes(batch, num_graphs, n_rbf, element_size) <= DENSE_BASIS_LIMIT_BYTES
     return fits and edges >= DENSE_PAIR_FRACTION * padded_pairs
 
 
+def layouts_to_try(
+    edges: int, batch: Tensor, num_graphs: int, n_rbf: int, hidden: int, layers: int, element_size: int
+) -> tuple[bool, ...]:
+    """The layouts (True: dense blocks, False: edge lists) worth timing for a batch: dense blocks while their basis
+    fits in `DENSE_BASIS_LIMIT_BYTES`; edge lists unless their per-edge tensors (about 18 · F values per edge and
+    layer) would pass `EDGE_TRIAL_LIMIT_BYTES` and `EDGE_MEMORY_FACTOR` times the dense blocks' basis and
+    `[B·n, K+1, 8F]` products per layer."""
+    basis = dense_basis_bytes(batch, num_graphs, n_rbf, element_size)
+    if basis > DENSE_BASIS_LIMIT_BYTES:
+        return (False,)
+    products = num_graphs * _largest_graph(batch, num_graphs) * (n_rbf + 1) * 8 * hidden * layers * element_size
+    edge_bytes = edges * 18 * hidden * layers * element_size
+    if edge_bytes > EDGE_TRIAL_LIMIT_BYTES and edge_bytes > EDGE_MEMORY_FACTOR * (basis + products):
+        return (True,)
+    return (False, True)
+
+
 def _largest_graph(batch: Tensor, num_graphs: int) -> int:
     return int(torch.bincount(batch, minlength=num_graphs).max()) if batch.numel() else 0
+
+
+def size_class(edges: int, batch: Tensor, num_graphs: int, dtype: torch.dtype) -> tuple:
+    """The size class of a batch whose pair layout is chosen once: training or not, device, dtype, number of
+    clusters, and the largest cluster and the fraction of its padded pairs within the cutoff, each to a factor √2."""
+    n_max = _largest_graph(batch, num_graphs)
+    fraction = edges / max(1, num_graphs * n_max**2)
+    return (
+        torch.is_grad_enabled(),
+        batch.device.type,
+        dtype,
+        num_graphs,
+        round(2 * math.log2(max(1, n_max))),
+        round(2 * math.log2(fraction)) if fraction > 0 else None,
+    )
+
+
+class LayoutTrial:
+    """The time one step takes with one layout: from building the pairs to the end of the forward pass, plus the
+    backward pass from the output back to the features the layers start from (if one follows)."""
+
+    def __init__(self, dense: bool, device: torch.device) -> None:
+        self.dense = dense
+        self.device = device
+        self.start = self._now()
+        self.forward: float | None = None
+        self.backward: float | None = None
+        self._backward_start = 0.0
+        self._waiting = 0
+
+    def _now(self) -> float:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        return time.perf_counter()
+
+    def finish_forward(self, output: Tensor, inputs: tuple[Tensor, ...]) -> None:
+        """The forward pass made `output` from the layers' starting features `inputs`; time the backward between."""
+        self.forward = self._now() - self.start
+        waiting = [tensor for tensor in inputs if tensor.requires_grad]
+        if output.requires_grad and waiting:
+            self._waiting = len(waiting)
+            output.register_hook(self._backward_starts)
+            for tensor in waiting:
+                tensor.register_hook(self._input_reached)
+
+    def _backward_starts(self, grad: Tensor) -> None:
+        self._backward_start = self._now()
+
+    def _input_reached(self, grad: Tensor) -> None:
+        self._waiting -= 1
+        if self._waiting == 0:
+            self.backward = self._now() - self._backward_start
+
+
+class PairLayoutChooser:
+    """Dense blocks or edge lists (both exact), chosen per size class of batch (:func:`size_class`) by timing both
+    on the first steps that meet it, `trials` steps each taken in turn, and keeping the faster (the least time of
+    each); the choice is printed once. Training steps count their backward pass, inference only the forward."""
+
+    #: Steps timed with each layout before one is kept.
+    trials = 2
+
+    def __init__(self) -> None:
+        #: The layout kept for each size class (True: dense blocks), and the line printed about it.
+        self.choices: dict[tuple, bool] = {}
+        self.reports: dict[tuple, str] = {}
+        self._trials: dict[tuple, list[LayoutTrial]] = {}
+
+    def pick(
+        self, key: tuple, layouts: tuple[bool, ...], device: torch.device, what: str
+    ) -> tuple[bool, LayoutTrial | None]:
+        """The layout of a step of size class `key` among `layouts`, and the trial to time it by (None once chosen);
+        `what` describes the class in the printed choice."""
+        if key in self.choices:
+            return self.choices[key], None
+        if len(layouts) == 1:
+            return self._keep(key, layouts[0], f"{what}: {_NAMES[layouts[0]]} (the other layout would not fit)")
+        trials = self._trials.setdefault(key, [])
+        trials[:] = [trial for trial in trials if trial.forward is not None]  # not those of a failed forward pass
+        if len(trials) < 2 * self.trials:
+            trial = LayoutTrial(dense=bool(len(trials) % 2), device=device)
+            trials.append(trial)
+            return trial.dense, trial
+        with_backward = all(trial.backward is not None for trial in trials)
+        cost = {
+            dense: min(
+                trial.forward + (trial.backward if with_backward else 0.0) for trial in trials if trial.dense == dense
+            )
+            for dense in (False, True)
+        }
+        dense = cost[True] < cost[False]
+        timed = "step" if with_backward else "forward pass"
+        times = f"{_NAMES[True]} {cost[True]:.3g} s, {_NAMES[False]} {cost[False]:.3g} s per {timed}"
+        del self._trials[key]
+        return self._keep(key, dense, f"{what}: {_NAMES[dense]} ({times})")
+
+    def _keep(self, key: tuple, dense: bool, message: str) -> tuple[bool, None]:
+        self.choices[key] = dense
+        self.reports[key] = f"pair layout for {message}"
+        print(self.reports[key], file=sys.stderr, flush=True)
+        return dense, None
+
+
+_NAMES = {True: "dense blocks", False: "edge lists"}
 
 
 @dataclass
