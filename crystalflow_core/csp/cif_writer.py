@@ -26,7 +26,7 @@ SAME_ATOM_TOLERANCE = 0.1
 TRANSLATION_TOLERANCE = 1e-3
 
 
-def _operations(mc: MolecularCrystal) -> list[gemmi.Op]:
+def operations(mc: MolecularCrystal) -> list[gemmi.Op]:
     """The crystal's operations as gemmi operations (rotation and translation in units of 1/24)."""
     ops = []
     for rotation, translation in zip(mc.crystal.rotations, mc.crystal.translations, strict=True):
@@ -46,7 +46,7 @@ def space_group(mc: MolecularCrystal) -> tuple[int, str]:
     gemmi knows the tabulated settings (``P 1 21/a 1``, ``C 1 2/c 1`` …); spglib gives the number of any other
     (a non-standard centring such as ``X c``), whose operations then stand without a symbol.
     """
-    found = gemmi.find_spacegroup_by_ops(gemmi.GroupOps(_operations(mc)))
+    found = gemmi.find_spacegroup_by_ops(gemmi.GroupOps(operations(mc)))
     if found is not None:
         return found.number, found.hm
     crystal = mc.crystal
@@ -133,7 +133,7 @@ def write_cif(path: str | Path, mc: MolecularCrystal, name: str, extra: dict[str
         block.set_pair(key, gemmi.cif.quote(str(value)))
 
     symops = block.init_loop("_space_group_symop_", ["id", "operation_xyz"])
-    for index, op in enumerate(_operations(mc), start=1):
+    for index, op in enumerate(operations(mc), start=1):
         symops.add_row([str(index), gemmi.cif.quote(op.triplet())])
 
     sites = block.init_loop("_atom_site_", ["label", "type_symbol", "fract_x", "fract_y", "fract_z", "occupancy"])
