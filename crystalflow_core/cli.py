@@ -4,9 +4,11 @@ Other packages add subcommands through the ``crystalflow.commands`` entry point 
 ``crystalflow report`` comes that way from the notebook layer, ``crystalflow_reports``, which the core never
 imports.
 
-The library (torch, pandas, RDKit, ...) loads only when a command runs: each handler imports what it uses, and a
-command whose options need it (``train``, ``sample``, ``relax``) adds them when it is used (:class:`CommandParser`),
-so ``crystalflow --help``, ``--version`` and every other command's ``--help`` answer at once.
+The library (torch, pandas, RDKit, ...) loads only when a command runs: each handler imports what it uses, and the
+options take their choices and defaults from :mod:`~crystalflow_core.settings`, which needs none of it, so
+``crystalflow --help``, ``--version``, every command's ``--help`` and a bad option's message answer at once. The
+longer commands add their options only when they are used (:class:`CommandParser`), so that building one command's
+options costs nothing to the others.
 
 A bad option value stops a command at once with one line naming the option and exit status 2: argparse checks each
 value on its own, :mod:`~crystalflow_core.checks` the values that depend on files (``--data``, ``--run``, ...).
@@ -23,12 +25,18 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from importlib.metadata import EntryPoint, distributions, version
 from pathlib import Path
-from typing import TYPE_CHECKING
 
+from .data.shards import Shard
 from .errors import CurationError, InputError, ParameterError
-
-if TYPE_CHECKING:
-    from .data.manifest import Shard
+from .settings import (
+    DEFAULT_CANDIDATES,
+    DEFAULT_SPACE_GROUPS,
+    MAX_ATOMS,
+    METHODS,
+    PATHS,
+    RELAX_ITERATIONS,
+    train_settings,
+)
 
 #: Errors that describe bad input and print as one line; everything else is unexpected and keeps its traceback.
 EXPECTED_ERRORS = (InputError, CurationError)
@@ -164,16 +172,14 @@ def _add_curate(sub) -> None:
 
 def _shard(text: str) -> Shard:
     """An argparse ``type``: ``K/N`` with 1 <= K <= N."""
-    from .data.manifest import Shard
-
     try:
         return Shard.parse(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not K/N with 1 <= K <= N") from None
 
 
-#: ``train``'s option of each training setting but ``path`` (``params.train_settings``): its value type and help.
-#: The option is the setting's name with dashes, its default the setting's, so only these need declaring here.
+#: ``train``'s option of each training setting but ``path`` (``settings.train_settings``): its value type and
+#: help. The option is the setting's name with dashes, its default the setting's, so only these need declaring here.
 TRAIN_OPTIONS: dict[str, tuple[Callable | type, str]] = {
     "seed": (NON_NEGATIVE_INT, "seed of split, init and noise"),
     "subset": (POSITIVE_INT, "use only the first N clusters (nested subsets; default: all)"),
@@ -218,15 +224,12 @@ def _add_train(sub) -> None:
 def _train_options(p: argparse.ArgumentParser) -> None:
     """``train``'s options: ``--data``, ``--path`` and ``--out``, then one option per other training setting
     (:data:`TRAIN_OPTIONS`); ``run_train`` passes every setting on to TrainConfig by name."""
-    from . import params
-    from .paths import PATHS
-
     p.add_argument("--data", required=True, type=Path, help="curated directory (crystalflow curate --out)")
     p.add_argument(
         "--path", required=True, choices=PATHS, help="objective: LERP flow, VE/VP diffusion, GNN-MD, rigid-body flow"
     )
     p.add_argument("--out", required=True, type=Path, help="run directory (checkpoint, config, history)")
-    for name, default in params.train_settings().items():
+    for name, default in train_settings().items():
         if name == "path":
             continue
         kind, text = TRAIN_OPTIONS[name]
@@ -256,8 +259,6 @@ def _add_sample(sub) -> None:
 
 def _sample_options(p: argparse.ArgumentParser) -> None:
     """``sample``'s options."""
-    from .sampling import METHODS
-
     p.add_argument("--run", required=True, type=Path, help="run directory written by crystalflow train")
     _add_data_and_split(p)
     p.add_argument("--samples", type=POSITIVE_INT, default=1, help="samples per cluster, K (default: %(default)s)")
@@ -304,8 +305,6 @@ def _add_relax(sub) -> None:
 
 def _relax_options(p: argparse.ArgumentParser) -> None:
     """``relax``'s options."""
-    from .relax import DEFAULT_ITERATIONS as RELAX_ITERATIONS
-
     _add_data_and_split(p)
     p.add_argument("--out", required=True, type=Path, help="output directory for the relaxed clusters")
     p.add_argument("--seed", type=NON_NEGATIVE_INT, default=0, help="seed of the split (default: %(default)s)")
@@ -338,10 +337,7 @@ def _add_predict(sub) -> None:
 
 
 def _predict_options(p: argparse.ArgumentParser) -> None:
-    from .crystal_prediction import MAX_ATOMS
-    from .csp.candidates import DEFAULT_SPACE_GROUPS
-    from .csp.search import DEFAULT_CANDIDATES
-
+    """``predict``'s options."""
     given = p.add_mutually_exclusive_group(required=True)
     given.add_argument("--smiles", help="one molecule as a SMILES string (one species: no salts)")
     given.add_argument("--sdf", type=Path, help="SDF/MOL file; its first record (3D coordinates are kept)")
@@ -490,7 +486,6 @@ def run_curate(args: argparse.Namespace) -> None:
 
 
 def run_train(args: argparse.Namespace) -> None:
-    from . import params
     from .allocator import loaded_allocator
     from .checks import check_data_dir, check_device, check_out_dir, check_subset
     from .distributed import World
@@ -499,7 +494,7 @@ def run_train(args: argparse.Namespace) -> None:
     check_subset("--subset", args.subset, check_data_dir("--data", args.data))
     check_device("--device", args.device)
     check_out_dir("--out", args.out)
-    settings = {name: getattr(args, name) for name in params.train_settings()}
+    settings = {name: getattr(args, name) for name in train_settings()}
     if World.from_environment().main:
         print(f"allocator: {loaded_allocator()}", file=sys.stderr)
     history = train(TrainConfig(data=str(args.data), out=str(args.out), **settings))

@@ -29,9 +29,8 @@ from .data.molecules import MolecularCrystal
 from .errors import InputError
 from .files import atomic_open
 from .molecule_input import molecule_name
+from .settings import MAX_ATOMS
 
-#: The most atoms (hydrogens included) the default search takes: its time grows with the square of the atoms.
-MAX_ATOMS = 60
 #: What a run writes under ``--out``; a rerun for the same molecule replaces exactly these.
 OWNED = ("CIF", "PDB", "XYZ", "PredictedPositions", "ranking.csv", "predict.json")
 RECORD = "predict.json"

@@ -6,8 +6,10 @@ Every check raises :class:`~crystalflow_core.errors.ParameterError` (a ``ValueEr
 :mod:`~crystalflow_core.checks`. This module configures the commands below it (training, run records), so it
 imports them and none of them imports it.
 
-The training settings are TrainConfig's fields (:func:`train_settings`), each with its check here; a notebook
-that needs data curates it in a step of its own (:func:`ensure_curated`), never as a side effect of a check.
+The training settings are TrainConfig's fields (:func:`~crystalflow_core.settings.train_settings`, declared in
+:mod:`~crystalflow_core.settings` so that the command line reads them without torch), each with its check here; a
+notebook that needs data curates it in a step of its own (:func:`ensure_curated`), never as a side effect of a
+check.
 """
 
 from __future__ import annotations
@@ -15,7 +17,6 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import fields
 from functools import partial
 from pathlib import Path
 
@@ -47,6 +48,7 @@ from .errors import ParameterError
 from .nn.precision import PRECISIONS
 from .paths import PATHS
 from .records import model_order, run_name
+from .settings import train_settings
 from .shipped import SHIPPED_MODEL
 from .train import CONFIG, TRAINING_SPLITS, TrainConfig, with_data_noise
 
@@ -90,22 +92,6 @@ def ensure_curated(
         manifest = curate(refs, path, settings, workers=workers, progress=False)
         print(f"{int((manifest['status'] == 'curated').sum())} of {len(manifest)} structures curated")
     return check_data_dir("data_dir", path)
-
-
-#: TrainConfig fields that notebook 03 and ``crystalflow train`` do not set under their own name: the data and run
-#: directories (``data_dir`` and ``output_dir``; ``--data`` and ``--out``), the noise (the data's own, see
-#: ``train.with_data_noise``), the objective's options (Python API only) and the progress bar.
-NOT_TRAIN_SETTINGS = ("data", "out", "noise", "path_kwargs", "progress")
-
-
-def train_settings() -> dict[str, object]:
-    """Every other field of :class:`~crystalflow_core.train.TrainConfig` with its default, in its order.
-
-    These are the settings of a training run: notebook 03's parameters, ``crystalflow train``'s options and the
-    report presets use these names and defaults, and tests hold them to it, so a setting is declared once, in
-    TrainConfig.
-    """
-    return {f.name: f.default for f in fields(TrainConfig) if f.name not in NOT_TRAIN_SETTINGS}
 
 
 def _check_objective(name: str, value: object) -> object:

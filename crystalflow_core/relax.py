@@ -25,6 +25,7 @@ from .data.noise import molecule_centroids
 from .forcefield import ClusterEnergy, PairTerms, pair_distances
 from .metrics import COVALENT_RADII
 from .nn.painn import radius_edges
+from .settings import RELAX_ITERATIONS as DEFAULT_ITERATIONS
 
 #: Steric walls sit at this multiple of the covalent-radius sum: a little beyond the clash threshold, so
 #: that round-off at the end of the minimisation cannot leave a pair just inside it.
@@ -107,8 +108,6 @@ class _RigidPose:
 #: Weight (kcal/mol per Å²) of the steric wall beside the MMFF94 energy: large enough that no minimum keeps a
 #: clash, small enough not to stiffen the search where no pair is near a wall.
 WALL_WEIGHT = 100.0
-#: L-BFGS iterations of the MMFF94 stage.
-DEFAULT_ITERATIONS = 300
 #: Outward step (Å) of a molecule still in a clash after the steric wall, and the most steps.
 SEPARATION_STEP = 0.5
 _MAX_SEPARATION_STEPS = 200

@@ -17,9 +17,8 @@ from crystalflow_core.data.noise import molecule_centroids
 from crystalflow_core.errors import ParameterError
 from crystalflow_core.paths.base import Objective, ProbabilityPath, VelocityModel
 from crystalflow_core.paths.rigid import RigidPath
+from crystalflow_core.settings import METHODS, ODE_METHODS
 
-ODE_METHODS = ("euler", "rk4", "dopri5")
-METHODS = ("auto", *ODE_METHODS, "ddim", "sde", "direct", "rigid")
 #: Steps of each method when neither `steps` nor the path's default (for its own default sampler) applies.
 METHOD_STEPS = {"euler": 20, "rk4": 20, "dopri5": 20, "ddim": 20, "sde": 100, "direct": 1, "rigid": 10}
 

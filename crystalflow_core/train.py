@@ -49,6 +49,7 @@ from .files import atomic_open
 from .nn.painn import PaiNNVelocity
 from .nn.precision import PRECISIONS, resolve_precision, set_matmul_precision, training_network
 from .paths import PATHS, Objective, get_path
+from .settings import TRAINING_SPLITS, TrainConfigFields
 
 CHECKPOINT = "checkpoint.pt"
 CONFIG = "config.json"
@@ -69,43 +70,12 @@ UNREADABLE = (
 )
 
 
-#: What ``TrainConfig.training_split`` may be: the seeded train split, or every curated crystal (a shipped model).
-TRAINING_SPLITS = ("train", "all")
-
-
 @dataclass
-class TrainConfig:
-    """Everything a run needs. Defaults train on the bundled data in minutes on a laptop CPU; ``epochs`` and
-    ``molecule_cutoff`` left ``None`` take the objective's own defaults (``Objective.training_defaults``).
-
-    ``noise`` (a :class:`~crystalflow_core.data.noise.NoiseConfig` as a dict) is what ``augment`` redraws ``x_w``
-    with; ``None`` takes the noise the data were curated with (their ``curation.json``) when training starts.
-    """
-
-    data: str
-    out: str
-    path: str = "lerp"
-    seed: int = 0
-    subset: int | None = None
-    training_split: str = "train"
-    epochs: int | None = None
-    batch_size: int = 4
-    lr: float = 1e-3
-    weight_decay: float = 1e-4
-    grad_clip: float = 1.0
-    hidden: int = 32
-    layers: int = 2
-    n_rbf: int = 20
-    cutoff: float = 4.0
-    molecule_cutoff: float | None = None
-    device: str = "auto"
-    precision: str = "auto"
-    compile: bool = False
-    checkpoint_every: int = 200
-    augment: bool = False
-    noise: dict | None = None
-    path_kwargs: dict = field(default_factory=dict)
-    progress: bool = True
+class TrainConfig(TrainConfigFields):
+    """Everything a run needs: the fields of :class:`~crystalflow_core.settings.TrainConfigFields` (declared there
+    with their defaults and what they mean, so that the command line reads them without torch), checked when it is
+    made; ``epochs`` and ``molecule_cutoff`` left ``None`` take the objective's own defaults
+    (``Objective.training_defaults``)."""
 
     def __post_init__(self) -> None:
         check_choice("path", self.path, PATHS)

@@ -16,5 +16,6 @@ the viewers carry report machinery, and the notebooks ship with the code that ru
 - :mod:`.build` — the parameters of every notebook per scale and the whole report series with its index page.
 - :mod:`.render` — executed notebooks to offline HTML; :mod:`.display` — plotly figures that survive it.
 - :mod:`.tables` — benchmark tables for readers: labels, "mean ± std" cells, the best method in bold.
-- :mod:`.command` — ``crystalflow report``, added to the core command line through an entry point.
+- :mod:`.command` — ``crystalflow report``, added to the core command line through an entry point; its scales'
+  names in :mod:`.scales`, which it reads without loading the rest.
 """

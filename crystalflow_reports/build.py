@@ -22,8 +22,8 @@ from crystalflow_core.records import run_name
 
 from .execute import NOTEBOOKS, execute_notebook
 from .render import render_html
+from .scales import SCALES
 
-SCALES = ("smoke", "default")
 #: Notebook 03 parameters of the smoke scale: a tiny model, few solver steps. Only what differs from notebook 03's
 #: defaults (TrainConfig's, for the training settings), which a test checks.
 SMOKE_TRAINING = {"epochs": 2, "hidden": 16, "layers": 1, "samples": 2, "steps": 5}

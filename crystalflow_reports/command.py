@@ -2,13 +2,15 @@
 
 The core command line finds it through the ``crystalflow.commands`` entry point (see ``pyproject.toml``), so the
 core never imports this layer. The report machinery (and with it torch, papermill and nbconvert) loads only when
-the command is used: ``crystalflow --help`` lists it without.
+the command runs: ``crystalflow --help`` lists it and ``crystalflow report --help`` shows its options without.
 """
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
+
+from .scales import SCALES
 
 
 def add_report_command(sub: argparse._SubParsersAction) -> None:
@@ -26,8 +28,6 @@ def add_report_command(sub: argparse._SubParsersAction) -> None:
 
 def _add_report_options(p: argparse.ArgumentParser) -> None:
     """The options of ``report``."""
-    from .build import SCALES
-
     p.add_argument(
         "--scale",
         choices=SCALES,

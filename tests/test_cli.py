@@ -188,6 +188,44 @@ def test_help_is_plain_text_with_examples_and_loads_no_library():
     assert text.rstrip().endswith("LOADED []")
 
 
+#: Run in a fresh interpreter: each command's help and a bad option of each (alone, and after an option, so that
+#: argparse also converts the defaults), printing the exit status, whether the command's usage went to stdout and
+#: whether an error went to stderr; then the libraries of ``sys.argv`` that got loaded.
+COMMANDS_SCRIPT = """
+import contextlib, io, sys
+from crystalflow_core.cli import build_parser, main
+commands = next(a for a in build_parser()._actions if a.dest == "command").choices
+for command in commands:
+    cases = {"help": ["--help"], "bad": ["--no-such-option"], "bad-after-out": ["--out", "x", "--no-such-option"]}
+    for case, arguments in cases.items():
+        out, err = io.StringIO(), io.StringIO()
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                main([command, *arguments])
+            except SystemExit as exit:
+                status = exit.code
+        usage = out.getvalue().startswith(f"usage: crystalflow {command}")
+        print(command, case, status, usage, "error:" in err.getvalue())
+print("LOADED", sorted({name.split(".")[0] for name in sys.modules} & set(sys.argv[1:])))
+"""
+#: Libraries that only running a command may load.
+LIBRARIES = ("torch", "torch_geometric", "torchdiffeq", "rdkit", "pymatgen", "pyxtal", "gemmi", "ase", "scipy", "numpy")
+LIBRARIES += ("pandas", "papermill", "nbconvert")
+
+
+def test_no_command_loads_a_library_for_its_help_or_a_bad_option():
+    result = subprocess.run([sys.executable, "-c", COMMANDS_SCRIPT, *LIBRARIES], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    *lines, loaded = result.stdout.splitlines()
+    outcomes = {tuple(line.split()[:2]): line.split()[2:] for line in lines}
+    commands = {command for command, _ in outcomes}
+    assert {"curate", "train", "sample", "evaluate", "relax", "predict", "minimize", "report"} <= commands
+    for command in commands:
+        assert outcomes[command, "help"] == ["0", "True", "False"], command
+        assert outcomes[command, "bad"] == outcomes[command, "bad-after-out"] == ["2", "False", "True"], command
+    assert loaded == "LOADED []"
+
+
 def test_train_has_an_option_for_every_training_setting_with_its_default():
     subparsers = _command_parsers()
     options = {a.dest: a.default for a in subparsers["train"]._actions if a.dest not in ("help", "data", "out")}

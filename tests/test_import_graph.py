@@ -82,3 +82,11 @@ def test_checks_and_file_writing_sit_below_training_and_records():
     for low in ("crystalflow_core.checks", "crystalflow_core.files", "crystalflow_core.errors"):
         upward = graph[low] & {f"crystalflow_core.{name}" for name in ("train", "records", "params", "inference")}
         assert not upward, f"{low} imports {upward}"
+
+
+def test_the_settings_the_command_line_reads_sit_at_the_bottom():
+    """The names and defaults that build the command line's options import no other module of the core (nor any
+    library: ``test_cli`` checks that), so that ``crystalflow COMMAND --help`` loads nothing of the library."""
+    graph = import_graph()
+    for low in ("crystalflow_core.settings", "crystalflow_core.data.shards"):
+        assert graph[low] == set(), f"{low} imports {graph[low]}"

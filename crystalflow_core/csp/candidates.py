@@ -18,12 +18,10 @@ from rdkit import Chem
 
 from crystalflow_core.data.crystal import Crystal
 from crystalflow_core.data.molecules import MolecularCrystal, hill_formula
+from crystalflow_core.settings import DEFAULT_SPACE_GROUPS
 
 from .rigid_crystal import RigidCrystal
 
-#: The space groups of most organic crystals, most frequent first (CSD statistics: P2₁/c alone a third, these
-#: twelve about 90 %): P2₁/c, P-1, P2₁2₁2₁, C2/c, P2₁, Pbca, Pna2₁, Cc, Pca2₁, C2, Pbcn, P1.
-DEFAULT_SPACE_GROUPS = (14, 2, 19, 15, 4, 61, 33, 9, 29, 5, 60, 1)
 #: pyxtal's volume factor: the start's cell holds this many times the molecules' own volume.
 VOLUME_FACTOR = 1.1
 #: Tries per candidate before a (space group, Wyckoff) stratum counts as impossible for the molecule.

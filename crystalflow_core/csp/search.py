@@ -16,14 +16,13 @@ from tqdm.auto import tqdm
 from crystalflow_core.data.molecules import MolecularCrystal
 from crystalflow_core.data.workers import Lost, map_with_deadline
 from crystalflow_core.forcefield import mmff_terms
+from crystalflow_core.settings import DEFAULT_CANDIDATES
 
 from .candidates import DEFAULT_SPACE_GROUPS, Candidate, generate_candidates
 from .lattice_energy import LatticeEnergy
 from .merge import duplicate_of
 from .minimize import Minimized, minimize_crystal
 
-#: Candidates per search: a small rigid molecule's search finishes in minutes on two CPU cores.
-DEFAULT_CANDIDATES = 100
 #: A candidate whose minimisation takes longer is dropped (and counted).
 CANDIDATE_DEADLINE = 300.0
 

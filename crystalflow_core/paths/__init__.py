@@ -13,15 +13,15 @@ from crystalflow_core.paths.lerp import LerpPath
 from crystalflow_core.paths.rigid import RigidPath
 from crystalflow_core.paths.ve import VEPath
 from crystalflow_core.paths.vp import VPPath
+from crystalflow_core.settings import PATHS
 
+#: The objective of each name of :data:`PATHS` (declared in :mod:`crystalflow_core.settings`, so that the command
+#: line offers them without importing this package), by its own ``name``.
 _REGISTRY: dict[str, type[Objective]] = {
-    "lerp": LerpPath,
-    "ve": VEPath,
-    "vp": VPPath,
-    "gnn_md": DirectPath,
-    "rigid": RigidPath,
+    objective.name: objective for objective in (LerpPath, VEPath, VPPath, DirectPath, RigidPath)
 }
-PATHS = tuple(_REGISTRY)
+if tuple(_REGISTRY) != PATHS:
+    raise ImportError(f"the objectives {tuple(_REGISTRY)} are not settings.PATHS {PATHS}, in that order")
 
 
 def get_path(name: str, **kwargs: float | str) -> Objective:
