@@ -13,4 +13,5 @@ a space group, a cell and one molecule's pose. This package searches those unkno
 - ``compare.py``        a candidate against a known crystal: shell molecules matched of 15 and RMSD_15;
 - ``cif_writer.py``     a candidate as a CIF with its symmetry operations;
 - ``pxrd.py``           simulated powder patterns and ranking by agreement with a measured one.
+- ``cluster_lattice.py`` reading a weak cluster: centroids and handedness to ranked cell and space-group guesses.
 """
