@@ -322,8 +322,8 @@ def test_pair_layout_is_chosen_by_timing_both_and_the_choice_never_changes_resul
 
     seconds = {"now": 0.0}
 
-    def now(trial):  # each look at the clock advances it by 1 s, by 10 s in a step of layout `slower`
-        seconds["now"] += 10.0 if trial.dense == slower else 1.0
+    def now(trial):  # each look at the clock advances it by 1 s, by 10 s in a step of dense blocks if `slower`
+        seconds["now"] += 10.0 if (trial.layout == pair_blocks.DENSE) == slower else 1.0
         return seconds["now"]
 
     monkeypatch.setattr(pair_blocks.LayoutTrial, "_now", now)
@@ -332,10 +332,10 @@ def test_pair_layout_is_chosen_by_timing_both_and_the_choice_never_changes_resul
     results, layouts = _layout_steps(model, 2 * trials + 2)
     assert layouts == [False, True] * trials + [not slower] * 2  # both timed in turn, then the faster kept
     ((key, kept),) = model.pair_layout.choices.items()
-    assert kept is (not slower) and key[0] is True  # a training step's class
+    assert kept == (pair_blocks.EDGES if slower else pair_blocks.DENSE) and key[0] is True  # a training step's class
     printed = capsys.readouterr().err
     assert "pair layout for 2 cluster(s) of up to 9 atoms" in printed and "per step" in printed
-    assert ("dense blocks (" if kept else "edge lists (") in printed
+    assert f": {kept} (edge lists " in printed
     for out, grads in results[1:]:  # every step exact, whichever layout it took
         torch.testing.assert_close(out, results[0][0], rtol=1e-9, atol=1e-12)
         for a, b in zip(grads, results[0][1], strict=True):
@@ -359,12 +359,33 @@ def test_a_forced_pair_layout_is_respected_and_gives_the_chosen_results(dense):
 
 def test_only_layouts_that_fit_are_timed(monkeypatch):
     from crystalflow_core.nn import pair_blocks
+    from crystalflow_core.nn.pair_blocks import COMPILED_EDGES, DENSE, EDGES
 
     _, _, _, _, batch = _graphs(sizes=(5, 8))
-    assert pair_blocks.layouts_to_try(30, batch, 2, 8, 16, 2, 8) == (False, True)
-    assert pair_blocks.layouts_to_try(10**9, batch, 2, 8, 16, 2, 8) == (True,)  # edge lists would not fit
+    assert pair_blocks.layouts_to_try(30, batch, 2, 8, 16, 2, 8) == (EDGES, DENSE)
+    assert pair_blocks.layouts_to_try(30, batch, 2, 8, 16, 2, 8, compile_edges=None) == (EDGES, DENSE)
+    assert pair_blocks.layouts_to_try(30, batch, 2, 8, 16, 2, 8, compile_edges=True) == (COMPILED_EDGES, DENSE)
+    many = pair_blocks.COMPILE_MIN_EDGES
+    assert pair_blocks.layouts_to_try(many, batch, 2, 8, 16, 2, 8, compile_edges=None) == (EDGES, COMPILED_EDGES, DENSE)
+    assert pair_blocks.layouts_to_try(10**9, batch, 2, 8, 16, 2, 8) == (DENSE,)  # edge lists would not fit
     monkeypatch.setattr(pair_blocks, "DENSE_BASIS_LIMIT_BYTES", 1000)
-    assert pair_blocks.layouts_to_try(10**9, batch, 2, 8, 16, 2, 8) == (False,)
+    assert pair_blocks.layouts_to_try(10**9, batch, 2, 8, 16, 2, 8) == (EDGES,)
     chooser = pair_blocks.PairLayoutChooser()
-    assert chooser.pick(("k",), (False,), torch.device("cpu"), "a batch") == (False, None)
-    assert chooser.choices == {("k",): False}
+    assert chooser.pick(("k",), (EDGES,), torch.device("cpu"), "a batch") == (EDGES, None)
+    assert chooser.choices == {("k",): EDGES}
+
+
+def test_compiled_edge_lists_give_the_eager_velocity_and_gradients():
+    results = []
+    for compiled in (False, True):
+        model = _layout_model(dense=False)
+        model.compile_edges = compiled
+        results.append(_layout_steps(model, 1)[0][0])
+    from crystalflow_core.nn import painn
+
+    if painn._COMPILED_EDGE_MESSAGES.failed:
+        pytest.skip("torch.compile is not available here (the eager edge lists ran twice)")
+    (eager_out, eager_grads), (compiled_out, compiled_grads) = results
+    torch.testing.assert_close(compiled_out, eager_out, rtol=1e-9, atol=1e-12)
+    for a, b in zip(compiled_grads, eager_grads, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-8, atol=1e-11)

@@ -9,6 +9,7 @@ norm (a scalar), so the predicted velocity is translation invariant and rotation
 from __future__ import annotations
 
 import math
+import sys
 from dataclasses import dataclass
 
 import torch
@@ -16,6 +17,8 @@ from torch import Tensor, nn
 from torch_geometric.utils import scatter, to_dense_batch
 
 from crystalflow_core.nn.pair_blocks import (
+    COMPILED_EDGES,
+    DENSE,
     NEGLIGIBLE_BASIS,
     LayoutTrial,
     PairBlocks,
@@ -85,7 +88,12 @@ class PaiNNMessage(nn.Module):
         f = self.hidden
         # The filter (Σ_k rbf_k A_k + b)·fcut as one product of the basis [rbf·fcut, fcut] with [A; b].
         weight = torch.cat([self.filter.weight.T, self.filter.bias[None]], dim=0)  # [K+1, 3F]
-        message = pairs.gather(self.scalar_mlp(h_s)) * (pairs.basis @ weight)  # [E, 3F]
+        phi = self.scalar_mlp(h_s)
+        if pairs.compiled:
+            summed = _COMPILED_EDGE_MESSAGES(phi, h_v, pairs.basis, pairs.unit, *pairs.edges, weight)
+            if summed is not None:
+                return summed
+        message = pairs.gather(phi) * (pairs.basis @ weight)  # [E, 3F]
         d_s, gate_v, gate_dir = torch.split(message, f, dim=-1)
         h_v_j = pairs.gather(h_v)  # [E, 3, F]
         d_v = torch.addcmul(gate_dir[:, None, :] * pairs.unit[:, :, None], gate_v[:, None, :], h_v_j)
@@ -108,6 +116,48 @@ class PaiNNMessage(nn.Module):
         d_s, d_v = gated[:, :f], gated[:, f:].view(n, 3, f)
         d_v = d_v + directed[:, : 3 * f].view(n, 3, f) - x[..., None] * directed[:, None, 3 * f :]
         return blocks.unpad(d_s), blocks.unpad(d_v)
+
+
+def _edge_messages(
+    phi: Tensor, h_v: Tensor, basis: Tensor, unit: Tensor, source: Tensor, target: Tensor, weight: Tensor
+) -> tuple[Tensor, Tensor]:
+    """Eq. (1) summed over edge lists in plain gathers, products and `index_add`: what ``torch.compile`` fuses
+    into one loop over the edges (forward and backward). `phi [N, 3F]` is φ(h_s), `weight [K+1, 3F]` the filter."""
+    f = h_v.shape[-1]
+    message = phi.index_select(0, source) * (basis @ weight)
+    d_s, gate_v, gate_dir = torch.split(message, f, dim=-1)
+    d_v = gate_v[:, None, :] * h_v.index_select(0, source) + gate_dir[:, None, :] * unit[:, :, None]
+    summed_s = d_s.new_zeros(h_v.shape[0], f).index_add(0, target, d_s)
+    return summed_s, d_v.new_zeros(h_v.shape).index_add(0, target, d_v)
+
+
+class _CompiledEdgeMessages:
+    """:func:`_edge_messages` compiled once per process (dynamic shapes); None where compiling fails (e.g. no C++
+    compiler), after which the eager edge lists are used."""
+
+    def __init__(self) -> None:
+        self.function = None
+        self.failed = False
+
+    def __call__(self, *args: Tensor) -> tuple[Tensor, Tensor] | None:
+        if torch.compiler.is_compiling():  # inside a compiled network: part of its graph
+            return _edge_messages(*args)
+        if self.failed:
+            return None
+        if self.function is None:
+            self.function = torch.compile(_edge_messages, dynamic=True)
+        try:
+            return self.function(*args)
+        except Exception as error:  # noqa: BLE001 - any failure of the compiler leaves the eager edge lists
+            self.failed = True
+            print(
+                f"compiled edge lists unavailable ({type(error).__name__}: {error}); eager edge lists instead",
+                file=sys.stderr,
+            )
+            return None
+
+
+_COMPILED_EDGE_MESSAGES = _CompiledEdgeMessages()
 
 
 class PaiNNUpdate(nn.Module):
@@ -227,6 +277,7 @@ class EdgeGraph:
     inverse_degree: Tensor
     sources: Groups
     targets: Groups
+    compiled: bool = False
 
     def gather(self, features: Tensor) -> Tensor:
         """The sources' rows `[E, ...]` of node `features [N, ...]`."""
@@ -254,19 +305,25 @@ class PairGeometry(nn.Module):
         self.cutoff_fn = CosineCutoff(cutoff)
 
     def forward(
-        self, pos: Tensor, batch: Tensor, num_graphs: int, dense: bool | None = None, edges: Tensor | None = None
+        self,
+        pos: Tensor,
+        batch: Tensor,
+        num_graphs: int,
+        dense: bool | None = None,
+        edges: Tensor | None = None,
+        compiled: bool = False,
     ) -> EdgeGraph | PairBlocks:
         """The pairs of nodes at `pos [N, 3]` in graphs `batch [N]` in the layout `dense` (None: the untimed guess
         of :func:`~crystalflow_core.nn.pair_blocks.use_dense_blocks`); `edges`: the :func:`radius_edges` of `pos`
-        where they are known already.
+        where they are known already; `compiled`: edge lists whose messages are summed by compiled code.
 
         Built on `pos`'s device, in float32 even inside a bfloat16 autocast region.
         """
         with full_precision(pos.device):
-            return self._pairs(pos, batch, num_graphs, dense, edges)
+            return self._pairs(pos, batch, num_graphs, dense, edges, compiled)
 
     def _pairs(
-        self, pos: Tensor, batch: Tensor, num_graphs: int, dense: bool | None, edges: Tensor | None
+        self, pos: Tensor, batch: Tensor, num_graphs: int, dense: bool | None, edges: Tensor | None, compiled: bool
     ) -> EdgeGraph | PairBlocks:
         if edges is None and not dense:
             edges = radius_edges(pos, batch, self.cutoff, num_graphs=num_graphs)
@@ -291,6 +348,7 @@ class PairGeometry(nn.Module):
             inverse_degree=1.0 / degree.clamp(min=1.0),
             sources=Groups.of(source, len(pos)),
             targets=targets,
+            compiled=compiled,
         )
 
 
@@ -358,6 +416,10 @@ class PaiNNVelocity(nn.Module):
         #: Pair layout of the message sums: None picks dense blocks or edge lists (both exact) by timing both on
         #: the first steps of each size class of batch (:attr:`pair_layout`); True or False forces one.
         self.dense_pairs: bool | None = None
+        #: Edge lists with compiled message sums: None times them beside the eager ones where there are enough
+        #: edges for compiling to pay (on a network whose layout is timed); True uses them for every edge list,
+        #: False never.
+        self.compile_edges: bool | None = None
         self.pair_layout = PairLayoutChooser()
         self.messages = nn.ModuleList(PaiNNMessage(hidden, n_rbf) for _ in range(layers))
         self.updates = nn.ModuleList(PaiNNUpdate(hidden) for _ in range(layers))
@@ -453,22 +515,28 @@ class PaiNNVelocity(nn.Module):
         self, x_t: Tensor, batch: Tensor, num_graphs: int
     ) -> tuple[EdgeGraph | PairBlocks, bool | None, LayoutTrial | None]:
         """The atom pairs of a step, in the layout `dense_pairs` forces or the one :attr:`pair_layout` picks (a
-        compiled network: the untimed guess); the layout (None: the guess's) and the trial that times the step."""
+        compiled network: the untimed guess); whether they are dense blocks (None: the guess's) and the trial that
+        times the step."""
+        compiled = bool(self.compile_edges)
         if self.dense_pairs is not None or torch.compiler.is_compiling():
-            return self.atom_geometry(x_t, batch, num_graphs, dense=self.dense_pairs), self.dense_pairs, None
+            pairs = self.atom_geometry(x_t, batch, num_graphs, dense=self.dense_pairs, compiled=compiled)
+            return pairs, self.dense_pairs, None
         with full_precision(x_t.device):
             edges = radius_edges(x_t, batch, self.cutoff, num_graphs=num_graphs)
         count = edges.shape[1]
         key = size_class(count, batch, num_graphs, x_t.dtype)
-        dense, trial = self.pair_layout.choices.get(key), None
-        if dense is None:
-            element_size = x_t.element_size()
-            layouts = layouts_to_try(count, batch, num_graphs, self.n_rbf, self.hidden, self.layers, element_size)
+        layout, trial = self.pair_layout.choices.get(key), None
+        if layout is None:
+            shape = (count, batch, num_graphs, self.n_rbf, self.hidden, self.layers, x_t.element_size())
+            compile_edges = False if torch.is_autocast_enabled(x_t.device.type) else self.compile_edges
+            layouts = layouts_to_try(*shape, compile_edges=compile_edges)
             largest = int(torch.bincount(batch, minlength=num_graphs).max())
             dtype = str(x_t.dtype).removeprefix("torch.")
             what = (
                 f"{num_graphs} cluster(s) of up to {largest} atoms, {count} pairs within {self.cutoff:g} Å "
                 f"({'training' if key[0] else 'inference'}, {x_t.device.type}, {dtype})"
             )
-            dense, trial = self.pair_layout.pick(key, layouts, x_t.device, what)
-        return self.atom_geometry(x_t, batch, num_graphs, dense=dense, edges=edges), dense, trial
+            layout, trial = self.pair_layout.pick(key, layouts, x_t.device, what)
+        dense = layout == DENSE
+        pairs = self.atom_geometry(x_t, batch, num_graphs, dense=dense, edges=edges, compiled=layout == COMPILED_EDGES)
+        return pairs, dense, trial

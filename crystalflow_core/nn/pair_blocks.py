@@ -64,21 +64,41 @@ def use_dense_blocks(edges: int, batch: Tensor, num_graphs: int, n_rbf: int, ele
     return fits and edges >= DENSE_PAIR_FRACTION * padded_pairs
 
 
+#: The pair layouts: dense blocks, edge lists, and edge lists whose message layers are compiled by
+#: ``torch.compile`` (one fused loop of gathers, products and sums, forward and backward).
+DENSE, EDGES, COMPILED_EDGES = "dense blocks", "edge lists", "compiled edge lists"
+
+#: Compiled edge lists are timed only from this many edges on (compiling takes seconds, once per process).
+COMPILE_MIN_EDGES = 8192
+
+
 def layouts_to_try(
-    edges: int, batch: Tensor, num_graphs: int, n_rbf: int, hidden: int, layers: int, element_size: int
-) -> tuple[bool, ...]:
-    """The layouts (True: dense blocks, False: edge lists) worth timing for a batch: dense blocks while their basis
-    fits in `DENSE_BASIS_LIMIT_BYTES`; edge lists unless their per-edge tensors (about 18 · F values per edge and
-    layer) would pass `EDGE_TRIAL_LIMIT_BYTES` and `EDGE_MEMORY_FACTOR` times the dense blocks' basis and
-    `[B·n, K+1, 8F]` products per layer."""
+    edges: int,
+    batch: Tensor,
+    num_graphs: int,
+    n_rbf: int,
+    hidden: int,
+    layers: int,
+    element_size: int,
+    compile_edges: bool | None = False,
+) -> tuple[str, ...]:
+    """The layouts worth timing for a batch: dense blocks while their basis fits in `DENSE_BASIS_LIMIT_BYTES`;
+    edge lists unless their per-edge tensors (about 18 · F values per edge and layer) would pass
+    `EDGE_TRIAL_LIMIT_BYTES` and `EDGE_MEMORY_FACTOR` times the dense blocks' basis and `[B·n, K+1, 8F]` products
+    per layer; edge lists compiled instead of eager with `compile_edges` True, both with None from
+    `COMPILE_MIN_EDGES` edges on."""
+    if compile_edges is None:
+        edge_layouts = (EDGES, COMPILED_EDGES) if edges >= COMPILE_MIN_EDGES else (EDGES,)
+    else:
+        edge_layouts = (COMPILED_EDGES,) if compile_edges else (EDGES,)
     basis = dense_basis_bytes(batch, num_graphs, n_rbf, element_size)
     if basis > DENSE_BASIS_LIMIT_BYTES:
-        return (False,)
+        return edge_layouts
     products = num_graphs * _largest_graph(batch, num_graphs) * (n_rbf + 1) * 8 * hidden * layers * element_size
     edge_bytes = edges * 18 * hidden * layers * element_size
     if edge_bytes > EDGE_TRIAL_LIMIT_BYTES and edge_bytes > EDGE_MEMORY_FACTOR * (basis + products):
-        return (True,)
-    return (False, True)
+        return (DENSE,)
+    return (*edge_layouts, DENSE)
 
 
 def _largest_graph(batch: Tensor, num_graphs: int) -> int:
@@ -104,8 +124,8 @@ class LayoutTrial:
     """The time one step takes with one layout: from building the pairs to the end of the forward pass, plus the
     backward pass from the output back to the features the layers start from (if one follows)."""
 
-    def __init__(self, dense: bool, device: torch.device) -> None:
-        self.dense = dense
+    def __init__(self, layout: str, device: torch.device) -> None:
+        self.layout = layout
         self.device = device
         self.start = self._now()
         self.forward: float | None = None
@@ -138,55 +158,51 @@ class LayoutTrial:
 
 
 class PairLayoutChooser:
-    """Dense blocks or edge lists (both exact), chosen per size class of batch (:func:`size_class`) by timing both
-    on the first steps that meet it, `trials` steps each taken in turn, and keeping the faster (the least time of
-    each); the choice is printed once. Training steps count their backward pass, inference only the forward."""
+    """A pair layout (:data:`DENSE`, :data:`EDGES`, :data:`COMPILED_EDGES`; all exact) chosen per size class of batch
+    (:func:`size_class`) by timing each on the first steps that meet it, `trials` steps each taken in turn, and
+    keeping the fastest (the least time of each); the choice is printed once. Training steps count their backward
+    pass, inference only the forward."""
 
     #: Steps timed with each layout before one is kept.
     trials = 2
 
     def __init__(self) -> None:
-        #: The layout kept for each size class (True: dense blocks), and the line printed about it.
-        self.choices: dict[tuple, bool] = {}
+        #: The layout kept for each size class, and the line printed about it.
+        self.choices: dict[tuple, str] = {}
         self.reports: dict[tuple, str] = {}
         self._trials: dict[tuple, list[LayoutTrial]] = {}
 
     def pick(
-        self, key: tuple, layouts: tuple[bool, ...], device: torch.device, what: str
-    ) -> tuple[bool, LayoutTrial | None]:
+        self, key: tuple, layouts: tuple[str, ...], device: torch.device, what: str
+    ) -> tuple[str, LayoutTrial | None]:
         """The layout of a step of size class `key` among `layouts`, and the trial to time it by (None once chosen);
         `what` describes the class in the printed choice."""
         if key in self.choices:
             return self.choices[key], None
         if len(layouts) == 1:
-            return self._keep(key, layouts[0], f"{what}: {_NAMES[layouts[0]]} (the other layout would not fit)")
+            return self._keep(key, layouts[0], f"{what}: {layouts[0]} (the only one that fits or is allowed)")
         trials = self._trials.setdefault(key, [])
         trials[:] = [trial for trial in trials if trial.forward is not None]  # not those of a failed forward pass
-        if len(trials) < 2 * self.trials:
-            trial = LayoutTrial(dense=bool(len(trials) % 2), device=device)
+        if len(trials) < len(layouts) * self.trials:
+            trial = LayoutTrial(layouts[len(trials) % len(layouts)], device)
             trials.append(trial)
-            return trial.dense, trial
+            return trial.layout, trial
         with_backward = all(trial.backward is not None for trial in trials)
-        cost = {
-            dense: min(
-                trial.forward + (trial.backward if with_backward else 0.0) for trial in trials if trial.dense == dense
-            )
-            for dense in (False, True)
-        }
-        dense = cost[True] < cost[False]
+        cost = dict.fromkeys(layouts, math.inf)
+        for trial in trials:
+            seconds = trial.forward + (trial.backward if with_backward else 0.0)
+            cost[trial.layout] = min(cost[trial.layout], seconds)
+        layout = min(layouts, key=cost.__getitem__)
         timed = "step" if with_backward else "forward pass"
-        times = f"{_NAMES[True]} {cost[True]:.3g} s, {_NAMES[False]} {cost[False]:.3g} s per {timed}"
+        times = ", ".join(f"{name} {cost[name]:.3g} s" for name in layouts)
         del self._trials[key]
-        return self._keep(key, dense, f"{what}: {_NAMES[dense]} ({times})")
+        return self._keep(key, layout, f"{what}: {layout} ({times} per {timed})")
 
-    def _keep(self, key: tuple, dense: bool, message: str) -> tuple[bool, None]:
-        self.choices[key] = dense
+    def _keep(self, key: tuple, layout: str, message: str) -> tuple[str, None]:
+        self.choices[key] = layout
         self.reports[key] = f"pair layout for {message}"
         print(self.reports[key], file=sys.stderr, flush=True)
-        return dense, None
-
-
-_NAMES = {True: "dense blocks", False: "edge lists"}
+        return layout, None
 
 
 @dataclass
