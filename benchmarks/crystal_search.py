@@ -24,12 +24,13 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from rdkit import Chem
 from rdkit.Chem import rdMolDescriptors
 
 from crystalflow_core import molecule_input
 from crystalflow_core.crystal_prediction import predict_crystals, reference_for
 from crystalflow_core.csp.compare import CrystalReference
-from crystalflow_core.csp.lattice_energy import LatticeEnergy
+from crystalflow_core.csp.lattice_energy import R_STAR_SCALE, LatticeEnergy
 from crystalflow_core.csp.minimize import minimize_crystal
 from crystalflow_core.csp.rigid_crystal import RigidCrystal
 from crystalflow_core.csp.search import DEFAULT_CANDIDATES, SearchSettings
@@ -47,25 +48,34 @@ from crystalflow_core.packing import PASS_MATCHED
 MAX_ROTATABLE_BONDS = 1
 
 
-def test_crystals(data: Path, seed: int) -> dict[str, MolecularCrystal]:
-    """The curated crystals of the test split, by cluster id."""
+def split_crystals(data: Path, seed: int, split: str = "test") -> dict[str, MolecularCrystal]:
+    """The curated crystals of one split (``train``, ``val`` or ``test``), by cluster id."""
     if not (data / "manifest.csv").is_file():
         curate(default_refs(), data, progress=False)
     manifest = read_manifest(data).set_index("id")
-    test = split_ids(codcluster17.list_cluster_ids(data), seed=seed)["test"]
+    ids = split_ids(codcluster17.list_cluster_ids(data), seed=seed)[split]
     refs = {location_key(ref): ref for ref in default_refs()}
     crystals = {}
-    for cluster_id in test:
+    for cluster_id in ids:
         ref = refs[manifest.loc[cluster_id, "location"]]
         outcomes = [c for c in load_crystals(ref) if not isinstance(c, Exception)]
         crystals[cluster_id] = select_molecular_crystal(outcomes[0])
     return crystals
 
 
-def relax_experimental(mc: MolecularCrystal, molecule, reference: CrystalReference) -> dict:
+def rigid_molecule(cluster_id: str, mc: MolecularCrystal) -> Chem.Mol | None:
+    """The crystal's molecule for MMFF94 if it is rigid (None if not); raises ``InputError`` if MMFF94 cannot type
+    it."""
+    molecule = molecule_input.from_molecular_crystal(mc, cluster_id)
+    return molecule if rdMolDescriptors.CalcNumRotatableBonds(molecule) <= MAX_ROTATABLE_BONDS else None
+
+
+def relax_experimental(
+    mc: MolecularCrystal, molecule: Chem.Mol, reference: CrystalReference, r_star_scale: float = R_STAR_SCALE
+) -> dict:
     """Minimise the experimental crystal itself: matched shell molecules after, volume change, energies."""
     crystal = RigidCrystal.from_molecular_crystal(mc)
-    relaxed = minimize_crystal(crystal, LatticeEnergy(mmff_terms(molecule), crystal))
+    relaxed = minimize_crystal(crystal, LatticeEnergy(mmff_terms(molecule), crystal, r_star_scale=r_star_scale))
     scores = reference.compare(crystal.to_molecular_crystal(relaxed.lattice, relaxed.molecule))
     return {
         "experimental_energy": relaxed.start_energy,
@@ -151,15 +161,15 @@ def main() -> None:
     done_dir.mkdir(parents=True, exist_ok=True)
     rows = []
     skipped = []
-    for cluster_id, mc in test_crystals(data, args.seed).items():
+    for cluster_id, mc in split_crystals(data, args.seed).items():
         if args.only and cluster_id not in args.only:
             continue
         try:
-            molecule = molecule_input.from_molecular_crystal(mc, cluster_id)
+            molecule = rigid_molecule(cluster_id, mc)
         except InputError as error:  # recorded, not searched: MMFF94 cannot type it
             skipped.append({"id": cluster_id, "formula": mc.formula, "reason": str(error)})
             continue
-        if rdMolDescriptors.CalcNumRotatableBonds(molecule) > MAX_ROTATABLE_BONDS:
+        if molecule is None:
             continue
         path = done_dir / f"{cluster_id}.json"
         if not path.is_file():
