@@ -389,3 +389,25 @@ def test_compiled_edge_lists_give_the_eager_velocity_and_gradients():
     torch.testing.assert_close(compiled_out, eager_out, rtol=1e-9, atol=1e-12)
     for a, b in zip(compiled_grads, eager_grads, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-8, atol=1e-11)
+
+
+def test_the_chooser_times_every_layout_in_turn_and_keeps_the_fastest_step(capsys):
+    from crystalflow_core.nn.pair_blocks import COMPILED_EDGES, DENSE, EDGES, PairLayoutChooser
+
+    chooser, layouts, cpu = PairLayoutChooser(), (EDGES, COMPILED_EDGES, DENSE), torch.device("cpu")
+    step = {EDGES: (1.0, 2.5), COMPILED_EDGES: (5.0, 0.5), DENSE: (0.2, 3.0)}  # forward, backward seconds
+    taken = []
+    for _ in range(len(layouts) * chooser.trials):
+        layout, trial = chooser.pick(("k",), layouts, cpu, "a batch")
+        trial.forward, trial.backward = step[layout]
+        taken.append(layout)
+    assert taken == list(layouts) * chooser.trials
+    assert chooser.pick(("k",), layouts, cpu, "a batch") == (DENSE, None)  # 3.2 s against 3.5 and 5.5
+    report = "a batch: dense blocks (edge lists 3.5 s, compiled edge lists 5.5 s, dense blocks 3.2 s per step)"
+    assert chooser.reports[("k",)].endswith(report) and report in capsys.readouterr().err
+    forward_only = PairLayoutChooser()  # no backward pass followed (inference): forward times decide
+    for _ in range(len(layouts) * forward_only.trials):
+        layout, trial = forward_only.pick(("k",), layouts, cpu, "a batch")
+        trial.forward = step[layout][0]
+    assert forward_only.pick(("k",), layouts, cpu, "a batch")[0] == DENSE
+    assert forward_only.reports[("k",)].endswith("per forward pass)")
