@@ -4,7 +4,7 @@ repository).
 ``--model spk_painn,benchmarks/schnetpack_adapter.py:make_model,benchmarks/schnetpack_adapter.py:make_edge_model``
 times, in one run and on the same clusters, target, loss and optimiser: schnetpack's PaiNN, ours as it trains
 (the pair layout, per-cluster matrix products of :mod:`crystalflow_core.nn.pair_blocks` or edge lists, eager or
-compiled, chosen by timing each on its first steps: give the benchmark ``--warmup 6``), ours on edge lists, ours
+compiled, chosen by timing each on its first steps: give the benchmark ``--warmup 4``), ours on edge lists, ours
 on edge lists with compiled message sums (``make_compiled_edge_model``) and ours on dense blocks
 (``make_dense_model``). With ``CRYSTALFLOW_LAYOUT_LOG=FILE`` the layout ours chose is appended to FILE (CSV:
 cutoff, batch, layout, the line it printed).

@@ -366,7 +366,8 @@ def test_only_layouts_that_fit_are_timed(monkeypatch):
     assert pair_blocks.layouts_to_try(30, batch, 2, 8, 16, 2, 8, compile_edges=None) == (EDGES, DENSE)
     assert pair_blocks.layouts_to_try(30, batch, 2, 8, 16, 2, 8, compile_edges=True) == (COMPILED_EDGES, DENSE)
     many = pair_blocks.COMPILE_MIN_EDGES
-    assert pair_blocks.layouts_to_try(many, batch, 2, 8, 16, 2, 8, compile_edges=None) == (EDGES, COMPILED_EDGES, DENSE)
+    assert pair_blocks.layouts_to_try(many, batch, 2, 8, 16, 2, 8, compile_edges=None) == (COMPILED_EDGES, DENSE)
+    assert pair_blocks.layouts_to_try(many, batch, 2, 8, 16, 2, 8) == (EDGES, DENSE)
     assert pair_blocks.layouts_to_try(10**9, batch, 2, 8, 16, 2, 8) == (DENSE,)  # edge lists would not fit
     # 4.6 GB of eager per-edge tensors, a third of that compiled: only the compiled edge lists are tried
     assert pair_blocks.layouts_to_try(10**6, batch, 2, 8, 16, 2, 8, compile_edges=None) == (COMPILED_EDGES, DENSE)

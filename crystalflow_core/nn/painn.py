@@ -416,9 +416,9 @@ class PaiNNVelocity(nn.Module):
         #: Pair layout of the message sums: None picks dense blocks or edge lists (both exact) by timing both on
         #: the first steps of each size class of batch (:attr:`pair_layout`); True or False forces one.
         self.dense_pairs: bool | None = None
-        #: Edge lists with compiled message sums: None times them beside the eager ones where there are enough
-        #: edges for compiling to pay (on a network whose layout is timed); True uses them for every edge list,
-        #: False never.
+        #: Edge lists with compiled message sums: None where there are enough edges for compiling to pay (on a
+        #: network whose layout is timed: :func:`~crystalflow_core.nn.pair_blocks.layouts_to_try`); True for every
+        #: edge list, False never.
         self.compile_edges: bool | None = None
         self.pair_layout = PairLayoutChooser()
         self.messages = nn.ModuleList(PaiNNMessage(hidden, n_rbf) for _ in range(layers))

@@ -68,7 +68,7 @@ def use_dense_blocks(edges: int, batch: Tensor, num_graphs: int, n_rbf: int, ele
 #: ``torch.compile`` (one fused loop of gathers, products and sums, forward and backward).
 DENSE, EDGES, COMPILED_EDGES = "dense blocks", "edge lists", "compiled edge lists"
 
-#: Compiled edge lists are timed only from this many edges on (compiling takes seconds, once per process).
+#: Edge lists are compiled from this many edges on (compiling takes seconds, once per process).
 COMPILE_MIN_EDGES = 8192
 
 
@@ -85,10 +85,11 @@ def layouts_to_try(
     """The layouts worth timing for a batch: dense blocks while their basis fits in `DENSE_BASIS_LIMIT_BYTES`;
     edge lists unless their per-edge tensors (about 18 · F values per edge and layer eager, 6 · F compiled) would
     pass `EDGE_TRIAL_LIMIT_BYTES` and `EDGE_MEMORY_FACTOR` times the dense blocks' basis and `[B·n, K+1, 8F]`
-    products per layer; edge lists compiled instead of eager with `compile_edges` True, both with None from
-    `COMPILE_MIN_EDGES` edges on."""
+    products per layer. Edge lists are compiled with `compile_edges` True, and with None from `COMPILE_MIN_EDGES`
+    edges on (compiled, they are 2.5–3× faster than eager on a CPU core and keep a third of the memory; timing the
+    eager ones too would only raise the run's peak memory)."""
     if compile_edges is None:
-        edge_layouts = (EDGES, COMPILED_EDGES) if edges >= COMPILE_MIN_EDGES else (EDGES,)
+        edge_layouts = (COMPILED_EDGES,) if edges >= COMPILE_MIN_EDGES else (EDGES,)
     else:
         edge_layouts = (COMPILED_EDGES,) if compile_edges else (EDGES,)
     basis = dense_basis_bytes(batch, num_graphs, n_rbf, element_size)
