@@ -95,7 +95,8 @@ def run_one(cluster_id: str, mc: MolecularCrystal, settings: SearchSettings) -> 
     crystals = prediction.result.crystals
     matched = np.array([c.scores["matched"] for c in crystals]) if crystals else np.zeros(0)
     found = np.flatnonzero(matched >= PASS_MATCHED)
-    best = int(np.argmax(matched)) if len(matched) else None
+    # A candidate whose molecules OXtalign cannot assemble has NaN matched: never the best.
+    best = int(np.argmax(np.nan_to_num(matched, nan=-1.0))) if len(matched) else None
     return {
         "id": cluster_id,
         "formula": mc.formula,
@@ -104,6 +105,7 @@ def run_one(cluster_id: str, mc: MolecularCrystal, settings: SearchSettings) -> 
         "space_group": mc.crystal.spacegroup,
         "z_prime": mc.z_prime,
         "distinct": len(crystals),
+        "incomparable": int(np.isnan(matched).sum()),
         "found_top1": bool(len(found) and found[0] < 1),
         "found_top10": bool(len(found) and found[0] < 10),
         "found": bool(len(found)),
@@ -182,6 +184,8 @@ def main() -> None:
             )
         rows.append(json.loads(path.read_text()))
     table = pd.DataFrame(rows)
+    # Records from before the count existed: such a search stopped at its first incomparable candidate.
+    table["incomparable"] = table.get("incomparable", pd.Series(0, index=table.index)).fillna(0).astype(int)
     table.to_csv(args.out / "table.csv", index=False)
     (args.out / "summary.md").write_text(summary(table, settings, pd.DataFrame(skipped)))
     print((args.out / "summary.md").read_text())

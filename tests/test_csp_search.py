@@ -12,7 +12,7 @@ from test_csp_energy import P21C, crystal
 
 from crystalflow_core.csp.candidates import SpaceGroupError, generate_candidates, space_group_number
 from crystalflow_core.csp.cif_writer import write_cif
-from crystalflow_core.csp.compare import CrystalReference, DifferentMoleculeError, atom_order
+from crystalflow_core.csp.compare import CrystalReference, DifferentMoleculeError, IncomparableCrystalError, atom_order
 from crystalflow_core.csp.merge import duplicate_of
 from crystalflow_core.csp.rigid_crystal import RigidCrystal
 from crystalflow_core.csp.search import SearchSettings, search_crystals
@@ -151,3 +151,17 @@ def test_comparison_is_periodic_as_oxtalign_reads_the_cifs(tmp_path):
     )
     assert ours["matched"] == theirs.n_matched == 15
     assert ours["rmsd15"] == pytest.approx(theirs.rmsd_n, abs=1e-6) and ours["rmsd15"] > 0.01
+
+
+def test_a_crystal_whose_molecules_cannot_be_assembled_is_not_compared_and_stays_distinct():
+    """A cell so thin that molecules bond across it: OXtalign cannot assemble whole molecules, so the comparison
+    says so (NaN, not found) instead of failing the search, and merging keeps the crystal apart."""
+    mc, _, _, _ = crystal(P21C)
+    rigid = RigidCrystal.from_molecular_crystal(mc)
+    lattice = mc.crystal.lattice * np.array([[0.5], [1.0], [1.0]])
+    thin = rigid.to_molecular_crystal(lattice, rigid.centroid @ lattice + rigid.body)
+    scores = CrystalReference.of(mc).compare(thin)
+    assert np.isnan(scores["matched"]) and np.isnan(scores["rmsd15"]) and scores["found"] == 0.0
+    with pytest.raises(IncomparableCrystalError, match="assemble"):
+        CrystalReference.of(thin)
+    assert list(duplicate_of([mc, thin, mc], [0.0, 0.1, 0.2], [1.0, 1.0, 1.0])) == [0, 1, 0]

@@ -13,7 +13,7 @@ import numpy as np
 
 from crystalflow_core.data.molecules import MolecularCrystal
 
-from .compare import CrystalReference
+from .compare import CrystalReference, IncomparableCrystalError
 
 #: Energies (kcal/mol per molecule) and densities (relative) closer than these are compared by structure.
 SAME_ENERGY = 0.5
@@ -27,16 +27,23 @@ def duplicate_of(
 ) -> np.ndarray:
     """``[C]`` for every crystal the index of the crystal it is a copy of: itself when distinct, else the
     lowest-energy crystal it matches. Crystals are visited by energy, each compared with the distinct ones
-    already kept."""
+    already kept; one that cannot be compared (:class:`~.compare.IncomparableCrystalError`) stays distinct."""
     energies, densities = np.asarray(energies, dtype=float), np.asarray(densities, dtype=float)
     representative = np.arange(len(crystals))
-    kept: list[tuple[int, CrystalReference]] = []
+    kept: list[tuple[int, CrystalReference | None]] = []
     for i in np.argsort(energies, kind="stable"):
         for j, reference in kept:
             close = abs(energies[i] - energies[j]) < SAME_ENERGY and abs(densities[i] / densities[j] - 1) < SAME_DENSITY
-            if close and reference.compare(crystals[i])["matched"] >= SAME_MATCHED:
+            if close and reference is not None and reference.compare(crystals[i])["matched"] >= SAME_MATCHED:
                 representative[i] = j
                 break
         else:
-            kept.append((int(i), CrystalReference.of(crystals[i])))
+            kept.append((int(i), _reference(crystals[i])))
     return representative
+
+
+def _reference(crystal: MolecularCrystal) -> CrystalReference | None:
+    try:
+        return CrystalReference.of(crystal)
+    except IncomparableCrystalError:
+        return None
