@@ -205,6 +205,11 @@ TRAIN_OPTIONS: dict[str, tuple[Callable | type, str]] = {
         "(atom-wise layers in bfloat16, geometry and neighbour sums in float32); 'auto': tf32 on CUDA, fp32 on CPU",
     ),
     "compile": (bool, "compile the network with torch.compile (dynamic shapes; pays off on GPUs and long runs)"),
+    "pair_layout": (
+        str,
+        "neighbour sums: 'timed' (each layout timed on the first steps, the fastest kept), or force 'dense', "
+        "'edges' or 'compiled_edges' (all exact; forcing one makes runs comparable bit for bit)",
+    ),
     "checkpoint_every": (POSITIVE_INT, "optimiser steps between checkpoints"),
     "augment": (bool, "redraw x_w at every step with the rigid noise the data were curated with (their curation.json)"),
 }

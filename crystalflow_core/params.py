@@ -48,7 +48,7 @@ from .errors import ParameterError
 from .nn.precision import PRECISIONS
 from .paths import PATHS
 from .records import model_order, run_name
-from .settings import train_settings
+from .settings import PAIR_LAYOUTS, train_settings
 from .shipped import SHIPPED_MODEL
 from .train import CONFIG, TRAINING_SPLITS, TrainConfig, with_data_noise
 
@@ -124,6 +124,7 @@ TRAIN_SETTING_CHECKS: dict[str, Callable[[str, object], object]] = {
     "device": check_device,
     "precision": lambda name, value: check_choice(name, value, PRECISIONS),
     "compile": check_bool,
+    "pair_layout": lambda name, value: check_choice(name, value, PAIR_LAYOUTS),
     "checkpoint_every": check_positive,
     "augment": check_bool,
 }

@@ -15,6 +15,11 @@ from dataclasses import dataclass, field, fields
 #: matching, VE and VP diffusion, GNN-MD (a direct regression of the crystal) and the rigid-body flow.
 PATHS = ("lerp", "ve", "vp", "gnn_md", "rigid")
 
+#: How PaiNN lays out its neighbour sums in training (``TrainConfig.pair_layout``): ``timed`` times the layouts on
+#: the first steps of each size of batch and keeps the fastest; the others force one (every layout is exact, but
+#: each rounds differently, so runs to be compared bit for bit force one).
+PAIR_LAYOUTS = ("timed", "dense", "edges", "compiled_edges")
+
 #: What ``TrainConfig.training_split`` may be: the seeded train split, or every curated crystal (a shipped model).
 TRAINING_SPLITS = ("train", "all")
 
@@ -49,6 +54,7 @@ class TrainConfigFields:
     device: str = "auto"
     precision: str = "auto"
     compile: bool = False
+    pair_layout: str = "timed"
     checkpoint_every: int = 200
     augment: bool = False
     noise: dict | None = None

@@ -49,7 +49,7 @@ from .files import atomic_open
 from .nn.painn import PaiNNVelocity
 from .nn.precision import PRECISIONS, resolve_precision, set_matmul_precision, training_network
 from .paths import PATHS, Objective, get_path
-from .settings import TRAINING_SPLITS, TrainConfigFields
+from .settings import PAIR_LAYOUTS, TRAINING_SPLITS, TrainConfigFields
 
 CHECKPOINT = "checkpoint.pt"
 CONFIG = "config.json"
@@ -81,6 +81,7 @@ class TrainConfig(TrainConfigFields):
         check_choice("path", self.path, PATHS)
         check_choice("training_split", self.training_split, TRAINING_SPLITS)
         check_choice("precision", self.precision, PRECISIONS)
+        check_choice("pair_layout", self.pair_layout, PAIR_LAYOUTS)
         for key, value in get_path(self.path, **self.path_kwargs).training_defaults.items():
             if getattr(self, key) is None:
                 setattr(self, key, value)
@@ -134,7 +135,7 @@ def resolve_device(name: str = "auto") -> torch.device:
 def build_model(config: TrainConfig) -> PaiNNVelocity:
     """The network of a run: PaiNN at the config's size, with the options its objective needs."""
     options = get_path(config.path, **config.path_kwargs).network_options
-    return PaiNNVelocity(
+    model = PaiNNVelocity(
         hidden=config.hidden,
         layers=config.layers,
         n_rbf=config.n_rbf,
@@ -142,6 +143,10 @@ def build_model(config: TrainConfig) -> PaiNNVelocity:
         molecule_cutoff=config.molecule_cutoff,
         **options,
     )
+    if config.pair_layout != "timed":
+        model.dense_pairs = config.pair_layout == "dense"
+        model.compile_edges = config.pair_layout == "compiled_edges"
+    return model
 
 
 def seed_everything(seed: int) -> None:
@@ -273,6 +278,7 @@ def save_checkpoint(
         "progress": asdict(progress),
         "history": history,
         "config": config.to_dict(),
+        "pair_layouts": model.pair_layout.state(),
     }
     with atomic_open(path, "wb") as handle:
         torch.save(state, handle)
@@ -388,6 +394,7 @@ class _Run:
             problem = f"its epoch has {len(progress.order)} training clusters, the data now {len(self.train_set)}"
             raise CheckpointError(path, f"cannot resume, {problem}; use a new --out")
         _load_weights(path, self.model, state, self.config)
+        self.model.pair_layout.load_state(state.get("pair_layouts", []))
         self.optimizer.load_state_dict(state["optimizer"])
         for name, generator in self.generators.items():
             generator.set_state(state["rank_generators"][self.world.rank][name])

@@ -414,3 +414,26 @@ def test_the_chooser_times_every_layout_in_turn_and_keeps_the_fastest_step(capsy
         trial.forward = step[layout][0]
     assert forward_only.pick(("k",), layouts, cpu, "a batch")[0] == DENSE
     assert forward_only.reports[("k",)].endswith("per forward pass)")
+
+
+def test_kept_pair_layouts_survive_a_checkpoint(monkeypatch, tmp_path):
+    """A resumed run keeps the layouts the interrupted one chose (through a weights-only checkpoint), so it takes
+    the same steps instead of timing again."""
+    from crystalflow_core.nn import pair_blocks
+
+    seconds = {"now": 0.0}
+
+    def now(trial):
+        seconds["now"] += 10.0 if trial.layout == pair_blocks.DENSE else 1.0
+        return seconds["now"]
+
+    monkeypatch.setattr(pair_blocks.LayoutTrial, "_now", now)
+    model = _layout_model()
+    _layout_steps(model, 2 * pair_blocks.PairLayoutChooser.trials + 1)
+    assert list(model.pair_layout.choices.values()) == [pair_blocks.EDGES]
+    torch.save({"pair_layouts": model.pair_layout.state()}, tmp_path / "state.pt")
+    resumed = _layout_model()
+    resumed.pair_layout.load_state(torch.load(tmp_path / "state.pt", weights_only=True)["pair_layouts"])
+    assert resumed.pair_layout.choices == model.pair_layout.choices
+    _, layouts = _layout_steps(resumed, 2)
+    assert layouts == [False, False]  # edge lists at once: nothing timed again

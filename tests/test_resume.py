@@ -46,6 +46,8 @@ def _command(data, out) -> list[str]:
         "--device",
         "cpu",
         "--augment",
+        "--pair-layout",  # two runs compared bit for bit: timed, each could keep another layout
+        "edges",
     ]
 
 

@@ -206,6 +206,18 @@ class PairLayoutChooser:
         del self._trials[key]
         return self._keep(key, layout, f"{what}: {layout} ({times} per {timed})")
 
+    def state(self) -> list[list]:
+        """The layouts kept so far as plain lists (``[*size class, layout]``, the dtype by name), for a checkpoint:
+        a resumed run keeps them instead of timing again, and so continues as the interrupted one would have."""
+        named = lambda part: str(part) if isinstance(part, torch.dtype) else part  # noqa: E731
+        return [[*map(named, key), layout] for key, layout in self.choices.items()]
+
+    def load_state(self, state: list[list]) -> None:
+        """Keep the layouts of :meth:`state`."""
+        for *key, layout in state:
+            key[2] = getattr(torch, key[2].removeprefix("torch."))
+            self.choices[tuple(key)] = layout
+
     def _keep(self, key: tuple, layout: str, message: str) -> tuple[str, None]:
         self.choices[key] = layout
         self.reports[key] = f"pair layout for {message}"
