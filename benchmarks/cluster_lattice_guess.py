@@ -26,30 +26,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import spglib
+from crystal_search import split_crystals
 
 from crystalflow_core.csp import cluster_lattice
 from crystalflow_core.data import codcluster17
-from crystalflow_core.data.curate import location_key
-from crystalflow_core.data.dataset import split_ids
-from crystalflow_core.data.manifest import read_manifest
-from crystalflow_core.data.molecules import MolecularCrystal, select_molecular_crystal
-from crystalflow_core.data.sources import default_refs, load_crystals
+from crystalflow_core.data.molecules import MolecularCrystal
 
 TOP_CELLS = (1, 3, 10)
 TOP_GROUPS = (1, 3)
-
-
-def split_crystals(data: Path, seed: int, split: str) -> dict[str, MolecularCrystal]:
-    """The curated crystals of one split, by cluster id (as ``benchmarks/crystal_search.py`` loads them)."""
-    manifest = read_manifest(data).set_index("id")
-    ids = split_ids(codcluster17.list_cluster_ids(data), seed=seed)[split]
-    refs = {location_key(ref): ref for ref in default_refs()}
-    crystals = {}
-    for cluster_id in ids:
-        ref = refs[manifest.loc[cluster_id, "location"]]
-        outcomes = [c for c in load_crystals(ref) if not isinstance(c, Exception)]
-        crystals[cluster_id] = select_molecular_crystal(outcomes[0])
-    return crystals
 
 
 def space_group_number(mc: MolecularCrystal) -> int:
