@@ -24,6 +24,7 @@ from crystalflow_core.nn.pair_blocks import (
     PairBlocks,
     PairLayoutChooser,
     build_pair_blocks,
+    largest_graph,
     layouts_to_try,
     size_class,
     use_dense_blocks,
@@ -530,7 +531,7 @@ class PaiNNVelocity(nn.Module):
             shape = (count, batch, num_graphs, self.n_rbf, self.hidden, self.layers, x_t.element_size())
             compile_edges = False if torch.is_autocast_enabled(x_t.device.type) else self.compile_edges
             layouts = layouts_to_try(*shape, compile_edges=compile_edges)
-            largest = int(torch.bincount(batch, minlength=num_graphs).max())
+            largest = largest_graph(batch, num_graphs)
             dtype = str(x_t.dtype).removeprefix("torch.")
             what = (
                 f"{num_graphs} cluster(s) of up to {largest} atoms, {count} pairs within {self.cutoff:g} Å "

@@ -53,13 +53,13 @@ EDGE_MEMORY_FACTOR = 4
 
 def dense_basis_bytes(batch: Tensor, num_graphs: int, n_rbf: int, element_size: int) -> int:
     """Bytes the two basis matrices of a batch would take: 2 · B · n_max² · (K + 1) elements."""
-    return 2 * num_graphs * _largest_graph(batch, num_graphs) ** 2 * (n_rbf + 1) * element_size
+    return 2 * num_graphs * largest_graph(batch, num_graphs) ** 2 * (n_rbf + 1) * element_size
 
 
 def use_dense_blocks(edges: int, batch: Tensor, num_graphs: int, n_rbf: int, element_size: int) -> bool:
     """The untimed guess (for a compiled network): dense blocks where `edges` are at least `DENSE_PAIR_FRACTION` of
     the padded pairs B · n_max² and the basis fits in `DENSE_BASIS_LIMIT_BYTES`."""
-    padded_pairs = num_graphs * _largest_graph(batch, num_graphs) ** 2
+    padded_pairs = num_graphs * largest_graph(batch, num_graphs) ** 2
     fits = dense_basis_bytes(batch, num_graphs, n_rbf, element_size) <= DENSE_BASIS_LIMIT_BYTES
     return fits and edges >= DENSE_PAIR_FRACTION * padded_pairs
 
@@ -95,7 +95,7 @@ def layouts_to_try(
     basis = dense_basis_bytes(batch, num_graphs, n_rbf, element_size)
     if basis > DENSE_BASIS_LIMIT_BYTES:
         return edge_layouts
-    products = num_graphs * _largest_graph(batch, num_graphs) * (n_rbf + 1) * 8 * hidden * layers * element_size
+    products = num_graphs * largest_graph(batch, num_graphs) * (n_rbf + 1) * 8 * hidden * layers * element_size
     kept = []
     for layout in edge_layouts:
         edge_bytes = edges * _EDGE_VALUES[layout] * hidden * layers * element_size
@@ -109,14 +109,15 @@ def layouts_to_try(
 _EDGE_VALUES = {EDGES: 18, COMPILED_EDGES: 6}
 
 
-def _largest_graph(batch: Tensor, num_graphs: int) -> int:
+def largest_graph(batch: Tensor, num_graphs: int) -> int:
+    """Atoms in the largest of the batch's `num_graphs` graphs (0 for an empty batch)."""
     return int(torch.bincount(batch, minlength=num_graphs).max()) if batch.numel() else 0
 
 
 def size_class(edges: int, batch: Tensor, num_graphs: int, dtype: torch.dtype) -> tuple:
     """The size class of a batch whose pair layout is chosen once: training or not, device, dtype, number of
     clusters, and the largest cluster and the fraction of its padded pairs within the cutoff, each to a factor √2."""
-    n_max = _largest_graph(batch, num_graphs)
+    n_max = largest_graph(batch, num_graphs)
     fraction = edges / max(1, num_graphs * n_max**2)
     return (
         torch.is_grad_enabled(),
@@ -126,6 +127,17 @@ def size_class(edges: int, batch: Tensor, num_graphs: int, dtype: torch.dtype) -
         round(2 * math.log2(max(1, n_max))),
         round(2 * math.log2(fraction)) if fraction > 0 else None,
     )
+
+
+def _dtype_as_name(part: object) -> object:
+    return str(part) if isinstance(part, torch.dtype) else part
+
+
+def _dtype_from_name(part: object) -> object:
+    """The dtype a size class part names (``"torch.float32"``); any other part as it is."""
+    if isinstance(part, str) and part.startswith("torch."):
+        return getattr(torch, part.removeprefix("torch."))
+    return part
 
 
 class LayoutTrial:
@@ -209,14 +221,12 @@ class PairLayoutChooser:
     def state(self) -> list[list]:
         """The layouts kept so far as plain lists (``[*size class, layout]``, the dtype by name), for a checkpoint:
         a resumed run keeps them instead of timing again, and so continues as the interrupted one would have."""
-        named = lambda part: str(part) if isinstance(part, torch.dtype) else part  # noqa: E731
-        return [[*map(named, key), layout] for key, layout in self.choices.items()]
+        return [[*map(_dtype_as_name, key), layout] for key, layout in self.choices.items()]
 
     def load_state(self, state: list[list]) -> None:
         """Keep the layouts of :meth:`state`."""
         for *key, layout in state:
-            key[2] = getattr(torch, key[2].removeprefix("torch."))
-            self.choices[tuple(key)] = layout
+            self.choices[tuple(map(_dtype_from_name, key))] = layout
 
     def _keep(self, key: tuple, layout: str, message: str) -> tuple[str, None]:
         self.choices[key] = layout
