@@ -393,6 +393,47 @@ def _add_minimize(sub) -> None:
     p.set_defaults(handler=run_minimize)
 
 
+def _add_solve(sub) -> None:
+    p = sub.add_parser(
+        "solve",
+        help="structure solution: the crystal of every x_w of a split, found with x_w as data",
+        description="No model: for each cluster, crystals of x_w's central molecule are searched in the space "
+        "groups its neighbours' handedness allows (as crystalflow predict searches them), each found crystal is "
+        "cut into a 17-molecule cluster and superposed on x_w's centroids, and the crystal that best explains x_w "
+        "(centroid misfit plus lattice energy) is the prediction. Writes OUT/PredictedPositions/"
+        "{id}_cluster16_pred0.csv, OUT/CIF/{id}.cif, OUT/Candidates/ (every crystal found) and OUT/sampling.json, "
+        "so that crystalflow evaluate --pred OUT records it as the method 'solve'. A killed run restarted with the "
+        "same command keeps its finished clusters.",
+        configure=_solve_options,
+    )
+    p.set_defaults(handler=run_solve)
+
+
+def _solve_options(p: argparse.ArgumentParser) -> None:
+    """``solve``'s options."""
+    from .settings import SOLVE_CANDIDATES, SOLVE_TEMPERATURE
+
+    _add_data_and_split(p)
+    p.add_argument("--out", required=True, type=Path, help="output directory")
+    p.add_argument(
+        "--seed", type=NON_NEGATIVE_INT, default=0, help="seed of the split and the search (default: %(default)s)"
+    )
+    p.add_argument("--subset", type=POSITIVE_INT, default=None, help="the split of the first N clusters, as in train")
+    p.add_argument(
+        "--candidates",
+        type=POSITIVE_INT,
+        default=SOLVE_CANDIDATES,
+        help="random crystals searched per cluster (default: %(default)s)",
+    )
+    p.add_argument(
+        "--temperature",
+        type=POSITIVE_FLOAT,
+        default=SOLVE_TEMPERATURE,
+        help="kcal/mol: weight of the lattice energy against the misfit to x_w (default: %(default)s)",
+    )
+    p.add_argument("--workers", type=POSITIVE_INT, default=None, help="processes (default: every core)")
+
+
 def _add_evaluate(sub) -> None:
     p = sub.add_parser(
         "evaluate",
@@ -439,6 +480,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_sample(sub)
     _add_evaluate(sub)
     _add_relax(sub)
+    _add_solve(sub)
     _add_predict(sub)
     _add_minimize(sub)
     for entry in _added_commands():
@@ -567,6 +609,34 @@ def run_relax(args: argparse.Namespace) -> None:
     config = relax_config(data, args.seed, args.subset, args.iterations)
     write_sampling(args.out, args.out, config, args.split, args.starts, iterations=args.iterations)
     print(f"wrote {args.starts} relaxed start(s) for each of {len(dataset)} {args.split} clusters to {args.out}")
+
+
+def run_solve(args: argparse.Namespace) -> None:
+    from .checks import check_data_dir, check_out_dir
+    from .data.codcluster17 import list_cluster_ids
+    from .data.curate import curated_noise
+    from .data.dataset import split_ids
+    from .records import write_sampling
+    from .solve import DEFAULT_SIGMA, SolveSettings, solve_clusters
+
+    data = check_data_dir("--data", args.data)
+    check_out_dir("--out", args.out)
+    _check_run_data(args.out, args.subset, data)
+    noise = curated_noise(data)
+    settings = SolveSettings(
+        candidates=args.candidates,
+        seed=args.seed,
+        temperature=args.temperature,
+        sigma=DEFAULT_SIGMA if noise is None else noise.translation_sigma,
+        inversion=bool(noise and noise.inversion),
+        workers=args.workers,
+    )
+    ids = split_ids(list_cluster_ids(data), seed=args.seed, subset=args.subset)[args.split]
+    summary = solve_clusters(data, ids, args.out, settings)
+    config = {"path": "solve", "seed": args.seed, "subset": args.subset, "data": str(data), **settings.to_dict()}
+    write_sampling(args.out, args.out, config, args.split, 1, **settings.to_dict())
+    solved = int((summary["reason"] == "").sum()) if len(summary) else 0
+    print(f"solved {solved} of {len(ids)} {args.split} clusters into {args.out} (x_w kept for the rest)")
 
 
 def _molecule(args: argparse.Namespace, elements=None):

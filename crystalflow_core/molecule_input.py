@@ -159,8 +159,15 @@ def from_molecular_crystal(
     chosen: MolecularCrystal, source: str, known_elements: Collection[int] | None = None
 ) -> Chem.Mol:
     """The reference molecule of a curated crystal, as it sits in the crystal, checked as every input is."""
-    positions = chosen.frac @ chosen.crystal.lattice
-    molecule = cluster_to_rdkit(chosen.numbers, np.zeros(len(chosen.numbers), dtype=int), positions)
+    return from_positions(chosen.numbers, chosen.frac @ chosen.crystal.lattice, source, known_elements)
+
+
+def from_positions(
+    numbers: np.ndarray, positions: np.ndarray, source: str, known_elements: Collection[int] | None = None
+) -> Chem.Mol:
+    """One molecule given by its atoms ``numbers`` ``[n]`` and ``positions`` ``[n, 3]`` (a crystal's, or a
+    cluster's), with bonds and bond orders perceived, checked as every input is; its atom order is kept."""
+    molecule = cluster_to_rdkit(np.asarray(numbers), np.zeros(len(numbers), dtype=int), np.asarray(positions))
     try:
         Chem.SanitizeMol(molecule)
     except (RuntimeError, ValueError) as error:

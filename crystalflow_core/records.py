@@ -51,7 +51,7 @@ CRYSTAL = "crystal.csv"
 #: model); the baselines, scored like any prediction, follow them in every table, and last the crystal itself
 #: (the answer, scored as a prediction: the reference for every metric, the interaction energy included).
 MODELS = ("gnn_md", "ve", "vp", "lerp", "rigid")
-CLASSICAL = ("relax",)
+CLASSICAL = ("relax", "solve")
 BASELINES = ("identity", "collapse", "crystal")
 TABLE_ROWS = (*MODELS, *CLASSICAL, *BASELINES)
 #: Per-cluster metrics file of the predictions and of each baseline, in a run directory or ``evaluate --out``.
@@ -64,6 +64,7 @@ METHOD_LABELS = {
     "lerp": "CrystalFlow-LERP",
     "rigid": "CrystalFlow-Rigid",
     "relax": "MMFF94 relax of x_w",
+    "solve": "Structure solution from x_w (solve)",
     "identity": "Identity (x_w)",
     "collapse": "Collapse (x_w centroids)",
     "crystal": "Crystal (x_s, the answer)",

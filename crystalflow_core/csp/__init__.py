@@ -14,4 +14,7 @@ a space group, a cell and one molecule's pose. This package searches those unkno
 - ``cif_writer.py``     a candidate as a CIF with its symmetry operations;
 - ``pxrd.py``           simulated powder patterns and ranking by agreement with a measured one.
 - ``cluster_lattice.py`` reading a weak cluster: centroids and handedness to ranked cell and space-group guesses.
+- ``cluster_fit.py``    how well a crystal explains a weak cluster: its cut superposed on ``x_w``'s centroids.
+
+``crystalflow_core.solve`` composes them into ``crystalflow solve`` (a crystal for every weak cluster of a split).
 """

@@ -1,0 +1,225 @@
+"""``crystalflow solve``: the crystal behind each weak cluster ``x_w``, found with ``x_w`` as data.
+
+A curated crystal is Z' = 1 (or 0.5): one molecule's pose, a cell and a space group. ``x_w`` gives the molecule
+exactly (its molecules are rigid copies of the crystal's), the crystal's centroids within ``sigma`` Å per axis,
+and each molecule's handedness. So, for each cluster:
+
+1. the molecule is ``x_w``'s central one, as it is (its conformation is the crystal's);
+2. the space groups searched follow the handedness (:func:`space_groups_for`): a chiral molecule whose 16
+   neighbours all keep its handedness crystallised in a group without improper operations, one with mirror-image
+   neighbours in a group with them;
+3. the crystal search of ``predict`` (:func:`~.csp.search.search_crystals`) gives distinct minimised crystals;
+4. each is cut as the curated clusters are and superposed on ``x_w``'s centroids (:mod:`.csp.cluster_fit`); it is
+   scored by ``misfit / (2 sigma^2) + (E - E_min) / T``: how unlikely ``x_w``'s centroids are given the crystal, plus
+   its lattice energy above the lowest found, at a temperature ``T`` (kcal/mol) chosen on the validation split
+   (``benchmarks/solve_ranking.py``);
+5. the best crystal's cut, superposed on ``x_w`` and in ``x_w``'s molecule order, is the prediction.
+
+A cluster whose molecule the search cannot take (MMFF94 cannot type it, or it carries a charge) gets ``x_w``
+itself, with the reason recorded.
+
+:func:`solve_clusters` writes, per cluster, the prediction in the COD-Cluster17 layout, the chosen crystal as
+``CIF/{id}.cif``, and ``Candidates/{id}.csv`` (every distinct crystal: its table row) with ``Candidates/{id}.npz``
+(their superposed cuts, which the ranking benchmark scores); ``Candidates/{id}.json``, written last, marks the
+cluster done, so a killed run restarted with the same command keeps finished clusters.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from tqdm.auto import tqdm
+
+from .csp.cif_writer import write_cif
+from .csp.cluster_fit import fit_cut, forbidden_pairs
+from .csp.cluster_lattice import SPACE_GROUPS, read_weak_cluster
+from .csp.compare import cluster_of
+from .csp.search import FoundCrystal, SearchSettings, search_crystals
+from .data.cluster import Cluster
+from .data.codcluster17 import prediction_path, read_cluster, temporary_path, write_positions_csv
+from .data.molecules import MolecularCrystal
+from .molecule_input import MoleculeInputError, from_positions
+from .settings import DEFAULT_SPACE_GROUPS, SOLVE_CANDIDATES, SOLVE_TEMPERATURE
+
+#: Centroid noise of x_w (Å per axis) assumed for data curated elsewhere (no curation.json).
+DEFAULT_SIGMA = 1.0
+
+
+@dataclass(frozen=True)
+class SolveSettings:
+    """``candidates`` random starts per cluster, ``seed``, ``temperature`` of the energy term, ``sigma`` of
+    ``x_w``'s centroid noise, whether ``x_w`` was curated with ``inversion`` (then handedness says nothing), and
+    ``workers`` processes (default: every core)."""
+
+    candidates: int = SOLVE_CANDIDATES
+    seed: int = 0
+    temperature: float = SOLVE_TEMPERATURE
+    sigma: float = DEFAULT_SIGMA
+    inversion: bool = False
+    workers: int | None = None
+
+    def to_dict(self) -> dict:
+        return {
+            "candidates": self.candidates,
+            "seed": self.seed,
+            "temperature": self.temperature,
+            "sigma": self.sigma,
+            "inversion": self.inversion,
+        }
+
+
+@dataclass
+class Solution:
+    """One cluster solved: ``x`` ``[N, 3]`` the prediction in ``x_w``'s layout, ``crystal`` the chosen crystal
+    (None when ``x_w`` was returned, ``reason`` saying why), ``table`` one row per distinct crystal found (space
+    group, density, energy, misfit, score; ``chosen`` marks the prediction), and the ``seconds`` taken."""
+
+    cluster_id: str
+    x: np.ndarray
+    crystal: MolecularCrystal | None
+    table: pd.DataFrame
+    space_groups: tuple[int, ...]
+    seconds: float
+    reason: str = ""
+    cuts: list[np.ndarray] = field(default_factory=list, repr=False)
+
+
+def space_groups_for(handedness: np.ndarray, informative: bool) -> tuple[int, ...]:
+    """The default space groups that the neighbours' ``handedness`` (+1 as the central molecule, -1 its mirror
+    image, 0 unread) allows: all of them when it is not ``informative`` (achiral or planar molecule, or
+    inversion noise)."""
+    if not informative:
+        return DEFAULT_SPACE_GROUPS
+    improper = bool((np.asarray(handedness) < 0).any())
+    return tuple(g for g in DEFAULT_SPACE_GROUPS if g not in SPACE_GROUPS or SPACE_GROUPS[g].improper == improper)
+
+
+def _fallback(cluster: Cluster, groups: tuple[int, ...], started: float, reason: str) -> Solution:
+    return Solution(
+        cluster.cluster_id, cluster.x_w.copy(), None, pd.DataFrame(), groups, time.perf_counter() - started, reason
+    )
+
+
+def score_crystals(table: pd.DataFrame, sigma: float, temperature: float) -> pd.Series:
+    """``misfit / (2 sigma^2) + (E - E_min) / T`` of every row (``misfit``: the centroids' SSE and handedness
+    costs, Å²; ``energy``)."""
+    return table["misfit"] / (2.0 * sigma**2) + (table["energy"] - table["energy"].min()) / temperature
+
+
+def solve_cluster(cluster: Cluster, settings: SolveSettings = SolveSettings(), progress: bool = False) -> Solution:
+    """The crystal of ``cluster``'s ``x_w`` (never its ``x_s``) and its cut as the prediction."""
+    started = time.perf_counter()
+    numbers, mol_index = np.asarray(cluster.numbers), np.asarray(cluster.mol_index)
+    weak = read_weak_cluster(numbers, mol_index, cluster.x_w)
+    informative = weak.chirality_informative and not settings.inversion
+    groups = space_groups_for(weak.handedness, informative)
+    central = mol_index == 0
+    try:
+        molecule = from_positions(numbers[central], cluster.x_w[central], cluster.cluster_id)
+    except MoleculeInputError as error:
+        return _fallback(cluster, groups, started, str(error))
+    search = SearchSettings(settings.candidates, groups, settings.seed)
+    if settings.workers:
+        search = SearchSettings(settings.candidates, groups, settings.seed, settings.workers)
+    found = search_crystals(molecule, search, progress=progress).crystals
+    if not found:
+        return _fallback(cluster, groups, started, "no bound crystal among the candidates")
+    rows, cuts = [], []
+    for rank, crystal in enumerate(found):
+        row, cut = _fit_crystal(crystal, weak, numbers[central], informative, settings.seed)
+        rows.append({"rank_energy": rank + 1, **row})
+        cuts.append(cut)
+    table = pd.DataFrame(rows)
+    table["score"] = score_crystals(table, settings.sigma, settings.temperature)
+    chosen = int(table["score"].idxmin())
+    table["chosen"] = table.index == chosen
+    x = cuts[chosen].reshape(-1, 3)
+    return Solution(
+        cluster.cluster_id, x, found[chosen].crystal, table, groups, time.perf_counter() - started, cuts=cuts
+    )
+
+
+def _fit_crystal(
+    found: FoundCrystal, weak, numbers: np.ndarray, informative: bool, seed: int
+) -> tuple[dict[str, float | str], np.ndarray]:
+    """One crystal's row of the table, and its cut superposed on ``x_w`` in ``x_w``'s molecule and atom order."""
+    mc = found.crystal
+    cut_numbers, cut_index, cut_x = cluster_of(mc)
+    cut = read_weak_cluster(cut_numbers, cut_index, cut_x)
+    fit = fit_cut(cut.centroids, weak.centroids, forbidden_pairs(weak, cut, informative), seed=seed)
+    molecules = cut_x.reshape(len(cut.centroids), -1, 3)
+    superposed = molecules[fit.order] @ fit.rotation.T + fit.shift
+    row = {
+        "space_group": found.candidate.symbol,
+        "z": mc.z,
+        "density": found.density,
+        "energy": found.energy,
+        "misfit": fit.misfit,
+        "rms": fit.rms,
+    }
+    return row, superposed
+
+
+CANDIDATES_DIR = "Candidates"
+CIF_DIR = "CIF"
+
+
+def _done_path(out: Path, cluster_id: str) -> Path:
+    return out / CANDIDATES_DIR / f"{cluster_id}.json"
+
+
+def write_solution(out: Path, solution: Solution, numbers: np.ndarray, mol_index: np.ndarray) -> dict:
+    """Write one cluster's prediction, crystal and candidates under ``out``; returns its summary (the ``.json``)."""
+    cluster_id = solution.cluster_id
+    write_positions_csv(prediction_path(out, cluster_id, 0), numbers, mol_index, solution.x)
+    candidates = out / CANDIDATES_DIR
+    candidates.mkdir(parents=True, exist_ok=True)
+    summary = {
+        "id": cluster_id,
+        "reason": solution.reason,
+        "space_groups": list(solution.space_groups),
+        "distinct": len(solution.table),
+        "seconds": round(solution.seconds, 1),
+    }
+    if solution.crystal is not None:
+        chosen = solution.table[solution.table["chosen"]].iloc[0]
+        (out / CIF_DIR).mkdir(parents=True, exist_ok=True)
+        cif = write_cif(out / CIF_DIR / f"{cluster_id}.cif", solution.crystal, cluster_id)
+        summary.update(
+            cif=str(cif.relative_to(out)),
+            space_group=str(chosen["space_group"]),
+            energy=float(chosen["energy"]),
+            rms=float(chosen["rms"]),
+            rank_energy=int(chosen["rank_energy"]),
+        )
+        solution.table.to_csv(candidates / f"{cluster_id}.csv", index=False)
+        np.savez_compressed(candidates / f"{cluster_id}.npz", cuts=np.stack(solution.cuts))
+    done = _done_path(out, cluster_id)
+    tmp = temporary_path(done)
+    tmp.write_text(json.dumps(summary, indent=2))
+    tmp.replace(done)
+    return summary
+
+
+def solve_clusters(
+    data: Path, cluster_ids: Sequence[str], out: Path, settings: SolveSettings, progress: bool = True
+) -> pd.DataFrame:
+    """Solve every cluster of ``data`` named in ``cluster_ids`` into ``out``, skipping those a previous run
+    finished; returns one summary row per cluster."""
+    out = Path(out)
+    rows = []
+    for cluster_id in tqdm(cluster_ids, desc="solve", unit="cluster", disable=not progress):
+        done = _done_path(out, cluster_id)
+        if done.is_file():
+            rows.append(json.loads(done.read_text()))
+            continue
+        cluster = read_cluster(data, cluster_id)
+        solution = solve_cluster(cluster, settings)
+        rows.append(write_solution(out, solution, cluster.numbers, cluster.mol_index))
+    return pd.DataFrame(rows)

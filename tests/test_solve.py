@@ -1,0 +1,129 @@
+"""``crystalflow solve``: the superposition of a crystal's cut on x_w, the space groups handedness allows, and the
+command end to end (exact molecules, x_w's layout, resumed runs, the run record)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from scipy.spatial.transform import Rotation
+
+from crystalflow_core import solve
+from crystalflow_core.cli import main
+from crystalflow_core.csp.cluster_fit import HANDEDNESS_COST, fit_cut, forbidden_pairs
+from crystalflow_core.csp.cluster_lattice import SPACE_GROUPS, WeakClusterCues
+from crystalflow_core.data import codcluster17
+from crystalflow_core.data.cluster import Cluster
+from crystalflow_core.settings import DEFAULT_SPACE_GROUPS
+
+
+def _cues(centroids: np.ndarray, handedness: np.ndarray, chiral: bool = True) -> WeakClusterCues:
+    n = len(centroids)
+    return WeakClusterCues(centroids, np.zeros(n), np.ones(n), handedness, False, not chiral, 100.0)
+
+
+def _shell(seed: int) -> np.ndarray:
+    """A central point and 16 neighbours 4-8 Å away."""
+    rng = np.random.default_rng(seed)
+    directions = rng.normal(size=(16, 3))
+    directions /= np.linalg.norm(directions, axis=1, keepdims=True)
+    return np.concatenate([np.zeros((1, 3)), directions * rng.uniform(4.0, 8.0, size=(16, 1))])
+
+
+def test_fit_recovers_a_known_rotation_translation_and_pairing():
+    cut = _shell(0)
+    rotation = Rotation.random(random_state=3).as_matrix()
+    shift = np.array([0.7, -1.2, 0.4])
+    permutation = np.concatenate([[0], 1 + np.random.default_rng(1).permutation(16)])
+    noise = np.random.default_rng(2).normal(scale=0.2, size=cut.shape)
+    weak = cut[permutation] @ rotation.T + shift + noise
+    handedness = np.ones(17, dtype=int)
+    fit = fit_cut(cut, weak, forbidden_pairs(_cues(weak, handedness), _cues(cut, handedness)))
+    np.testing.assert_array_equal(fit.order, permutation)
+    np.testing.assert_allclose(fit.rotation, rotation, atol=0.05)
+    # the SSE is that of the best superposition of the paired points, recomputed independently
+    moved = cut[permutation] - cut[permutation].mean(axis=0)
+    target = weak - weak.mean(axis=0)
+    u, _, vt = np.linalg.svd(moved.T @ target)
+    best = u @ np.diag([1, 1, np.sign(np.linalg.det(u @ vt))]) @ vt
+    assert fit.sse == pytest.approx(((moved @ best - target) ** 2).sum(), rel=1e-6)
+
+
+def test_the_central_molecules_pair_and_opposite_handedness_costs():
+    cut = _shell(4)
+    weak = cut.copy()
+    flipped = np.ones(17, dtype=int)
+    flipped[5] = -1
+    forbidden = forbidden_pairs(_cues(weak, np.ones(17, dtype=int)), _cues(cut, flipped))
+    assert (forbidden[0, 1:] > 1e5).all() and (forbidden[1:, 0] > 1e5).all()
+    assert (forbidden[1:, 5] == HANDEDNESS_COST).all()
+    assert np.delete(forbidden[1:, 1:], 4, axis=1).sum() == 0
+    fit = fit_cut(cut, weak, forbidden)
+    assert fit.order[0] == 0
+    assert fit.sse == pytest.approx(0, abs=1e-9) and fit.penalty == HANDEDNESS_COST  # the one unavoidable mismatch
+    # handedness of an achiral molecule says nothing
+    achiral = forbidden_pairs(_cues(weak, np.ones(17, dtype=int), chiral=False), _cues(cut, flipped))
+    assert achiral[1:, 1:].sum() == 0
+
+
+def test_space_groups_follow_the_handedness_of_the_neighbours():
+    proper = np.ones(17, dtype=int)
+    mixed = proper.copy()
+    mixed[3] = -1
+    chiral_groups = solve.space_groups_for(proper, informative=True)
+    assert chiral_groups and all(not SPACE_GROUPS[g].improper for g in chiral_groups)
+    assert 19 in chiral_groups and 14 not in chiral_groups
+    improper_groups = solve.space_groups_for(mixed, informative=True)
+    assert 14 in improper_groups and all(SPACE_GROUPS[g].improper for g in improper_groups)
+    assert set(chiral_groups) | set(improper_groups) == set(DEFAULT_SPACE_GROUPS)
+    assert solve.space_groups_for(mixed, informative=False) == DEFAULT_SPACE_GROUPS
+
+
+def test_a_molecule_the_search_cannot_take_keeps_x_w_with_its_reason(small_data):
+    cluster_id = codcluster17.list_cluster_ids(small_data)[0]
+    cluster = codcluster17.read_cluster(small_data, cluster_id)
+    numbers = cluster.numbers.copy()
+    numbers[cluster.mol_index == 0] = np.where(numbers[cluster.mol_index == 0] == 1, 1, 30)  # heavy atoms → Zn
+    broken = Cluster(cluster_id, numbers, cluster.mol_index, cluster.x_w, cluster.x_s)
+    solution = solve.solve_cluster(broken, solve.SolveSettings(candidates=2, workers=1))
+    assert solution.crystal is None and "Zn" in solution.reason
+    np.testing.assert_array_equal(solution.x, cluster.x_w)
+
+
+def _inner_distances(x: np.ndarray, mol_index: np.ndarray) -> list[np.ndarray]:
+    return [np.linalg.norm(x[mol_index == m][:, None] - x[mol_index == m][None], axis=-1) for m in np.unique(mol_index)]
+
+
+def test_solve_writes_exact_molecules_in_x_w_layout_resumes_and_is_recorded(small_data, tmp_path, monkeypatch, capsys):
+    out = tmp_path / "solved"
+    command = ["solve", "--data", str(small_data), "--split", "test", "--out", str(out)]
+    assert main([*command, "--candidates", "6", "--workers", "1"]) == 0
+    predictions = codcluster17.list_predictions(out)
+    assert predictions and all(len(paths) == 1 for paths in predictions.values())
+    for cluster_id, paths in predictions.items():
+        cluster = codcluster17.read_cluster(small_data, cluster_id)
+        numbers, mol_index, x = codcluster17.read_positions_csv(paths[0])
+        np.testing.assert_array_equal(numbers, cluster.numbers)
+        np.testing.assert_array_equal(mol_index, cluster.mol_index)
+        for predicted, weak in zip(
+            _inner_distances(x, mol_index), _inner_distances(cluster.x_w, mol_index), strict=True
+        ):
+            np.testing.assert_allclose(predicted, weak, atol=1e-3)
+        summary = json.loads((out / solve.CANDIDATES_DIR / f"{cluster_id}.json").read_text())
+        assert summary["reason"] == "" and (out / summary["cif"]).is_file()
+        # the chosen crystal's cut, read back, is the prediction; centroids lie near x_w's (within the misfit)
+        centroids = x.reshape(cluster.n_molecules, -1, 3).mean(axis=1)
+        weak = cluster.x_w.reshape(cluster.n_molecules, -1, 3).mean(axis=1)
+        assert np.sqrt(((centroids - weak) ** 2).sum(axis=1).mean()) == pytest.approx(summary["rms"], rel=1e-6)
+
+    def refuse(*_args, **_kwargs):
+        raise AssertionError("a finished cluster was solved again")
+
+    monkeypatch.setattr(solve, "solve_cluster", refuse)
+    assert main([*command, "--candidates", "6", "--workers", "1"]) == 0
+    capsys.readouterr()
+    assert main(["evaluate", "--truth", str(small_data), "--pred", str(out)]) == 0
+    record = json.loads((out / "record.json").read_text())
+    assert record["method"] == "solve" and record["config"]["candidates"] == 6
+    assert record["metrics"]["integrity"] < 1e-3
