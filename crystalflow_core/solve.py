@@ -9,11 +9,12 @@ and each molecule's handedness. So, for each cluster:
    neighbours all keep its handedness crystallised in a group without improper operations, one with mirror-image
    neighbours in a group with them;
 3. the crystal search of ``predict`` (:func:`~.csp.search.search_crystals`) gives distinct minimised crystals;
-4. each is cut as the curated clusters are and superposed on ``x_w``'s centroids (:mod:`.csp.cluster_fit`); it is
+4. each is cut into a pool of molecules superposed on ``x_w``'s centroids (:mod:`.csp.cluster_fit`); it is
    scored by ``misfit / (2 sigma^2) + (E - E_min) / T``: how unlikely ``x_w``'s centroids are given the crystal, plus
    its lattice energy above the lowest found, at a temperature ``T`` (kcal/mol) chosen on the validation split
    (``benchmarks/solve_ranking.py``);
-5. the best crystal's cut, superposed on ``x_w`` and in ``x_w``'s molecule order, is the prediction.
+5. the best crystal's cut (as the curated clusters are cut: the central molecule and its 16 nearest), superposed
+   on ``x_w`` and in ``x_w``'s molecule order, is the prediction.
 
 A cluster whose molecule the search cannot take (MMFF94 cannot type it, or it carries a charge) gets ``x_w``
 itself, with the reason recorded.
@@ -34,14 +35,14 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from scipy.optimize import linear_sum_assignment
 from tqdm.auto import tqdm
 
 from .csp.cif_writer import write_cif
-from .csp.cluster_fit import fit_cut, forbidden_pairs
-from .csp.cluster_lattice import SPACE_GROUPS, read_weak_cluster
-from .csp.compare import cluster_of
+from .csp.cluster_fit import POOL_SIZE, fit_cut, forbidden_pairs
+from .csp.cluster_lattice import SPACE_GROUPS, WeakClusterCues, read_weak_cluster
 from .csp.search import FoundCrystal, SearchSettings, search_crystals
-from .data.cluster import Cluster
+from .data.cluster import Cluster, crystal_cluster
 from .data.codcluster17 import prediction_path, read_cluster, temporary_path, write_positions_csv
 from .data.molecules import MolecularCrystal
 from .molecule_input import MoleculeInputError, from_positions
@@ -132,7 +133,7 @@ def solve_cluster(cluster: Cluster, settings: SolveSettings = SolveSettings(), p
         return _fallback(cluster, groups, started, "no bound crystal among the candidates")
     rows, cuts = [], []
     for rank, crystal in enumerate(found):
-        row, cut = _fit_crystal(crystal, weak, numbers[central], informative, settings.seed)
+        row, cut = _fit_crystal(crystal, weak, informative, settings.sigma, settings.seed)
         rows.append({"rank_energy": rank + 1, **row})
         cuts.append(cut)
     table = pd.DataFrame(rows)
@@ -146,15 +147,21 @@ def solve_cluster(cluster: Cluster, settings: SolveSettings = SolveSettings(), p
 
 
 def _fit_crystal(
-    found: FoundCrystal, weak, numbers: np.ndarray, informative: bool, seed: int
+    found: FoundCrystal, weak: WeakClusterCues, informative: bool, sigma: float, seed: int
 ) -> tuple[dict[str, float | str], np.ndarray]:
-    """One crystal's row of the table, and its cut superposed on ``x_w`` in ``x_w``'s molecule and atom order."""
+    """One crystal's row of the table, and its cut superposed on ``x_w`` by the pool's fit, in ``x_w``'s molecule
+    order (atoms in the molecule's order, which the search keeps)."""
     mc = found.crystal
-    cut_numbers, cut_index, cut_x = cluster_of(mc)
-    cut = read_weak_cluster(cut_numbers, cut_index, cut_x)
-    fit = fit_cut(cut.centroids, weak.centroids, forbidden_pairs(weak, cut, informative), seed=seed)
-    molecules = cut_x.reshape(len(cut.centroids), -1, 3)
-    superposed = molecules[fit.order] @ fit.rotation.T + fit.shift
+    molecules = crystal_cluster(mc, POOL_SIZE)
+    n_pool, n_atoms = molecules.shape[:2]
+    pool = read_weak_cluster(np.tile(mc.numbers, n_pool), np.repeat(np.arange(n_pool), n_atoms), molecules)
+    fit = fit_cut(pool.centroids, weak.centroids, forbidden_pairs(weak, pool, informative), sigma, seed=seed)
+    # The prediction is the crystal's own cut (its 17 nearest), each molecule given the place of the x_w molecule
+    # it lies closest to once superposed: the pool's pairing may take a farther molecule for a noisy one.
+    cut = molecules[: len(weak.centroids)] @ fit.rotation.T + fit.shift
+    distance = ((weak.centroids[:, None, :] - cut.mean(axis=1)[None, :, :]) ** 2).sum(axis=-1)
+    distance[0, 1:] = distance[1:, 0] = np.inf
+    superposed = cut[linear_sum_assignment(distance)[1]]
     row = {
         "space_group": found.candidate.symbol,
         "z": mc.z,

@@ -11,10 +11,11 @@ from scipy.spatial.transform import Rotation
 
 from crystalflow_core import solve
 from crystalflow_core.cli import main
-from crystalflow_core.csp.cluster_fit import HANDEDNESS_COST, fit_cut, forbidden_pairs
+from crystalflow_core.csp.cluster_fit import HANDEDNESS_COST, OUTLIER, fit_cut, forbidden_pairs
 from crystalflow_core.csp.cluster_lattice import SPACE_GROUPS, WeakClusterCues
 from crystalflow_core.data import codcluster17
-from crystalflow_core.data.cluster import Cluster
+from crystalflow_core.data.cluster import Cluster, crystal_cluster
+from crystalflow_core.molecule_input import read_crystal
 from crystalflow_core.settings import DEFAULT_SPACE_GROUPS
 
 
@@ -31,23 +32,32 @@ def _shell(seed: int) -> np.ndarray:
     return np.concatenate([np.zeros((1, 3)), directions * rng.uniform(4.0, 8.0, size=(16, 1))])
 
 
-def test_fit_recovers_a_known_rotation_translation_and_pairing():
-    cut = _shell(0)
+def test_fit_recovers_a_known_rotation_translation_and_pairing_from_a_larger_pool():
+    pool = np.concatenate([_shell(0), _shell(5)[1:11] * 1.6])  # 27 molecules, ten of them further out
+    taken = np.concatenate([[0], 1 + np.random.default_rng(1).permutation(20)[:15], [22]])  # one from further out
     rotation = Rotation.random(random_state=3).as_matrix()
     shift = np.array([0.7, -1.2, 0.4])
-    permutation = np.concatenate([[0], 1 + np.random.default_rng(1).permutation(16)])
-    noise = np.random.default_rng(2).normal(scale=0.2, size=cut.shape)
-    weak = cut[permutation] @ rotation.T + shift + noise
-    handedness = np.ones(17, dtype=int)
-    fit = fit_cut(cut, weak, forbidden_pairs(_cues(weak, handedness), _cues(cut, handedness)))
-    np.testing.assert_array_equal(fit.order, permutation)
+    noise = np.random.default_rng(2).normal(scale=0.2, size=(17, 3))
+    weak = pool[taken] @ rotation.T + shift + noise
+    fit = fit_cut(pool, weak, forbidden_pairs(_cues(weak, np.ones(17, dtype=int)), _cues(pool, np.ones(27, dtype=int))))
+    np.testing.assert_array_equal(fit.order, taken)
     np.testing.assert_allclose(fit.rotation, rotation, atol=0.05)
     # the SSE is that of the best superposition of the paired points, recomputed independently
-    moved = cut[permutation] - cut[permutation].mean(axis=0)
+    moved = pool[taken] - pool[taken].mean(axis=0)
     target = weak - weak.mean(axis=0)
     u, _, vt = np.linalg.svd(moved.T @ target)
     best = u @ np.diag([1, 1, np.sign(np.linalg.det(u @ vt))]) @ vt
-    assert fit.sse == pytest.approx(((moved @ best - target) ** 2).sum(), rel=1e-6)
+    assert fit.sse == pytest.approx(((moved @ best - target) ** 2).sum(), rel=1e-6) and fit.penalty == 0
+
+
+def test_a_molecule_placed_far_off_counts_only_up_to_the_cap():
+    pool = _shell(6)
+    weak = pool.copy()
+    weak[7] += np.array([30.0, 0.0, 0.0])  # no pool molecule anywhere near
+    fit = fit_cut(pool, weak, forbidden_pairs(_cues(weak, np.ones(17, dtype=int)), _cues(pool, np.ones(17, dtype=int))))
+    np.testing.assert_array_equal(fit.order, np.arange(17))
+    np.testing.assert_allclose(fit.rotation, np.eye(3), atol=1e-9)  # fitted on the 16 others alone
+    assert fit.sse == pytest.approx(OUTLIER, rel=1e-9)
 
 
 def test_the_central_molecules_pair_and_opposite_handedness_costs():
@@ -112,10 +122,14 @@ def test_solve_writes_exact_molecules_in_x_w_layout_resumes_and_is_recorded(smal
             np.testing.assert_allclose(predicted, weak, atol=1e-3)
         summary = json.loads((out / solve.CANDIDATES_DIR / f"{cluster_id}.json").read_text())
         assert summary["reason"] == "" and (out / summary["cif"]).is_file()
-        # the chosen crystal's cut, read back, is the prediction; centroids lie near x_w's (within the misfit)
-        centroids = x.reshape(cluster.n_molecules, -1, 3).mean(axis=1)
-        weak = cluster.x_w.reshape(cluster.n_molecules, -1, 3).mean(axis=1)
-        assert np.sqrt(((centroids - weak) ** 2).sum(axis=1).mean()) == pytest.approx(summary["rms"], rel=1e-6)
+        # the prediction is the cut of the crystal written as its CIF: the same centroid distances about the centre
+        written = crystal_cluster(read_crystal(out / summary["cif"]))
+        predicted = x.reshape(cluster.n_molecules, -1, 3).mean(axis=1)
+        np.testing.assert_allclose(
+            np.sort(np.linalg.norm(predicted - predicted[0], axis=1)),
+            np.sort(np.linalg.norm(written.mean(axis=1) - written[0].mean(axis=0), axis=1)),
+            atol=1e-3,
+        )
 
     def refuse(*_args, **_kwargs):
         raise AssertionError("a finished cluster was solved again")

@@ -1,13 +1,17 @@
 """How well a crystal explains a weak cluster ``x_w``: its 17-molecule cut superposed on ``x_w``'s centroids.
 
 ``x_w`` keeps the crystal cluster's centroids up to Gaussian noise (``sigma`` Å per axis) and the handedness of
-each molecule (:mod:`.cluster_lattice`); its orientations are random. A candidate crystal is cut as the curated
-clusters are (the central molecule and its 16 nearest by centroid) and the cut's centroids are superposed on
-``x_w``'s by a proper rotation and a translation. Molecules are paired by the Hungarian method (the two central
-molecules together; two of opposite handedness at a cost, where handedness is readable), alternating with Kabsch
-fits, from many starting rotations: a 17-molecule cluster is nearly spherical, so its principal axes do not seed
-the superposition reliably. The misfit is the sum of squared centroid distances of the best superposition (plus
-the handedness costs); ``SSE / (2 sigma^2)`` is minus the log-likelihood of ``x_w``'s centroids given the crystal.
+each molecule (:mod:`.cluster_lattice`); its orientations are random. A candidate crystal is cut into a pool of
+molecules around its central one (more than ``x_w``'s 17: a candidate a little larger or sheared than the crystal
+orders its neighbours differently near the edge of the cluster, and the 17 nearest would then miss some of those
+``x_w`` holds) and the pool's centroids are superposed on ``x_w``'s by a proper rotation and a translation.
+Each of ``x_w``'s molecules is paired with one of the pool by the Hungarian method (the two central molecules
+together; two of opposite handedness at a cost, where handedness is readable), alternating with Kabsch fits, from
+many starting rotations: a 17-molecule cluster is nearly spherical, so its principal axes do not seed the
+superposition reliably. A pair's squared distance counts up to :data:`OUTLIER` sigma² only, so that one molecule
+the candidate places differently does not outweigh sixteen it places right. The misfit is the sum of those
+capped squared distances (plus the handedness costs); ``misfit / (2 sigma^2)`` is, up to the cap, minus the
+log-likelihood of ``x_w``'s centroids given the crystal.
 """
 
 from __future__ import annotations
@@ -25,6 +29,10 @@ from .cluster_lattice import WeakClusterCues
 #: Starting rotations of the superposition, and Hungarian/Kabsch rounds from each.
 FIT_STARTS = 48
 FIT_ROUNDS = 10
+#: Molecules of a candidate's pool (the central one and its nearest by centroid) that x_w's 17 are paired with.
+POOL_SIZE = 27
+#: A pair's squared distance counts up to this many sigma² (a 3-sigma outlier per axis, summed over three axes).
+OUTLIER = 9.0
 #: Cost (Å²) that keeps two molecules from being paired (the central ones with others).
 _FORBIDDEN = 1e6
 #: Cost (Å²) of pairing molecules of opposite handedness: as a 3 Å misplacement, so a crystal that explains
@@ -34,9 +42,9 @@ HANDEDNESS_COST = 9.0
 
 @dataclass
 class CutFit:
-    """The best superposition of a cut on ``x_w``: ``order[j]`` is the cut's molecule paired with ``x_w``'s
-    molecule ``j``; ``cut_centroids @ rotation.T + shift`` lies on ``x_w``'s; ``sse`` (Å²) sums the squared
-    centroid distances of the pairs and ``penalty`` (Å²) the costs of pairs of opposite handedness."""
+    """The best superposition of a pool on ``x_w``: ``order[j]`` is the pool's molecule paired with ``x_w``'s
+    molecule ``j``; ``pool_centroids @ rotation.T + shift`` lies on ``x_w``'s; ``sse`` (Å²) sums the capped
+    squared centroid distances of the pairs and ``penalty`` (Å²) the costs of pairs of opposite handedness."""
 
     order: np.ndarray
     rotation: np.ndarray
@@ -51,55 +59,62 @@ class CutFit:
 
     @property
     def rms(self) -> float:
-        """Root-mean-square centroid distance (Å)."""
+        """Root-mean-square (capped) centroid distance (Å)."""
         return float(np.sqrt(self.sse / len(self.order)))
 
 
 def forbidden_pairs(weak: WeakClusterCues, cut: WeakClusterCues, use_handedness: bool = True) -> np.ndarray:
-    """``[M, M]`` cost added to pairing ``x_w``'s molecule ``j`` (rows) with the cut's ``k``: the central molecules
+    """``[M, P]`` cost added to pairing ``x_w``'s molecule ``j`` (rows) with the pool's ``k``: the central molecules
     pair only with each other and, with ``use_handedness`` and a chiral molecule, molecules of opposite
     handedness cost :data:`HANDEDNESS_COST`."""
-    n = len(weak.centroids)
-    if len(cut.centroids) != n:
-        raise ValueError(f"a cut of {len(cut.centroids)} molecules against a weak cluster of {n}")
-    cost = np.zeros((n, n))
+    n, pool = len(weak.centroids), len(cut.centroids)
+    if pool < n:
+        raise ValueError(f"a pool of {pool} molecules against a weak cluster of {n}")
+    cost = np.zeros((n, pool))
     if use_handedness and weak.chirality_informative:
         cost[weak.handedness[:, None] * cut.handedness[None, :] < 0] = HANDEDNESS_COST
     cost[0, 1:] = cost[1:, 0] = _FORBIDDEN
     return cost
 
 
-def _assign(moved: np.ndarray, target: np.ndarray, forbidden: np.ndarray) -> np.ndarray:
-    cost = ((target[:, None, :] - moved[None, :, :]) ** 2).sum(axis=-1) + forbidden
-    return linear_sum_assignment(cost)[1]
+def _capped(moved: np.ndarray, target: np.ndarray, cap: float) -> np.ndarray:
+    """``[M, P]`` squared distances from each target point to each moved one, at most ``cap``."""
+    return np.minimum(((target[:, None, :] - moved[None, :, :]) ** 2).sum(axis=-1), cap)
 
 
 def fit_cut(
-    cut_centroids: np.ndarray,
+    pool_centroids: np.ndarray,
     weak_centroids: np.ndarray,
     forbidden: np.ndarray,
+    sigma: float = 1.0,
     starts: int = FIT_STARTS,
     seed: int = 0,
 ) -> CutFit:
-    """The superposition of ``cut_centroids`` ``[M, 3]`` on ``weak_centroids`` ``[M, 3]`` with the smallest summed
-    squared distance, pairs allowed by ``forbidden`` (:func:`forbidden_pairs`), from ``starts`` seeded random
-    rotations (the identity first)."""
-    cut = np.asarray(cut_centroids, dtype=np.float64)
+    """The superposition of ``pool_centroids`` ``[P, 3]`` (central first) on ``weak_centroids`` ``[M, 3]`` (central
+    first, ``M <= P``) with the smallest capped misfit, pairs allowed by ``forbidden`` (:func:`forbidden_pairs`),
+    from ``starts`` seeded random rotations (the identity first) about the central molecules. The Kabsch fits use
+    the pairs within the cap only."""
+    pool = np.asarray(pool_centroids, dtype=np.float64)
     weak = np.asarray(weak_centroids, dtype=np.float64)
+    cap = OUTLIER * sigma**2
+    rows = np.arange(len(weak))
     rotations = np.concatenate([np.eye(3)[None], Rotation.random(starts - 1, random_state=seed).as_matrix()])
     best: CutFit | None = None
     for rotation in rotations:
-        shift = weak.mean(axis=0) - cut.mean(axis=0) @ rotation.T
-        order = _assign(cut @ rotation.T + shift, weak, forbidden)
+        shift = weak[0] - pool[0] @ rotation.T
+        order = linear_sum_assignment(_capped(pool @ rotation.T + shift, weak, cap) + forbidden)[1]
         for _ in range(FIT_ROUNDS):
-            rotation, shift = kabsch(cut[order], weak)
-            new = _assign(cut @ rotation.T + shift, weak, forbidden)
+            distance = _capped(pool[order] @ rotation.T + shift, weak, cap)[rows, rows]
+            inliers = distance < cap
+            if inliers.sum() < 3:
+                break
+            rotation, shift = kabsch(pool[order][inliers], weak[inliers])
+            new = linear_sum_assignment(_capped(pool @ rotation.T + shift, weak, cap) + forbidden)[1]
             if np.array_equal(new, order):
                 break
             order = new
-        rotation, shift = kabsch(cut[order], weak)
-        penalty = float(forbidden[np.arange(len(order)), order].sum())
-        sse = float(((cut[order] @ rotation.T + shift - weak) ** 2).sum())
+        sse = float(_capped(pool[order] @ rotation.T + shift, weak, cap)[rows, rows].sum())
+        penalty = float(forbidden[rows, order].sum())
         if best is None or sse + penalty < best.misfit:
             best = CutFit(order, rotation, shift, sse, penalty)
     assert best is not None
