@@ -21,8 +21,9 @@ itself, with the reason recorded.
 
 :func:`solve_clusters` writes, per cluster, the prediction in the COD-Cluster17 layout, the chosen crystal as
 ``CIF/{id}.cif``, and ``Candidates/{id}.csv`` (every distinct crystal: its table row) with ``Candidates/{id}.npz``
-(their superposed cuts, which the ranking benchmark scores); ``Candidates/{id}.json``, written last, marks the
-cluster done, so a killed run restarted with the same command keeps finished clusters.
+(their superposed cuts, which the ranking benchmark scores) and ``Candidates/{id}/rank{k}.cif`` (the crystals);
+``Candidates/{id}.json``, written last, marks the cluster done, so a killed run restarted with the same command
+keeps finished clusters.
 """
 
 from __future__ import annotations
@@ -89,6 +90,7 @@ class Solution:
     seconds: float
     reason: str = ""
     cuts: list[np.ndarray] = field(default_factory=list, repr=False)
+    crystals: list[MolecularCrystal] = field(default_factory=list, repr=False)
 
 
 def space_groups_for(handedness: np.ndarray, informative: bool) -> tuple[int, ...]:
@@ -142,7 +144,14 @@ def solve_cluster(cluster: Cluster, settings: SolveSettings = SolveSettings(), p
     table["chosen"] = table.index == chosen
     x = cuts[chosen].reshape(-1, 3)
     return Solution(
-        cluster.cluster_id, x, found[chosen].crystal, table, groups, time.perf_counter() - started, cuts=cuts
+        cluster.cluster_id,
+        x,
+        found[chosen].crystal,
+        table,
+        groups,
+        time.perf_counter() - started,
+        cuts=cuts,
+        crystals=[f.crystal for f in found],
     )
 
 
@@ -206,6 +215,9 @@ def write_solution(out: Path, solution: Solution, numbers: np.ndarray, mol_index
             rank_energy=int(chosen["rank_energy"]),
         )
         solution.table.to_csv(candidates / f"{cluster_id}.csv", index=False)
+        (candidates / cluster_id).mkdir(exist_ok=True)
+        for rank, crystal in enumerate(solution.crystals, start=1):
+            write_cif(candidates / cluster_id / f"rank{rank}.cif", crystal, f"{cluster_id}_rank{rank}")
         np.savez_compressed(candidates / f"{cluster_id}.npz", cuts=np.stack(solution.cuts))
     done = _done_path(out, cluster_id)
     tmp = temporary_path(done)

@@ -122,6 +122,7 @@ def test_solve_writes_exact_molecules_in_x_w_layout_resumes_and_is_recorded(smal
             np.testing.assert_allclose(predicted, weak, atol=1e-3)
         summary = json.loads((out / solve.CANDIDATES_DIR / f"{cluster_id}.json").read_text())
         assert summary["reason"] == "" and (out / summary["cif"]).is_file()
+        assert len(list((out / solve.CANDIDATES_DIR / cluster_id).glob("rank*.cif"))) == summary["distinct"]
         # the prediction is the cut of the crystal written as its CIF: the same centroid distances about the centre
         written = crystal_cluster(read_crystal(out / summary["cif"]))
         predicted = x.reshape(cluster.n_molecules, -1, 3).mean(axis=1)
