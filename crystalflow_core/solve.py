@@ -8,7 +8,9 @@ and each molecule's handedness. So, for each cluster:
 2. the space groups searched follow the handedness (:func:`space_groups_for`): a chiral molecule whose 16
    neighbours all keep its handedness crystallised in a group without improper operations, one with mirror-image
    neighbours in a group with them;
-3. the crystal search of ``predict`` (:func:`~.csp.search.search_crystals`) gives distinct minimised crystals;
+3. the crystal search of ``predict`` (:func:`~.csp.search.search_crystals`) gives distinct minimised crystals,
+   its candidates shared among those groups as organic crystals are (:data:`~.csp.cluster_lattice.SPACE_GROUP_PRIOR`:
+   P2₁/c about a third, P-1 a fifth, ...);
 4. each is cut into a pool of molecules superposed on ``x_w``'s centroids (:mod:`.csp.cluster_fit`); it is
    scored by ``misfit / (2 sigma^2) + (E - E_min) / T``: how unlikely ``x_w``'s centroids are given the crystal, plus
    its lattice energy above the lowest found, at a temperature ``T`` (kcal/mol) chosen on the validation split
@@ -31,7 +33,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -41,7 +43,7 @@ from tqdm.auto import tqdm
 
 from .csp.cif_writer import write_cif
 from .csp.cluster_fit import POOL_SIZE, fit_cut, forbidden_pairs
-from .csp.cluster_lattice import SPACE_GROUPS, WeakClusterCues, read_weak_cluster
+from .csp.cluster_lattice import SPACE_GROUP_PRIOR, SPACE_GROUPS, WeakClusterCues, read_weak_cluster
 from .csp.search import FoundCrystal, SearchSettings, search_crystals
 from .data.cluster import Cluster, crystal_cluster
 from .data.codcluster17 import prediction_path, read_cluster, temporary_path, write_positions_csv
@@ -127,9 +129,9 @@ def solve_cluster(cluster: Cluster, settings: SolveSettings = SolveSettings(), p
         molecule = from_positions(numbers[central], cluster.x_w[central], cluster.cluster_id)
     except MoleculeInputError as error:
         return _fallback(cluster, groups, started, str(error))
-    search = SearchSettings(settings.candidates, groups, settings.seed)
+    search = SearchSettings(settings.candidates, groups, settings.seed, group_weights=SPACE_GROUP_PRIOR)
     if settings.workers:
-        search = SearchSettings(settings.candidates, groups, settings.seed, settings.workers)
+        search = replace(search, workers=settings.workers)
     found = search_crystals(molecule, search, progress=progress).crystals
     if not found:
         return _fallback(cluster, groups, started, "no bound crystal among the candidates")

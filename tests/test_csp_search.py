@@ -55,6 +55,15 @@ def test_candidates_are_seeded_and_stratified():
         np.testing.assert_allclose(np.linalg.norm(body[:, None] - body[None], axis=-1), expected, atol=1e-6)
 
 
+def test_candidates_follow_the_group_weights_and_share_a_group_among_its_positions():
+    acid = list(generate_candidates(embedded("OC(=O)c1ccccc1"), 8, (14, 2, 19), 3, group_weights={14: 3.0, 2: 1.0}))
+    assert [c.space_group for c in acid].count(14) == 6 and [c.space_group for c in acid].count(2) == 2
+    # benzene has a general and a special position in P2₁/c: the group's weight is shared between them
+    benzene = list(generate_candidates(embedded("c1ccccc1"), 8, (14, 2), 0, group_weights={14: 1.0, 2: 1.0}))
+    in_p21c = [c.crystal.z for c in benzene if c.space_group == 14]
+    assert len(in_p21c) == 4 and sorted(in_p21c) == [2, 2, 4, 4]
+
+
 def test_a_centrosymmetric_molecule_is_also_placed_on_inversion_centres():
     """Benzene in P2₁/c: Z = 4 on the general position and Z = 2 on an inversion centre (Z' = 0.5)."""
     candidates = list(generate_candidates(embedded("c1ccccc1"), 4, (14,), seed=0))

@@ -9,7 +9,7 @@ volume (its ``factor``), turned at random but with no two molecules overlapping.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 import gemmi
@@ -117,25 +117,43 @@ def _strata(species, groups: Sequence[int], rng: np.random.Generator) -> list[tu
     return strata
 
 
+def _next_stratum(counts: dict[tuple[int, int], int], weights: dict[tuple[int, int], float]) -> tuple[int, int]:
+    """The stratum furthest behind its share of the candidates so far (weighted round robin, first on ties)."""
+    total = sum(counts.values()) + 1
+    weight = sum(weights[stratum] for stratum in counts)
+    return max(counts, key=lambda stratum: weights[stratum] / weight * total - counts[stratum])
+
+
 def generate_candidates(
-    molecule: Chem.Mol, n: int, space_groups: Sequence[int] = DEFAULT_SPACE_GROUPS, seed: int = 0
+    molecule: Chem.Mol,
+    n: int,
+    space_groups: Sequence[int] = DEFAULT_SPACE_GROUPS,
+    seed: int = 0,
+    group_weights: Mapping[int, float] | None = None,
 ) -> Iterator[Candidate]:
     """Up to ``n`` random crystals of ``molecule`` (explicit hydrogens and a conformer), taken in turn from each
-    (space group, Wyckoff) stratum; seeded: the same arguments give the same crystals."""
+    (space group, Wyckoff) stratum, or in proportion to ``group_weights`` (a group's weight shared by its
+    strata, none for a group left out); seeded: the same arguments give the same crystals."""
     numbers = np.array([atom.GetAtomicNum() for atom in molecule.GetAtoms()])
     rng = np.random.default_rng(seed)
     species = _pyxtal_molecule(molecule, rng)
     strata = _strata(species, space_groups, rng)
+    weights = dict.fromkeys(strata, 1.0)
+    if group_weights is not None:
+        per_group = {group: sum(g == group for g, _ in strata) for group, _ in strata}
+        weights = {(g, z): group_weights.get(g, 0.0) / per_group[g] for g, z in strata}
+    counts = dict.fromkeys(strata, 0)
     failures = dict.fromkeys(strata, 0)
     index = 0
-    while index < n and strata:
-        group, z = strata[index % len(strata)]
+    while index < n and counts:
+        group, z = _next_stratum(counts, weights)
         generated = _random_crystal(species, group, z, rng)
         if generated is None:
             failures[(group, z)] += 1
             if failures[(group, z)] >= _TRIES:
-                strata.remove((group, z))
+                del counts[(group, z)]
             continue
+        counts[(group, z)] += 1
         crystal, wyckoff = _as_rigid_crystal(generated, numbers, f"candidate{index}")
         yield Candidate(index, group, generated.group.symbol, wyckoff, crystal)
         index += 1

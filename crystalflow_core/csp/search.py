@@ -30,12 +30,14 @@ CANDIDATE_DEADLINE = 300.0
 @dataclass(frozen=True)
 class SearchSettings:
     """How a search runs: ``candidates`` random starts over ``space_groups`` (numbers), ``seed``, and
-    ``workers`` processes (default: every core)."""
+    ``workers`` processes (default: every core); ``group_weights`` shares the candidates among the groups in
+    proportion (default: each (group, Wyckoff position) alike)."""
 
     candidates: int = DEFAULT_CANDIDATES
     space_groups: tuple[int, ...] = DEFAULT_SPACE_GROUPS
     seed: int = 0
     workers: int = field(default_factory=lambda: len(os.sched_getaffinity(0)))
+    group_weights: dict[int, float] | None = None
 
     def to_dict(self) -> dict:
         return {"candidates": self.candidates, "space_groups": list(self.space_groups), "seed": self.seed}
@@ -85,7 +87,9 @@ def search_crystals(
     started = time.perf_counter()
     generated = list(
         tqdm(
-            generate_candidates(molecule, settings.candidates, settings.space_groups, settings.seed),
+            generate_candidates(
+                molecule, settings.candidates, settings.space_groups, settings.seed, settings.group_weights
+            ),
             total=settings.candidates,
             desc="candidates",
             unit="crystal",

@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# The README's structure-solution table: `crystalflow solve` on the 36 test clusters of the default curation
+# (seed 0), without and with inversion noise, each scored by `crystalflow evaluate` beside the baselines; and the
+# validation run that chose the ranking's temperature (benchmarks/solve_ranking.py). About 40 minutes per
+# split on 2 CPU cores. Records land under benchmarks/records/solve/.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+OUT=benchmarks/records/solve
+mkdir -p "$OUT"
+for variant in default default_inversion; do
+  D=data_out/$variant
+  flag=$([ $variant = default_inversion ] && echo --inversion || true)
+  [ -d $D ] || crystalflow curate --source default --out $D $flag
+done
+if [ "${1:-}" = --val ]; then  # the ranking, chosen on the validation split only
+  crystalflow solve --data data_out/default --split val --out runs/solve_val_s0
+  python3 benchmarks/solve_ranking.py --data data_out/default --solved runs/solve_val_s0 --out $OUT/ranking
+  exit
+fi
+for variant in default default_inversion; do
+  R=runs/solve_${variant}_s0
+  crystalflow solve --data data_out/$variant --split test --out $R
+  crystalflow evaluate --truth data_out/$variant --pred $R --out $R/scores
+  cp $R/record.json "$OUT/solve_${variant}_s0.json"
+  cp $R/scores/summary.csv "$OUT/solve_${variant}_s0_summary.csv"
+  python3 - "$R" > "$OUT/solve_${variant}_s0_clusters.csv" <<'PY'
+import json, sys
+from pathlib import Path
+import pandas as pd
+run = Path(sys.argv[1])
+rows = [json.loads(p.read_text()) for p in sorted((run / "Candidates").glob("*.json"))]
+solved = pd.DataFrame(rows).drop(columns=["space_groups", "cif"], errors="ignore")
+scores = pd.read_csv(run / "per_cluster.csv", dtype={"cluster_id": str}).rename(columns={"cluster_id": "id"})
+print(solved.merge(scores[["id", "matched", "rmsd15", "pm_atom", "integrity"]], on="id").to_csv(index=False), end="")
+PY
+done
