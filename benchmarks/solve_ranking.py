@@ -31,7 +31,7 @@ from crystalflow_core.data import codcluster17
 from crystalflow_core.packing import PASS_MATCHED, packing_similarity, prepare_reference
 from crystalflow_core.solve import CANDIDATES_DIR, score_crystals
 
-TEMPERATURES = (0.1, 0.3, 1.0, 3.0, 10.0, math.inf)
+TEMPERATURES = (0.03, 0.1, 0.3, 1.0, 3.0, 10.0, math.inf)
 
 
 def scored_candidates(data: Path, solved: Path) -> pd.DataFrame:

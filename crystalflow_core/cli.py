@@ -632,9 +632,9 @@ def run_solve(args: argparse.Namespace) -> None:
         workers=args.workers,
     )
     ids = split_ids(list_cluster_ids(data), seed=args.seed, subset=args.subset)[args.split]
-    summary = solve_clusters(data, ids, args.out, settings)
     config = {"path": "solve", "seed": args.seed, "subset": args.subset, "data": str(data), **settings.to_dict()}
     write_sampling(args.out, args.out, config, args.split, 1, **settings.to_dict())
+    summary = solve_clusters(data, ids, args.out, settings)
     solved = int((summary["reason"] == "").sum()) if len(summary) else 0
     print(f"solved {solved} of {len(ids)} {args.split} clusters into {args.out} (x_w kept for the rest)")
 

@@ -92,8 +92,9 @@ DEFAULT_CANDIDATES = 100
 #: twelve about 90 %): P2₁/c, P-1, P2₁2₁2₁, C2/c, P2₁, Pbca, Pna2₁, Cc, Pca2₁, C2, Pbcn, P1.
 DEFAULT_SPACE_GROUPS = (14, 2, 19, 15, 4, 61, 33, 9, 29, 5, 60, 1)
 #: Candidates per cluster of ``crystalflow solve`` (its 5-minute budget per cluster on two CPU cores), and the
-#: temperature (kcal/mol) of the lattice energy in its ranking, chosen on the validation split.
+#: temperature (kcal/mol) of the lattice energy in its ranking, chosen on the validation split
+#: (``benchmarks/solve_ranking.py``; record ``benchmarks/records/solve/ranking``).
 SOLVE_CANDIDATES = 40
-SOLVE_TEMPERATURE = 1.0
+SOLVE_TEMPERATURE = 0.3
 #: The most atoms (hydrogens included) the default search takes: its time grows with the square of the atoms.
 MAX_ATOMS = 60
