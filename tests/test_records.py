@@ -100,6 +100,7 @@ def test_benchmark_table_mean_std_and_missing(run_records):
         "CrystalFlow-LERP",
         "CrystalFlow-Rigid",
         "MMFF94 relax of x_w",
+        "Structure solution from x_w (solve)",
         "Identity (x_w)",
         "Collapse (x_w centroids)",
         "Crystal (x_s, the answer)",
@@ -111,6 +112,7 @@ def test_benchmark_table_mean_std_and_missing(run_records):
     assert table.loc["CrystalSDE-VE"].tolist() == ["5.000", "2.500"]
     assert table.loc["GNN-MD"].tolist() == ["—", "—"]
     assert table.loc["MMFF94 relax of x_w"].tolist() == ["—", "—"]  # no relax record
+    assert table.loc["Structure solution from x_w (solve)"].tolist() == ["—", "—"]
     assert table.loc["Crystal (x_s, the answer)"].tolist() == ["—", "—"]  # no record scored the crystal
     # the baselines come from the records of every method: lerp's three seeds and ve's seed 0
     assert table.loc["Identity (x_w)"].tolist() == ["10.000 ± 0.000", "9.000 ± 0.000"]
@@ -134,9 +136,9 @@ def test_bold_marks_lowest_mean_per_column(run_records):
     mean, _, _ = records.benchmark_stats(run_records, inversion=False)
     assert mean.loc["collapse", ("COD-12", "pm_atom")] == pytest.approx(0.25)  # lower, but a baseline
     mask = tables.best_mask(mean)
-    # rows: gnn_md, ve, vp, lerp, rigid, relax, identity, collapse, crystal
-    assert mask[("COD-12", "pm_atom")].tolist() == [False, False, False, True] + [False] * 5  # lerp 2 < ve 5
-    assert mask[("COD-12", "pm_center")].tolist() == [False, True] + [False] * 7  # ve 2.5
+    # rows: gnn_md, ve, vp, lerp, rigid, relax, solve, identity, collapse, crystal
+    assert mask[("COD-12", "pm_atom")].tolist() == [False, False, False, True] + [False] * 6  # lerp 2 < ve 5
+    assert mask[("COD-12", "pm_center")].tolist() == [False, True] + [False] * 8  # ve 2.5
     page = tables.benchmark_styler(run_records, inversion=False).set_uuid("t").to_html()
     bold_rules = re.findall(r"([^{}>]+)\{\s*font-weight: bold;\s*\}", page)
     selectors = {s.strip() for rule in bold_rules for s in rule.split(",")}
