@@ -60,7 +60,7 @@ def choices(candidates: pd.DataFrame, sigma: float, ids: list[str]) -> pd.DataFr
             rows.append(row)
             continue
         for temperature in TEMPERATURES:
-            score = score_crystals(table, sigma, temperature) if math.isfinite(temperature) else table["misfit"]
+            score = score_crystals(table, sigma, temperature)  # T = inf: the misfit alone
             row[f"T={temperature:g}"] = table["matched"].loc[score.idxmin()]
         row["energy only"] = table["matched"].loc[table["energy"].idxmin()]
         row["oracle (best found)"] = table["matched"].max()

@@ -308,12 +308,17 @@ def _add_relax(sub) -> None:
     p.set_defaults(handler=run_relax)
 
 
+def _add_split_run(p: argparse.ArgumentParser, out_help: str, seed_help: str) -> None:
+    """The options of a method run on one split of a curated directory without a model (relax, solve)."""
+    _add_data_and_split(p)
+    p.add_argument("--out", required=True, type=Path, help=out_help)
+    p.add_argument("--seed", type=NON_NEGATIVE_INT, default=0, help=f"{seed_help} (default: %(default)s)")
+    p.add_argument("--subset", type=POSITIVE_INT, default=None, help="the split of the first N clusters, as in train")
+
+
 def _relax_options(p: argparse.ArgumentParser) -> None:
     """``relax``'s options."""
-    _add_data_and_split(p)
-    p.add_argument("--out", required=True, type=Path, help="output directory for the relaxed clusters")
-    p.add_argument("--seed", type=NON_NEGATIVE_INT, default=0, help="seed of the split (default: %(default)s)")
-    p.add_argument("--subset", type=POSITIVE_INT, default=None, help="the split of the first N clusters, as in train")
+    _add_split_run(p, "output directory for the relaxed clusters", "seed of the split")
     p.add_argument(
         "--iterations", type=POSITIVE_INT, default=RELAX_ITERATIONS, help="L-BFGS iterations (default: %(default)s)"
     )
@@ -398,8 +403,8 @@ def _add_solve(sub) -> None:
         "solve",
         help="structure solution: the crystal of every x_w of a split, found with x_w as data",
         description="No model: for each cluster, crystals of x_w's central molecule are searched in the space "
-        "groups its neighbours' handedness allows (as crystalflow predict searches them), each found crystal is "
-        "cut into a 17-molecule cluster and superposed on x_w's centroids, and the crystal that best explains x_w "
+        "groups its neighbours' handedness allows (as crystalflow predict searches them), each found crystal's "
+        "molecules are superposed on x_w's centroids, and the 17-molecule cut of the crystal that best explains x_w "
         "(centroid misfit plus lattice energy) is the prediction. Writes OUT/PredictedPositions/"
         "{id}_cluster16_pred0.csv, OUT/CIF/{id}.cif, OUT/Candidates/ (every crystal found) and OUT/sampling.json, "
         "so that crystalflow evaluate --pred OUT records it as the method 'solve'. A killed run restarted with the "
@@ -413,12 +418,7 @@ def _solve_options(p: argparse.ArgumentParser) -> None:
     """``solve``'s options."""
     from .settings import SOLVE_CANDIDATES, SOLVE_TEMPERATURE
 
-    _add_data_and_split(p)
-    p.add_argument("--out", required=True, type=Path, help="output directory")
-    p.add_argument(
-        "--seed", type=NON_NEGATIVE_INT, default=0, help="seed of the split and the search (default: %(default)s)"
-    )
-    p.add_argument("--subset", type=POSITIVE_INT, default=None, help="the split of the first N clusters, as in train")
+    _add_split_run(p, "output directory", "seed of the split and the search")
     p.add_argument(
         "--candidates",
         type=POSITIVE_INT,

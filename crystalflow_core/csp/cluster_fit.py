@@ -83,6 +83,11 @@ def _capped(moved: np.ndarray, target: np.ndarray, cap: float) -> np.ndarray:
     return np.minimum(((target[:, None, :] - moved[None, :, :]) ** 2).sum(axis=-1), cap)
 
 
+def _capped_pairs(moved: np.ndarray, target: np.ndarray, cap: float) -> np.ndarray:
+    """``[M]`` squared distances between paired points ``moved[j]`` and ``target[j]``, at most ``cap``."""
+    return np.minimum(((target - moved) ** 2).sum(axis=-1), cap)
+
+
 def fit_cut(
     pool_centroids: np.ndarray,
     weak_centroids: np.ndarray,
@@ -105,7 +110,7 @@ def fit_cut(
         shift = weak[0] - pool[0] @ rotation.T
         order = linear_sum_assignment(_capped(pool @ rotation.T + shift, weak, cap) + forbidden)[1]
         for _ in range(FIT_ROUNDS):
-            distance = _capped(pool[order] @ rotation.T + shift, weak, cap)[rows, rows]
+            distance = _capped_pairs(pool[order] @ rotation.T + shift, weak, cap)
             inliers = distance < cap
             if inliers.sum() < 3:
                 break
@@ -114,7 +119,7 @@ def fit_cut(
             if np.array_equal(new, order):
                 break
             order = new
-        sse = float(_capped(pool[order] @ rotation.T + shift, weak, cap)[rows, rows].sum())
+        sse = float(_capped_pairs(pool[order] @ rotation.T + shift, weak, cap).sum())
         penalty = float(forbidden[rows, order].sum())
         if best is None or sse + penalty < best.misfit:
             best = CutFit(order, rotation, shift, sse, penalty)
