@@ -416,14 +416,15 @@ def _add_solve(sub) -> None:
 
 def _solve_options(p: argparse.ArgumentParser) -> None:
     """``solve``'s options."""
-    from .settings import SOLVE_CANDIDATES, SOLVE_TEMPERATURE
+    from .settings import SOLVE_CANDIDATE_ATOMS, SOLVE_CANDIDATES, SOLVE_TEMPERATURE
 
     _add_split_run(p, "output directory", "seed of the split and the search")
     p.add_argument(
         "--candidates",
         type=POSITIVE_INT,
-        default=SOLVE_CANDIDATES,
-        help="random crystals searched per cluster (default: %(default)s)",
+        default=None,
+        help=f"random crystals searched per cluster (default: {SOLVE_CANDIDATE_ATOMS} / the molecule's atoms, within "
+        f"{SOLVE_CANDIDATES[0]}-{SOLVE_CANDIDATES[1]}: the 5-minute budget of a cluster on two CPU cores)",
     )
     p.add_argument(
         "--temperature",

@@ -126,7 +126,10 @@ def from_smiles(smiles: str, known_elements: Collection[int] | None = None, seed
 
 
 def _with_hydrogens(molecule: Chem.Mol, source: str) -> None:
-    if not any(atom.GetAtomicNum() == 1 for atom in molecule.GetAtoms()):
+    """A molecule without hydrogens is one whose hydrogens were not located, unless its valences are all filled
+    without them (hexachlorobenzene): then no atom is left with an unpaired electron."""
+    atoms = molecule.GetAtoms()
+    if not any(a.GetAtomicNum() == 1 for a in atoms) and any(a.GetNumRadicalElectrons() for a in atoms):
         raise MoleculeInputError(source, "has no hydrogen atoms; give the molecule with them, or as a SMILES")
 
 

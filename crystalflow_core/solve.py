@@ -49,7 +49,7 @@ from .data.cluster import Cluster, crystal_cluster
 from .data.codcluster17 import prediction_path, read_cluster, temporary_path, write_positions_csv
 from .data.molecules import MolecularCrystal
 from .molecule_input import MoleculeInputError, from_positions
-from .settings import DEFAULT_SPACE_GROUPS, SOLVE_CANDIDATES, SOLVE_TEMPERATURE
+from .settings import DEFAULT_SPACE_GROUPS, SOLVE_CANDIDATE_ATOMS, SOLVE_CANDIDATES, SOLVE_TEMPERATURE
 
 #: Centroid noise of x_w (Å per axis) assumed for data curated elsewhere (no curation.json).
 DEFAULT_SIGMA = 1.0
@@ -57,11 +57,11 @@ DEFAULT_SIGMA = 1.0
 
 @dataclass(frozen=True)
 class SolveSettings:
-    """``candidates`` random starts per cluster, ``seed``, ``temperature`` of the energy term, ``sigma`` of
-    ``x_w``'s centroid noise, whether ``x_w`` was curated with ``inversion`` (then handedness says nothing), and
-    ``workers`` processes (default: every core)."""
+    """``candidates`` random starts per cluster (None: :func:`candidates_for` the molecule's size), ``seed``,
+    ``temperature`` of the energy term, ``sigma`` of ``x_w``'s centroid noise, whether ``x_w`` was curated with
+    ``inversion`` (then handedness says nothing), and ``workers`` processes (default: every core)."""
 
-    candidates: int = SOLVE_CANDIDATES
+    candidates: int | None = None
     seed: int = 0
     temperature: float = SOLVE_TEMPERATURE
     sigma: float = DEFAULT_SIGMA
@@ -82,7 +82,8 @@ class SolveSettings:
 class Solution:
     """One cluster solved: ``x`` ``[N, 3]`` the prediction in ``x_w``'s layout, ``crystal`` the chosen crystal
     (None when ``x_w`` was returned, ``reason`` saying why), ``table`` one row per distinct crystal found (space
-    group, density, energy, misfit, score; ``chosen`` marks the prediction), and the ``seconds`` taken."""
+    group, density, energy, misfit, score; ``chosen`` marks the prediction), the ``seconds`` taken and the
+    random ``candidates`` searched."""
 
     cluster_id: str
     x: np.ndarray
@@ -91,6 +92,7 @@ class Solution:
     space_groups: tuple[int, ...]
     seconds: float
     reason: str = ""
+    candidates: int = 0
     cuts: list[np.ndarray] = field(default_factory=list, repr=False)
     crystals: list[MolecularCrystal] = field(default_factory=list, repr=False)
 
@@ -103,6 +105,14 @@ def space_groups_for(handedness: np.ndarray, informative: bool) -> tuple[int, ..
         return DEFAULT_SPACE_GROUPS
     improper = bool((np.asarray(handedness) < 0).any())
     return tuple(g for g in DEFAULT_SPACE_GROUPS if g not in SPACE_GROUPS or SPACE_GROUPS[g].improper == improper)
+
+
+def candidates_for(n_atoms: int) -> int:
+    """The default number of random starts for a molecule of ``n_atoms`` atoms: as many as the 5-minute budget of
+    a cluster allows, ``SOLVE_CANDIDATE_ATOMS / n_atoms`` within ``SOLVE_CANDIDATES`` (the search's time grows
+    about as candidates times atoms, and more starts find the crystal more often)."""
+    low, high = SOLVE_CANDIDATES
+    return int(np.clip(round(SOLVE_CANDIDATE_ATOMS / n_atoms), low, high))
 
 
 def _fallback(cluster: Cluster, groups: tuple[int, ...], started: float, reason: str) -> Solution:
@@ -129,7 +139,8 @@ def solve_cluster(cluster: Cluster, settings: SolveSettings = SolveSettings(), p
         molecule = from_positions(numbers[central], cluster.x_w[central], cluster.cluster_id)
     except MoleculeInputError as error:
         return _fallback(cluster, groups, started, str(error))
-    search = SearchSettings(settings.candidates, groups, settings.seed, group_weights=SPACE_GROUP_PRIOR)
+    candidates = settings.candidates or candidates_for(molecule.GetNumAtoms())
+    search = SearchSettings(candidates, groups, settings.seed, group_weights=SPACE_GROUP_PRIOR)
     if settings.workers:
         search = replace(search, workers=settings.workers)
     found = search_crystals(molecule, search, progress=progress).crystals
@@ -152,6 +163,7 @@ def solve_cluster(cluster: Cluster, settings: SolveSettings = SolveSettings(), p
         table,
         groups,
         time.perf_counter() - started,
+        candidates=candidates,
         cuts=cuts,
         crystals=[f.crystal for f in found],
     )
@@ -202,6 +214,7 @@ def write_solution(out: Path, solution: Solution, numbers: np.ndarray, mol_index
         "id": cluster_id,
         "reason": solution.reason,
         "space_groups": list(solution.space_groups),
+        "candidates": solution.candidates,
         "distinct": len(solution.table),
         "seconds": round(solution.seconds, 1),
     }

@@ -110,6 +110,22 @@ def test_sdf_and_cif_inputs_give_the_molecule_with_hydrogens(tmp_path):
     assert from_crystal.GetNumConformers() == 1 and len(Chem.GetMolFrags(from_crystal)) == 1
 
 
+@pytest.mark.parametrize(("smiles", "kept"), [("Clc1c(Cl)c(Cl)c(Cl)c(Cl)c1Cl", True), ("OC(=O)C(=O)O", False)])
+def test_positions_without_hydrogens_are_refused_only_when_valences_are_left_open(smiles, kept):
+    """Hexachlorobenzene has no hydrogens; oxalic acid with its hydrogens not located leaves four open oxygens."""
+    molecule = Chem.AddHs(Chem.MolFromSmiles(smiles))
+    AllChem.EmbedMolecule(molecule, randomSeed=0)
+    heavy = [a.GetIdx() for a in molecule.GetAtoms() if a.GetAtomicNum() > 1]
+    numbers = np.array([molecule.GetAtomWithIdx(i).GetAtomicNum() for i in heavy])
+    positions = molecule.GetConformer().GetPositions()[heavy]
+    if kept:
+        read = molecule_input.from_positions(numbers, positions, "mine")
+        assert Chem.MolToSmiles(read) == Chem.MolToSmiles(Chem.MolFromSmiles(smiles))
+    else:
+        with pytest.raises(molecule_input.MoleculeInputError, match="^mine: has no hydrogen atoms"):
+            molecule_input.from_positions(numbers, positions, "mine")
+
+
 @pytest.fixture(scope="module")
 def predicted(tmp_path_factory):
     """``crystalflow predict`` of salicylic acid with 2 flow samples by the shipped model (and a minimal crystal

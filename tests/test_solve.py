@@ -13,10 +13,11 @@ from crystalflow_core import solve
 from crystalflow_core.cli import main
 from crystalflow_core.csp.cluster_fit import HANDEDNESS_COST, OUTLIER, fit_cut, forbidden_pairs
 from crystalflow_core.csp.cluster_lattice import SPACE_GROUPS, WeakClusterCues
+from crystalflow_core.csp.search import SearchResult
 from crystalflow_core.data import codcluster17
 from crystalflow_core.data.cluster import Cluster, crystal_cluster
 from crystalflow_core.molecule_input import read_crystal
-from crystalflow_core.settings import DEFAULT_SPACE_GROUPS
+from crystalflow_core.settings import DEFAULT_SPACE_GROUPS, SOLVE_CANDIDATE_ATOMS, SOLVE_CANDIDATES
 
 
 def _cues(centroids: np.ndarray, handedness: np.ndarray, chiral: bool = True) -> WeakClusterCues:
@@ -99,6 +100,26 @@ def test_a_molecule_the_search_cannot_take_keeps_x_w_with_its_reason(small_data)
     solution = solve.solve_cluster(broken, solve.SolveSettings(candidates=2, workers=1))
     assert solution.crystal is None and "Zn" in solution.reason
     np.testing.assert_array_equal(solution.x, cluster.x_w)
+
+
+def test_the_default_search_takes_candidates_by_the_molecules_size(small_data, monkeypatch):
+    sizes = [solve.candidates_for(n) for n in (4, 10, 20, 40, 80, 200)]
+    low, high = SOLVE_CANDIDATES
+    assert sizes[0] == high and sizes[-1] == low and sizes == sorted(sizes, reverse=True)
+    assert solve.candidates_for(40) == round(SOLVE_CANDIDATE_ATOMS / 40)
+    cluster = codcluster17.read_cluster(small_data, codcluster17.list_cluster_ids(small_data)[0])
+    asked = []
+
+    def search(molecule, settings, progress=False):
+        asked.append((molecule.GetNumAtoms(), settings.candidates))
+        return SearchResult([], 0, 0, 0, {})
+
+    monkeypatch.setattr(solve, "search_crystals", search)
+    for candidates in (None, 7):
+        solution = solve.solve_cluster(cluster, solve.SolveSettings(candidates=candidates, workers=1))
+        assert solution.crystal is None and "no bound crystal" in solution.reason
+    n_atoms = int((cluster.mol_index == 0).sum())
+    assert asked == [(n_atoms, solve.candidates_for(n_atoms)), (n_atoms, 7)]
 
 
 def _inner_distances(x: np.ndarray, mol_index: np.ndarray) -> list[np.ndarray]:
