@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The README's structure-solution table: `crystalflow solve` on the 36 test clusters of the default curation
 # (seed 0), without and with inversion noise, each scored by `crystalflow evaluate` beside the baselines; and the
-# validation run that chose the ranking's temperature (benchmarks/solve_ranking.py). About 40 minutes per
+# validation run that chose the ranking's temperature (benchmarks/solve_ranking.py). About 75 minutes per
 # split on 2 CPU cores. Records land under benchmarks/records/solve/.
+#   bash benchmarks/solve_split.sh [default | default_inversion | --val]   (no argument: both test runs)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=benchmarks/records/solve
@@ -13,11 +14,13 @@ for variant in default default_inversion; do
   [ -d $D ] || crystalflow curate --source default --out $D $flag
 done
 if [ "${1:-}" = --val ]; then  # the ranking, chosen on the validation split only
-  crystalflow solve --data data_out/default --split val --out runs/solve_val_s0
+  # the record was made with 40 candidates per cluster, before they were set by the molecule's size
+  crystalflow solve --data data_out/default --split val --out runs/solve_val_s0 --candidates 40
   python3 benchmarks/solve_ranking.py --data data_out/default --solved runs/solve_val_s0 --out $OUT/ranking
   exit
 fi
-for variant in default default_inversion; do
+variants=${1:-default default_inversion}
+for variant in $variants; do
   R=runs/solve_${variant}_s0
   crystalflow solve --data data_out/$variant --split test --out $R
   crystalflow evaluate --truth data_out/$variant --pred $R --out $R/scores
