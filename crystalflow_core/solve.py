@@ -115,9 +115,17 @@ def candidates_for(n_atoms: int) -> int:
     return int(np.clip(round(SOLVE_CANDIDATE_ATOMS / n_atoms), low, high))
 
 
-def _fallback(cluster: Cluster, groups: tuple[int, ...], started: float, reason: str) -> Solution:
+def _fallback(cluster: Cluster, groups: tuple[int, ...], started: float, reason: str, candidates: int = 0) -> Solution:
+    """``x_w`` itself, with the ``reason`` and the ``candidates`` searched before giving up (0: no search)."""
     return Solution(
-        cluster.cluster_id, cluster.x_w.copy(), None, pd.DataFrame(), groups, time.perf_counter() - started, reason
+        cluster.cluster_id,
+        cluster.x_w.copy(),
+        None,
+        pd.DataFrame(),
+        groups,
+        time.perf_counter() - started,
+        reason,
+        candidates,
     )
 
 
@@ -145,7 +153,7 @@ def solve_cluster(cluster: Cluster, settings: SolveSettings = SolveSettings(), p
         search = replace(search, workers=settings.workers)
     found = search_crystals(molecule, search, progress=progress).crystals
     if not found:
-        return _fallback(cluster, groups, started, "no bound crystal among the candidates")
+        return _fallback(cluster, groups, started, "no bound crystal among the candidates", candidates)
     rows, cuts = [], []
     for rank, crystal in enumerate(found):
         row, cut = _fit_crystal(crystal, weak, informative, settings.sigma, settings.seed)

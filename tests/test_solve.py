@@ -115,10 +115,11 @@ def test_the_default_search_takes_candidates_by_the_molecules_size(small_data, m
         return SearchResult([], 0, 0, 0, {})
 
     monkeypatch.setattr(solve, "search_crystals", search)
-    for candidates in (None, 7):
+    n_atoms = int((cluster.mol_index == 0).sum())
+    for candidates, searched in ((None, solve.candidates_for(n_atoms)), (7, 7)):
         solution = solve.solve_cluster(cluster, solve.SolveSettings(candidates=candidates, workers=1))
         assert solution.crystal is None and "no bound crystal" in solution.reason
-    n_atoms = int((cluster.mol_index == 0).sum())
+        assert solution.candidates == searched  # recorded even when nothing bound was found
     assert asked == [(n_atoms, solve.candidates_for(n_atoms)), (n_atoms, 7)]
 
 
