@@ -134,3 +134,15 @@ def test_gradient_matches_finite_differences():
             up = float(energy(*rigid.geometry(parameters + shift)))
             down = float(energy(*rigid.geometry(parameters - shift)))
         assert float(gradient[k]) == pytest.approx((up - down) / (2 * step), rel=1e-3, abs=1e-3)
+
+
+def test_energy_is_continuous_where_a_lattice_vector_crosses_the_cutoff():
+    """At a cutoff equal to a lattice vector's length every atom's pair with its own translate crosses it at once:
+    the real-space Ewald term must not jump there (a jump is a cliff the minimiser stalls on)."""
+    _, rigid, terms, _ = crystal(TRICLINIC)
+    lattice, molecule = start(rigid)
+    length = float(torch.linalg.vector_norm(lattice, dim=1).min())
+    below, above = (
+        float(LatticeEnergy(terms, rigid, cutoff=length * (1.0 + sign * 1e-9))(lattice, molecule)) for sign in (-1, 1)
+    )
+    assert above == pytest.approx(below, abs=1e-6)
