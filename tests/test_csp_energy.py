@@ -64,12 +64,12 @@ def test_energy_agrees_with_a_brute_force_sum_over_a_block_of_cells(cod_id):
     _, rigid, terms, _ = crystal(cod_id)
     lattice, molecule = start(rigid)
     brute_vdw, brute_coulomb = brute_force(rigid, terms, radius=60.0)
-    vdw = float(LatticeEnergy(without_charges(terms), rigid, cutoff=20.0)(lattice, molecule))
-    total = float(LatticeEnergy(terms, rigid, cutoff=20.0)(lattice, molecule))
+    vdw = float(LatticeEnergy(without_charges(terms), rigid, cutoff=20.0, dispersion_scale=0.0)(lattice, molecule))
+    total = float(LatticeEnergy(terms, rigid, cutoff=20.0, dispersion_scale=0.0)(lattice, molecule))
     assert vdw == pytest.approx(brute_vdw, abs=0.015)
     assert total - vdw == pytest.approx(brute_coulomb, abs=0.02)
     # The default 12 Å cutoff: the van der Waals tail it drops stays small.
-    default = float(LatticeEnergy(terms, rigid)(lattice, molecule))
+    default = float(LatticeEnergy(terms, rigid, dispersion_scale=0.0)(lattice, molecule))
     assert default == pytest.approx(brute_vdw + brute_coulomb, abs=0.15)
 
 
@@ -79,7 +79,7 @@ def test_van_der_waals_equals_rdkit_on_a_cluster_cut_from_the_crystal():
     mc, rigid, terms, molecule = crystal(P21C)
     cutoff = 8.0
     lattice, reference = start(rigid)
-    energy = LatticeEnergy(without_charges(terms), rigid, cutoff=cutoff, switch_width=0.0)
+    energy = LatticeEnergy(without_charges(terms), rigid, cutoff=cutoff, switch_width=0.0, dispersion_scale=0.0)
     ours = float(energy(lattice, reference))
     neighbours = energy.neighbours(lattice, rigid.images(lattice, reference)).numpy()
     n = len(mc.numbers)

@@ -5,7 +5,9 @@ a space group, a cell and one molecule's pose. This package searches those unkno
 
 - ``rigid_crystal.py``  the crystal as a space group, a cell and one rigid molecule; its symmetry images and the
   free parameters that keep the space group (cell metric, site-symmetric pose);
-- ``lattice_energy.py`` MMFF94 non-bonded lattice energy per molecule, periodic (Ewald electrostatics), in torch;
+- ``lattice_energy.py`` MMFF94 non-bonded lattice energy per molecule, periodic (Ewald electrostatics), plus D3
+  dispersion, in torch;
+- ``dispersion.py``    D3(BJ) pair coefficients of a rigid molecule (tad-dftd3): the r⁻⁶ attraction MMFF94 lacks;
 - ``minimize.py``       L-BFGS over the cell and the pose, the space group kept;
 - ``candidates.py``     random symmetric crystals of the molecule (pyxtal), stratified over space groups;
 - ``merge.py``          candidates that relaxed to the same crystal become one;

@@ -1,10 +1,11 @@
-"""MMFF94 lattice energy per molecule of a crystal of rigid molecules, periodic, in torch (autograd gives the
-forces on the cell and the pose).
+"""Lattice energy per molecule of a crystal of rigid molecules, periodic, in torch (autograd gives the forces on
+the cell and the pose): MMFF94's non-bonded terms plus a scaled D3 dispersion term.
 
 Between rigid molecules only MMFF94's non-bonded terms act, with RDKit's parameters
 (:func:`~crystalflow_core.forcefield.mmff_terms`): the buffered 14-7 van der Waals term and the buffered Coulomb
-term ``332.0716 qᵢqⱼ / (r + 0.05)``. The energy per molecule is half the interaction of one molecule with every
-other molecule of the infinite crystal, which symmetry makes the same for all of them:
+term ``332.0716 qᵢqⱼ / (r + 0.05)``; a D3(BJ) dispersion term is added to them. The energy per molecule is half
+the interaction of one molecule with every other molecule of the infinite crystal, which symmetry makes the same
+for all of them:
 
 - van der Waals: pairs within ``cutoff`` (12 Å), switched smoothly to zero over its last ``switch_width`` (2 Å)
   so that the energy is continuous while the cell changes (the tail beyond is below 0.1 kcal/mol for organic
@@ -14,10 +15,13 @@ other molecule of the infinite crystal, which symmetry makes the same for all of
   ``1/(r + 0.05) − 1/r`` between whole molecules whose centroids lie within the cutoff (switched likewise), so
   that no molecule's charge is split.
 
-MMFF94's radii make crystals too large: relaxed, the train split's experimental crystals grow by 6.7 % in the median.
-``r_star_scale`` shrinks every R*; ``benchmarks/lattice_energy_fit.py`` scans it on the train split, where 0.96
-keeps their volumes (median −0.5 %) but fewer of their shells (82 % keep at least 14 of 15 molecules, against 87 %
-with the published radii), so the default stays 1 (record: ``benchmarks/records/lattice_energy_fit``).
+- dispersion: ``dispersion_scale`` times Grimme's D3(BJ) pair term (:mod:`.dispersion`), switched like the van der
+  Waals term.
+
+MMFF94 alone makes crystals too large and turns some of them into other packings: relaxed, the train split's
+experimental crystals grew by 6.7 % in the median. Shrinking its radii R* shrank them but kept fewer of their
+shells (R* × 0.96: 82 % kept at least 14 of 15 molecules, against 87 %); the D3 term's scale is chosen on the
+train split by ``benchmarks/lattice_energy_fit.py`` (record: ``benchmarks/records/lattice_energy_fit``).
 
 The tests check it against a brute-force sum over a large block of cells and against RDKit's MMFF94 energy of
 a cluster cut from the crystal.
@@ -34,6 +38,7 @@ from torch import Tensor
 from crystalflow_core.data.crystal import plane_spacings
 from crystalflow_core.forcefield import CHARGE_BUFFER, COULOMB, PairTerms
 
+from .dispersion import d3_terms
 from .rigid_crystal import RigidCrystal
 
 #: Real-space cutoff (Å) and the width of the van der Waals switch before it.
@@ -42,8 +47,8 @@ SWITCH_WIDTH = 2.0
 #: Ewald splitting (1/Å): erfc(α · cutoff) ≈ 2e-5, and reciprocal vectors up to where exp(-k²/4α²) < 1e-7.
 EWALD_ALPHA = 0.25
 _RECIPROCAL_DECAY = 16.1
-#: Every van der Waals R* of MMFF94 times this (the module docstring says why it is 1).
-R_STAR_SCALE = 1.0
+#: The D3(BJ) dispersion term's weight, chosen on the train split (the module docstring says how).
+DISPERSION_SCALE = 0.5
 
 
 def switch(r: Tensor, cutoff: float, width: float) -> Tensor:
@@ -72,12 +77,14 @@ class LatticeEnergy:
         cutoff: float = CUTOFF,
         switch_width: float = SWITCH_WIDTH,
         alpha: float = EWALD_ALPHA,
-        r_star_scale: float = R_STAR_SCALE,
+        dispersion_scale: float = DISPERSION_SCALE,
     ) -> None:
         if terms.n_atoms != len(crystal.numbers):
             raise ValueError(f"force-field terms of {terms.n_atoms} atoms, a molecule of {len(crystal.numbers)}")
         self.crystal, self.cutoff, self.switch_width, self.alpha = crystal, cutoff, switch_width, alpha
-        self.r_star, self.epsilon = r_star_scale * terms.r_star, terms.epsilon
+        self.r_star, self.epsilon = terms.r_star, terms.epsilon
+        self.dispersion_scale = dispersion_scale
+        self.dispersion = d3_terms(crystal.numbers, crystal.body) if dispersion_scale else None
         self.charge = terms.charge
         self.qq = COULOMB * terms.charge[:, None] * terms.charge[None, :]
         self.radius = float(np.linalg.norm(crystal.body, axis=1).max())
@@ -125,13 +132,17 @@ class LatticeEnergy:
         return others[keep]
 
     def pair_sum(self, lattice: Tensor, images: Tensor) -> Tensor:
-        """Van der Waals, Ewald real space and MMFF's charge buffer: half the reference molecule's interaction."""
+        """Van der Waals (and D3), Ewald real space and MMFF's charge buffer: half the reference molecule's
+        interaction."""
         others = self.neighbours(lattice, images)
         r = torch.linalg.vector_norm(images[0][None, :, None, :] - others[:, None, :, :], dim=-1)  # [M, n, n]
         dtype, device = r.dtype, r.device
         r_star, epsilon = self.r_star.to(dtype=dtype, device=device), self.epsilon.to(dtype=dtype, device=device)
         qq = self.qq.to(dtype=dtype, device=device)
-        vdw = buffered_vdw(r, r_star, epsilon) * switch(r, self.cutoff, self.switch_width)
+        vdw = buffered_vdw(r, r_star, epsilon)
+        if self.dispersion is not None:
+            vdw = vdw + self.dispersion_scale * self.dispersion.energy(r)
+        vdw = vdw * switch(r, self.cutoff, self.switch_width)
         # Shifted to zero at the cutoff: a lattice vector crossing the cutoff takes every atom's pair with its own
         # translate across it at once, and an unshifted cut then makes the energy jump (by ~0.003 kcal/mol), a
         # cliff that stalls the minimiser. Over a whole neutral molecule within the cutoff the shift sums to zero.
