@@ -48,7 +48,7 @@ COMMAND_GROUP = "crystalflow.commands"
 DESCRIPTION = """\
 Learn how molecules pack in crystals: curate 17-molecule clusters from CIF files, train a flow-matching model,
 sample and score its predictions; or predict ranked crystal structures (CIFs, powder patterns) of a molecule of
-your own, and relax a crystal in the MMFF94 lattice energy.
+your own, and relax a crystal in the MMFF94 + D3 lattice energy.
 
 Run 'crystalflow COMMAND --help' for the options of one command. A bad option or input stops a command with one
 line naming it (exit status 2)."""
@@ -336,7 +336,7 @@ def _add_predict(sub) -> None:
         help="ranked crystal structures (CIF, powder pattern) of your own molecule (SMILES, SDF or CIF)",
         description="Crystal structure prediction of a rigid molecule: random crystals of it in the common space "
         "groups (pyxtal; special positions too for a molecule with its own symmetry), each minimised in the "
-        "periodic MMFF94 lattice energy over its cell and pose with the space group kept, duplicates merged, "
+        "periodic MMFF94 + D3 lattice energy over its cell and pose with the space group kept, duplicates merged, "
         "ranked by lattice energy per molecule (or by agreement with a measured powder pattern, --pxrd). Writes "
         "OUT/ranking.csv (space group, Z, cell, density, energy, and matched/rmsd15 with --reference), one CIF "
         "and one simulated powder pattern per crystal under OUT/CIF/, the 17-molecule cluster cut from each in "
@@ -387,10 +387,11 @@ def _predict_options(p: argparse.ArgumentParser) -> None:
 def _add_minimize(sub) -> None:
     p = sub.add_parser(
         "minimize",
-        help="relax a crystal (CIF) in the periodic MMFF94 lattice energy, its space group kept",
+        help="relax a crystal (CIF) in the periodic MMFF94 + D3 lattice energy, its space group kept",
         description="L-BFGS over the cell (within the space group's constraints) and the pose of the molecule, "
-        "taken as rigid, in MMFF94's lattice energy (Ewald electrostatics). Prints the energy per molecule and the "
-        "density before and after, and writes the relaxed crystal as a CIF.",
+        "taken as rigid, in the lattice energy (MMFF94's non-bonded terms with Ewald electrostatics, plus half of "
+        "D3(BJ) dispersion). Prints the energy per molecule and the density before and after, and writes the "
+        "relaxed crystal as a CIF.",
     )
     p.add_argument("cif", type=Path, help="CIF of a molecular crystal (one species, Z' <= 1)")
     p.add_argument("--out", required=True, type=Path, help="relaxed crystal, a CIF file")
