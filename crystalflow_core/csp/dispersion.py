@@ -3,8 +3,9 @@ tad-dftd3 (``tad_dftd3``, a maintained torch implementation of DFT-D3).
 
 Why a dispersion term on top of MMFF94: MMFF94's buffered 14-7 attraction falls off as r⁻⁷ and is fitted to
 gas-phase pairs; relaxed in it alone, experimental crystals grow (train split: +6.7 % in the median) and some turn
-into other packings (dibenzocoronene's 5.2 Å stack closes to 4.0 Å). A scaled D3 term adds the r⁻⁶ attraction
-of the crystal's many distant pairs (``benchmarks/lattice_energy_fit.py`` chooses the scale on the train split).
+into other packings (test crystal 7216950 keeps 5 of its 15 shell molecules; 14 with half of D3). A scaled D3 term
+adds the r⁻⁶ attraction of the crystal's many distant pairs (``benchmarks/lattice_energy_fit.py`` chooses the
+scale on the train split).
 
 A rigid molecule keeps its coordination numbers, so every atom pair's C6 and C8 are computed once, from the isolated
 molecule; the pair energy is then ``−(s6 C6 / (r⁶ + R0⁶) + s8 C8 / (r⁸ + R0⁸))`` with ``R0 = a1 √(C8/C6) + a2``

@@ -13,8 +13,7 @@ for all of them:
 - electrostatics: an Ewald sum of the point charges (real space within the cutoff and shifted to zero there,
   reciprocal space, self and intramolecular corrections; tin-foil boundary), plus MMFF's buffer
   ``1/(r + 0.05) − 1/r`` between whole molecules whose centroids lie within the cutoff (switched likewise), so
-  that no molecule's charge is split.
-
+  that no molecule's charge is split;
 - dispersion: ``dispersion_scale`` times Grimme's D3(BJ) pair term (:mod:`.dispersion`), switched like the van der
   Waals term.
 
@@ -24,7 +23,7 @@ shells (R* × 0.96: 82 % kept at least 14 of 15 molecules, against 87 %); the D3
 train split by ``benchmarks/lattice_energy_fit.py`` (record: ``benchmarks/records/lattice_energy_fit``).
 
 The tests check it against a brute-force sum over a large block of cells and against RDKit's MMFF94 energy of
-a cluster cut from the crystal.
+a cluster cut from the crystal, and the D3 term against tad-dftd3's own energy of a dimer.
 """
 
 from __future__ import annotations
