@@ -10,9 +10,10 @@ import torch
 from rdkit import Chem
 from rdkit.Chem import AllChem
 from tad_dftd3.param import get_functional_params
+from tad_mctc.units import AU2AA, AU2KCALMOL
 from test_csp_energy import P21C, crystal, start
 
-from crystalflow_core.csp.dispersion import BOHR, HARTREE, d3_terms
+from crystalflow_core.csp.dispersion import d3_terms
 from crystalflow_core.csp.lattice_energy import LatticeEnergy
 from crystalflow_core.forcefield import PairTerms
 
@@ -21,8 +22,8 @@ def two_body_d3(numbers: np.ndarray, positions: np.ndarray) -> float:
     """tad-dftd3's D3(BJ) energy (kcal/mol) with PBE's damping and without the three-body term."""
     params = {key: value.to(torch.float64) for key, value in get_functional_params("pbe").items()}
     params["s9"] = torch.tensor(0.0, dtype=torch.float64)
-    energy = tad_dftd3.dftd3(torch.as_tensor(numbers), torch.as_tensor(positions, dtype=torch.float64) / BOHR, params)
-    return float(energy.sum()) * HARTREE
+    energy = tad_dftd3.dftd3(torch.as_tensor(numbers), torch.as_tensor(positions, dtype=torch.float64) / AU2AA, params)
+    return float(energy.sum()) * AU2KCALMOL
 
 
 def test_pair_terms_give_tad_dftd3s_interaction_energy_of_a_dimer():

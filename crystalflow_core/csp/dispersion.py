@@ -20,11 +20,9 @@ import numpy as np
 import torch
 from tad_dftd3 import data, model, ncoord, reference
 from tad_dftd3.param import get_functional_params
+from tad_mctc.units import AU2AA, AU2KCALMOL
 from torch import Tensor
 
-#: Bohr (Å) and Hartree (kcal/mol).
-BOHR = 0.52917721067
-HARTREE = 627.509474
 #: The functional whose D3(BJ) damping parameters are used.
 FUNCTIONAL = "pbe"
 
@@ -50,7 +48,7 @@ class DispersionTerms:
 def d3_terms(numbers: np.ndarray, positions: np.ndarray, functional: str = FUNCTIONAL) -> DispersionTerms:
     """The :class:`DispersionTerms` of a molecule of atoms ``numbers`` at ``positions [n, 3]`` (Å)."""
     z = torch.as_tensor(np.asarray(numbers), dtype=torch.long)
-    bohr_positions = torch.as_tensor(np.asarray(positions), dtype=torch.float64) / BOHR
+    bohr_positions = torch.as_tensor(np.asarray(positions), dtype=torch.float64) / AU2AA
     references = reference.Reference(dtype=torch.float64)
     weights = model.weight_references(z, ncoord.cn_d3(z, bohr_positions), references)
     c6 = model.atomic_c6(z, weights, references)
@@ -59,9 +57,9 @@ def d3_terms(numbers: np.ndarray, positions: np.ndarray, functional: str = FUNCT
     params = {key: float(value) for key, value in get_functional_params(functional).items()}
     radius = params["a1"] * torch.sqrt(c8 / c6) + params["a2"]
     return DispersionTerms(
-        c6=c6 * HARTREE * BOHR**6,
-        c8=c8 * HARTREE * BOHR**8,
-        radius=radius * BOHR,
+        c6=c6 * AU2KCALMOL * AU2AA**6,
+        c8=c8 * AU2KCALMOL * AU2AA**8,
+        radius=radius * AU2AA,
         s6=params["s6"],
         s8=params["s8"],
     )
