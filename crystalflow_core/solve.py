@@ -15,8 +15,8 @@ and each molecule's handedness. So, for each cluster:
    scored by ``misfit / (2 sigma^2) + (E - E_min) / T``: how unlikely ``x_w``'s centroids are given the crystal, plus
    its lattice energy above the lowest found, at a temperature ``T`` (kcal/mol) chosen on the validation split
    (``benchmarks/solve_ranking.py``);
-5. the best crystal's molecules that the fit paired with ``x_w``'s, superposed on ``x_w`` and in ``x_w``'s
-   molecule order, are the prediction.
+5. the best crystal's cut (as the curated clusters are cut: the central molecule and its 16 nearest), superposed
+   on ``x_w`` and in ``x_w``'s molecule order, is the prediction.
 
 A cluster whose molecule the search cannot take (MMFF94 cannot type it, or it carries a charge) gets ``x_w``
 itself, with the reason recorded.
@@ -38,12 +38,13 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from scipy.optimize import linear_sum_assignment
 from tqdm.auto import tqdm
 
 from .csp.cif_writer import write_cif
-from .csp.cluster_fit import POOL_SIZE, CutFit, fit_cut, forbidden_pairs
+from .csp.cluster_fit import POOL_SIZE, fit_cut, forbidden_pairs
 from .csp.cluster_lattice import SPACE_GROUP_PRIOR, SPACE_GROUPS, WeakClusterCues, read_weak_cluster
-from .csp.search import SearchSettings, search_crystals
+from .csp.search import FoundCrystal, SearchSettings, search_crystals
 from .data.cluster import Cluster, crystal_cluster
 from .data.codcluster17 import prediction_path, read_cluster, temporary_path, write_positions_csv
 from .data.molecules import MolecularCrystal
@@ -155,18 +156,8 @@ def solve_cluster(cluster: Cluster, settings: SolveSettings = SolveSettings(), p
         return _fallback(cluster, groups, started, "no bound crystal among the candidates", candidates)
     rows, cuts = [], []
     for rank, crystal in enumerate(found):
-        fit, cut = superposed_cut(crystal.crystal, weak, informative, settings.sigma, settings.seed)
-        rows.append(
-            {
-                "rank_energy": rank + 1,
-                "space_group": crystal.candidate.symbol,
-                "z": crystal.crystal.z,
-                "density": crystal.density,
-                "energy": crystal.energy,
-                "misfit": fit.misfit,
-                "rms": fit.rms,
-            }
-        )
+        row, cut = _fit_crystal(crystal, weak, informative, settings.sigma, settings.seed)
+        rows.append({"rank_energy": rank + 1, **row})
         cuts.append(cut)
     table = pd.DataFrame(rows)
     table["score"] = score_crystals(table, settings.sigma, settings.temperature)
@@ -186,19 +177,31 @@ def solve_cluster(cluster: Cluster, settings: SolveSettings = SolveSettings(), p
     )
 
 
-def superposed_cut(
-    mc: MolecularCrystal, weak: WeakClusterCues, informative: bool, sigma: float, seed: int
-) -> tuple[CutFit, np.ndarray]:
-    """The fit of ``mc``'s pool of molecules on ``x_w``'s centroids, and the cut it predicts ``[M, n, 3]``: the
-    pool's molecules paired with ``x_w``'s, superposed on ``x_w`` in ``x_w``'s molecule order (atoms in the
-    molecule's order, which the search keeps). The paired molecules, not the crystal's own 17 nearest: a crystal a
-    little larger or sheared than ``x_w``'s orders its neighbours differently near the cluster's edge, and one of its
-    own 17 then has no ``x_w`` molecule near it."""
+def _fit_crystal(
+    found: FoundCrystal, weak: WeakClusterCues, informative: bool, sigma: float, seed: int
+) -> tuple[dict[str, float | str], np.ndarray]:
+    """One crystal's row of the table, and its cut superposed on ``x_w`` by the pool's fit, in ``x_w``'s molecule
+    order (atoms in the molecule's order, which the search keeps)."""
+    mc = found.crystal
     molecules = crystal_cluster(mc, POOL_SIZE)
     n_pool, n_atoms = molecules.shape[:2]
     pool = read_weak_cluster(np.tile(mc.numbers, n_pool), np.repeat(np.arange(n_pool), n_atoms), molecules)
     fit = fit_cut(pool.centroids, weak.centroids, forbidden_pairs(weak, pool, informative), sigma, seed=seed)
-    return fit, molecules[fit.order] @ fit.rotation.T + fit.shift
+    # The prediction is the crystal's own cut (its 17 nearest), each molecule given the place of the x_w molecule
+    # it lies closest to once superposed: the pool's pairing may take a farther molecule for a noisy one.
+    cut = molecules[: len(weak.centroids)] @ fit.rotation.T + fit.shift
+    distance = ((weak.centroids[:, None, :] - cut.mean(axis=1)[None, :, :]) ** 2).sum(axis=-1)
+    distance[0, 1:] = distance[1:, 0] = np.inf
+    superposed = cut[linear_sum_assignment(distance)[1]]
+    row = {
+        "space_group": found.candidate.symbol,
+        "z": mc.z,
+        "density": found.density,
+        "energy": found.energy,
+        "misfit": fit.misfit,
+        "rms": fit.rms,
+    }
+    return row, superposed
 
 
 CANDIDATES_DIR = "Candidates"
