@@ -2,7 +2,7 @@
 
 ``solve`` keeps every distinct crystal it found for a cluster (``OUT/Candidates/{id}.csv`` and their cuts,
 superposed on ``x_w``, in ``{id}.npz``). This scores each cut against the crystal cluster (OXtalign: shell
-molecules matched of 15) and, for each ``T`` of a grid, which crystal the score
+molecules matched of 15, and PM(atom)) and, for each ``T`` of a grid, which crystal the score
 ``misfit / (2 sigma^2) + (E - E_min) / T`` would choose; also the misfit alone (``T`` infinite), the energy alone,
 and the oracle (the best crystal found). Only the validation split is read to choose; the rule is the highest mean
 matched, then the highest pass rate, then the larger ``T``. It also shows how the oracle grows with the search:
@@ -13,8 +13,8 @@ the best crystal among a random fraction of those found (a fraction of the candi
     python3 benchmarks/solve_ranking.py --data data/default --solved runs/solve_val \\
         --out benchmarks/records/solve_ranking
 
-Writes ``OUT/candidates.csv`` (every crystal with its ``matched``), ``OUT/choices.csv`` (per rule) and
-``OUT/summary.md``.
+Writes ``OUT/candidates.csv`` (every crystal with its ``matched`` and ``pm_atom``), ``OUT/choices.csv`` (per
+cluster and rule, the row of ``candidates.csv`` chosen) and ``OUT/summary.md``.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ import numpy as np
 import pandas as pd
 
 from crystalflow_core.data import codcluster17
+from crystalflow_core.metrics import pm_atom
 from crystalflow_core.packing import PASS_MATCHED, packing_similarity, prepare_reference
 from crystalflow_core.solve import CANDIDATES_DIR, score_crystals
 
@@ -40,7 +41,7 @@ DRAWS = 50
 
 
 def scored_candidates(data: Path, solved: Path) -> pd.DataFrame:
-    """Every crystal ``solve`` found, with ``matched`` against its cluster's crystal."""
+    """Every crystal ``solve`` found, with ``matched`` and ``pm_atom`` of its cut against its cluster's crystal."""
     frames = []
     for table_path in sorted((solved / CANDIDATES_DIR).glob("*.csv")):
         cluster_id = table_path.stem
@@ -49,28 +50,47 @@ def scored_candidates(data: Path, solved: Path) -> pd.DataFrame:
         cluster = codcluster17.read_cluster(data, cluster_id)
         reference = prepare_reference(cluster.x_s, cluster.numbers, cluster.mol_index)
         table["matched"] = [packing_similarity(cut.reshape(-1, 3), reference)["matched"] for cut in cuts]
+        table["pm_atom"] = [pm_atom(cut.reshape(-1, 3), cluster.x_s) for cut in cuts]
         table.insert(0, "id", cluster_id)
         frames.append(table)
     return pd.concat(frames, ignore_index=True)
 
 
 def choices(candidates: pd.DataFrame, sigma: float, ids: list[str]) -> pd.DataFrame:
-    """Matched of the chosen crystal per cluster and rule; clusters ``solve`` could not search count 0 matched
-    (their prediction is ``x_w``, which is scored apart)."""
+    """The row of ``candidates`` each rule chooses per cluster (``NaN`` for clusters ``solve`` could not search:
+    their prediction is ``x_w``, which is scored apart)."""
     rows = []
     for cluster_id in ids:
         table = candidates[candidates["id"] == cluster_id]
-        row = {"id": cluster_id}
-        if table.empty:
-            rows.append(row)
-            continue
-        for temperature in TEMPERATURES:
-            score = score_crystals(table, sigma, temperature)  # T = inf: the misfit alone
-            row[f"T={temperature:g}"] = table["matched"].loc[score.idxmin()]
-        row["energy only"] = table["matched"].loc[table["energy"].idxmin()]
-        row["oracle (best found)"] = table["matched"].max()
+        row: dict[str, object] = {"id": cluster_id}
+        if not table.empty:
+            for temperature in TEMPERATURES:
+                row[f"T={temperature:g}"] = score_crystals(table, sigma, temperature).idxmin()  # T = inf: misfit
+            row["energy only"] = table["energy"].idxmin()
+            row["oracle (best found)"] = table["matched"].idxmax()
         rows.append(row)
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows).set_index("id")
+
+
+def rule_summary(candidates: pd.DataFrame, chosen: pd.DataFrame, unsearched_pm: dict[str, float]) -> pd.DataFrame:
+    """Mean matched, pass rate and mean PM(atom) of each rule's choices over every cluster (a cluster not searched
+    counts 0 matched and ``x_w``'s PM(atom), ``unsearched_pm``)."""
+    summary = {}
+    for rule in chosen.columns:
+        matched, pm = [], []
+        for cluster_id, index in chosen[rule].items():
+            if pd.isna(index):
+                matched.append(0.0)
+                pm.append(unsearched_pm[cluster_id])
+            else:
+                matched.append(np.nan_to_num(candidates.loc[index, "matched"]))
+                pm.append(candidates.loc[index, "pm_atom"])
+        summary[rule] = {
+            "mean matched of 15": np.mean(matched),
+            "pass %": 100 * np.mean(np.array(matched) >= PASS_MATCHED),
+            "PM(atom) Å": np.mean(pm),
+        }
+    return pd.DataFrame(summary).T
 
 
 def search_depth(candidates: pd.DataFrame, n_clusters: int, seed: int = 0) -> pd.DataFrame:
@@ -110,24 +130,22 @@ def main() -> None:
     ids = sorted(p.stem for p in (args.solved / CANDIDATES_DIR).glob("*.json"))
     candidates = scored_candidates(args.data, args.solved)
     chosen = choices(candidates, sigma, ids)
-    rules = [c for c in chosen.columns if c != "id"]
-    summary = pd.DataFrame(
-        {
-            "mean matched of 15": [chosen[r].fillna(0).mean() for r in rules],
-            "pass %": [100 * (chosen[r].fillna(0) >= PASS_MATCHED).mean() for r in rules],
-        },
-        index=rules,
-    )
+    unsearched = [cluster_id for cluster_id in ids if chosen.loc[cluster_id].isna().all()]
+    weak_pm = {}
+    for cluster_id in unsearched:
+        cluster = codcluster17.read_cluster(args.data, cluster_id)
+        weak_pm[cluster_id] = pm_atom(cluster.x_w, cluster.x_s)
+    summary = rule_summary(candidates, chosen, weak_pm)
     ranked = summary.drop(index=["energy only", "oracle (best found)"])
     best = max(ranked.index, key=lambda r: (ranked.loc[r].iloc[0], ranked.loc[r].iloc[1], float(r[2:])))
     args.out.mkdir(parents=True, exist_ok=True)
     candidates.to_csv(args.out / "candidates.csv", index=False)
-    chosen.to_csv(args.out / "choices.csv", index=False)
+    chosen.to_csv(args.out / "choices.csv")
     lines = [
         "# Ranking of crystalflow solve, chosen on the validation split",
         "",
         f"Machine: {platform.machine()}; solve settings {json.dumps(sampling['settings'])}; {len(ids)} val "
-        f"clusters ({chosen[rules[0]].notna().sum()} searched); {len(candidates)} crystals scored in "
+        f"clusters ({len(ids) - len(unsearched)} searched; the others keep x_w); {len(candidates)} crystals scored in "
         f"{time.perf_counter() - started:.0f} s.",
         "",
         summary.round(2).to_markdown(),
