@@ -417,7 +417,7 @@ def _add_solve(sub) -> None:
 
 def _solve_options(p: argparse.ArgumentParser) -> None:
     """``solve``'s options."""
-    from .settings import REFINE_STARTS, SOLVE_CANDIDATE_ATOMS, SOLVE_CANDIDATES, SOLVE_TEMPERATURE
+    from .settings import SOLVE_CANDIDATE_ATOMS, SOLVE_CANDIDATES, SOLVE_TEMPERATURE
 
     _add_split_run(p, "output directory", "seed of the split and the search")
     p.add_argument(
@@ -432,14 +432,6 @@ def _solve_options(p: argparse.ArgumentParser) -> None:
         type=POSITIVE_FLOAT,
         default=SOLVE_TEMPERATURE,
         help="kcal/mol: weight of the lattice energy against the misfit to x_w (default: %(default)s)",
-    )
-    p.add_argument(
-        "--refine",
-        type=NON_NEGATIVE_INT,
-        default=0,
-        metavar="K",
-        help=f"search again about the K best-scoring crystals, {REFINE_STARTS} perturbed restarts each "
-        "(default: 0, none)",
     )
     p.add_argument("--workers", type=POSITIVE_INT, default=None, help="processes (default: every core)")
 
@@ -640,7 +632,6 @@ def run_solve(args: argparse.Namespace) -> None:
         sigma=DEFAULT_SIGMA if noise is None else noise.translation_sigma,
         inversion=bool(noise and noise.inversion),
         workers=args.workers,
-        refine=args.refine,
     )
     ids = split_ids(list_cluster_ids(data), seed=args.seed, subset=args.subset)[args.split]
     config = {"path": "solve", "seed": args.seed, "subset": args.subset, "data": str(data), **settings.to_dict()}

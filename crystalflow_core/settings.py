@@ -99,7 +99,5 @@ DEFAULT_SPACE_GROUPS = (14, 2, 19, 15, 4, 61, 33, 9, 29, 5, 60, 1)
 SOLVE_CANDIDATE_ATOMS = 2000
 SOLVE_CANDIDATES = (40, 120)
 SOLVE_TEMPERATURE = 0.3
-#: Perturbed restarts about each crystal ``crystalflow solve --refine K`` searches again.
-REFINE_STARTS = 6
 #: The most atoms (hydrogens included) the default search takes: its time grows with the square of the atoms.
 MAX_ATOMS = 60

@@ -44,18 +44,12 @@ from tqdm.auto import tqdm
 from .csp.cif_writer import write_cif
 from .csp.cluster_fit import POOL_SIZE, fit_cut, forbidden_pairs
 from .csp.cluster_lattice import SPACE_GROUP_PRIOR, SPACE_GROUPS, WeakClusterCues, read_weak_cluster
-from .csp.search import FoundCrystal, SearchSettings, refine_crystals, search_crystals
+from .csp.search import FoundCrystal, SearchSettings, search_crystals
 from .data.cluster import Cluster, crystal_cluster
 from .data.codcluster17 import prediction_path, read_cluster, temporary_path, write_positions_csv
 from .data.molecules import MolecularCrystal
 from .molecule_input import MoleculeInputError, from_positions
-from .settings import (
-    DEFAULT_SPACE_GROUPS,
-    REFINE_STARTS,
-    SOLVE_CANDIDATE_ATOMS,
-    SOLVE_CANDIDATES,
-    SOLVE_TEMPERATURE,
-)
+from .settings import DEFAULT_SPACE_GROUPS, SOLVE_CANDIDATE_ATOMS, SOLVE_CANDIDATES, SOLVE_TEMPERATURE
 
 #: Centroid noise of x_w (Å per axis) assumed for data curated elsewhere (no curation.json).
 DEFAULT_SIGMA = 1.0
@@ -65,9 +59,7 @@ DEFAULT_SIGMA = 1.0
 class SolveSettings:
     """``candidates`` random starts per cluster (None: :func:`candidates_for` the molecule's size), ``seed``,
     ``temperature`` of the energy term, ``sigma`` of ``x_w``'s centroid noise, whether ``x_w`` was curated with
-    ``inversion`` (then handedness says nothing), ``workers`` processes (default: every core), and ``refine``: the
-    best-scoring crystals about which :data:`~.settings.REFINE_STARTS` perturbed restarts each search again (0:
-    none)."""
+    ``inversion`` (then handedness says nothing), and ``workers`` processes (default: every core)."""
 
     candidates: int | None = None
     seed: int = 0
@@ -75,7 +67,6 @@ class SolveSettings:
     sigma: float = DEFAULT_SIGMA
     inversion: bool = False
     workers: int | None = None
-    refine: int = 0
 
     def to_dict(self) -> dict:
         return {
@@ -84,7 +75,6 @@ class SolveSettings:
             "temperature": self.temperature,
             "sigma": self.sigma,
             "inversion": self.inversion,
-            "refine": self.refine,
         }
 
 
@@ -164,16 +154,13 @@ def solve_cluster(cluster: Cluster, settings: SolveSettings = SolveSettings(), p
     found = search_crystals(molecule, search, progress=progress).crystals
     if not found:
         return _fallback(cluster, groups, started, "no bound crystal among the candidates", candidates)
-    fits = {f.candidate.index: _fit_crystal(f, weak, informative, settings.sigma, settings.seed) for f in found}
-    table = _table(found, fits, candidates, settings)
-    if settings.refine:
-        around = [found[i] for i in table["score"].nsmallest(settings.refine).index]
-        found = refine_crystals(molecule, found, around, REFINE_STARTS, settings.seed, settings.workers, progress)
-        for f in found:
-            if f.candidate.index not in fits:
-                fits[f.candidate.index] = _fit_crystal(f, weak, informative, settings.sigma, settings.seed)
-        table = _table(found, fits, candidates, settings)
-    cuts = [fits[f.candidate.index][1] for f in found]
+    rows, cuts = [], []
+    for rank, crystal in enumerate(found):
+        row, cut = _fit_crystal(crystal, weak, informative, settings.sigma, settings.seed)
+        rows.append({"rank_energy": rank + 1, **row})
+        cuts.append(cut)
+    table = pd.DataFrame(rows)
+    table["score"] = score_crystals(table, settings.sigma, settings.temperature)
     chosen = int(table["score"].idxmin())
     table["chosen"] = table.index == chosen
     x = cuts[chosen].reshape(-1, 3)
@@ -188,24 +175,6 @@ def solve_cluster(cluster: Cluster, settings: SolveSettings = SolveSettings(), p
         cuts=cuts,
         crystals=[f.crystal for f in found],
     )
-
-
-def _table(
-    found: list[FoundCrystal],
-    fits: dict[int, tuple[dict[str, float | str], np.ndarray]],
-    candidates: int,
-    settings: SolveSettings,
-) -> pd.DataFrame:
-    """One row per crystal of ``found`` (lowest energy first) from its fit, with its ``score``; ``restart`` marks
-    those found by restarts about others (candidate indices from ``candidates`` on)."""
-    table = pd.DataFrame(
-        [
-            {"rank_energy": rank + 1, **fits[f.candidate.index][0], "restart": f.candidate.index >= candidates}
-            for rank, f in enumerate(found)
-        ]
-    )
-    table["score"] = score_crystals(table, settings.sigma, settings.temperature)
-    return table
 
 
 def _fit_crystal(

@@ -15,7 +15,7 @@ from crystalflow_core.csp.cif_writer import write_cif
 from crystalflow_core.csp.compare import CrystalReference, DifferentMoleculeError, IncomparableCrystalError, atom_order
 from crystalflow_core.csp.merge import duplicate_of
 from crystalflow_core.csp.rigid_crystal import RigidCrystal
-from crystalflow_core.csp.search import SearchSettings, perturbed_starts, refine_crystals, search_crystals
+from crystalflow_core.csp.search import SearchSettings, search_crystals
 from crystalflow_core.data.crystal import Crystal
 from crystalflow_core.data.molecules import MolecularCrystal
 
@@ -134,28 +134,6 @@ def test_smoke_search_finds_bound_distinct_crystals_ranked_by_energy():
     assert sum(found.copies for found in result.crystals) + result.unbound == 4
     for found in result.crystals:
         assert found.crystal.crystal.spacegroup in {"P21/c", "P-1"}
-
-
-def test_restarts_about_a_found_crystal_keep_its_group_and_merge_with_the_search():
-    molecule = embedded("C=O")
-    found = search_crystals(
-        molecule, SearchSettings(candidates=4, space_groups=(14, 2), seed=0, workers=2), progress=False
-    ).crystals
-    parent = found[0]
-    crystal = RigidCrystal.from_molecular_crystal(parent.crystal)
-    starts = perturbed_starts(parent, 3, np.random.default_rng(0), first_index=100)
-    assert [start.index for start in starts] == [100, 101, 102]
-    for start in starts:
-        assert (start.space_group, start.symbol) == (parent.candidate.space_group, parent.candidate.symbol)
-        np.testing.assert_array_equal(start.crystal.rotations, crystal.rotations)
-        lengths = np.linalg.norm(start.crystal.lattice, axis=1) / np.linalg.norm(crystal.lattice, axis=1)
-        assert not np.allclose(lengths, 1.0) and np.all(np.abs(lengths - 1.0) < 0.15)
-    refined = refine_crystals(molecule, found, [parent], 3, seed=0, workers=2)
-    energies = [f.energy for f in refined]
-    assert energies == sorted(energies) and energies[0] <= parent.energy
-    assert 0 <= sum(f.copies for f in refined) - sum(f.copies for f in found) <= 3  # the bound restarts
-    distinct = duplicate_of([f.crystal for f in refined], energies, [f.density for f in refined])
-    np.testing.assert_array_equal(distinct, np.arange(len(refined)))
 
 
 def test_experimental_crystal_compares_as_found_and_a_random_one_does_not():

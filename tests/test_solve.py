@@ -13,7 +13,7 @@ from crystalflow_core import solve
 from crystalflow_core.cli import main
 from crystalflow_core.csp.cluster_fit import HANDEDNESS_COST, OUTLIER, fit_cut, forbidden_pairs
 from crystalflow_core.csp.cluster_lattice import SPACE_GROUPS, WeakClusterCues
-from crystalflow_core.csp.search import SearchResult, refine_crystals
+from crystalflow_core.csp.search import SearchResult
 from crystalflow_core.data import codcluster17
 from crystalflow_core.data.cluster import Cluster, crystal_cluster
 from crystalflow_core.molecule_input import read_crystal
@@ -121,27 +121,6 @@ def test_the_default_search_takes_candidates_by_the_molecules_size(small_data, m
         assert solution.crystal is None and "no bound crystal" in solution.reason
         assert solution.candidates == searched  # recorded even when nothing bound was found
     assert asked == [(n_atoms, solve.candidates_for(n_atoms)), (n_atoms, 7)]
-
-
-def test_refine_restarts_about_the_crystal_the_score_would_choose_and_ranks_all_found(small_data, monkeypatch):
-    cluster = codcluster17.read_cluster(small_data, codcluster17.list_cluster_ids(small_data)[0])
-    plain = solve.solve_cluster(cluster, solve.SolveSettings(candidates=4, workers=1))
-    chosen = plain.table[plain.table["chosen"]].iloc[0]
-    around, returned = [], []
-
-    def refine(molecule, found, about, starts, seed=0, workers=None, progress=False):
-        around.extend(about)
-        returned.extend(refine_crystals(molecule, found, about, starts, seed, workers, progress))
-        return returned
-
-    monkeypatch.setattr(solve, "refine_crystals", refine)
-    refined = solve.solve_cluster(cluster, solve.SolveSettings(candidates=4, workers=1, refine=1))
-    assert len(around) == 1 and around[0].energy == pytest.approx(chosen["energy"])
-    table = refined.table
-    assert len(table) == len(returned) == len(refined.cuts)
-    np.testing.assert_allclose(table["energy"], [f.energy for f in returned])
-    assert table["restart"].tolist() == [f.candidate.index >= 4 for f in returned]
-    assert table.loc[table["chosen"], "score"].item() == table["score"].min()
 
 
 def _inner_distances(x: np.ndarray, mol_index: np.ndarray) -> list[np.ndarray]:

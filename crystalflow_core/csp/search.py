@@ -7,9 +7,8 @@ from __future__ import annotations
 import math
 import os
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
-import numpy as np
 import torch
 from rdkit import Chem
 from tqdm.auto import tqdm
@@ -23,13 +22,9 @@ from .candidates import DEFAULT_SPACE_GROUPS, Candidate, generate_candidates
 from .lattice_energy import LatticeEnergy
 from .merge import duplicate_of
 from .minimize import Minimized, minimize_crystal
-from .rigid_crystal import RigidCrystal
 
 #: A candidate whose minimisation takes longer is dropped (and counted).
 CANDIDATE_DEADLINE = 300.0
-#: Standard deviations of a restart about a found crystal (:func:`perturbed_starts`): the cell metric (a fraction of
-#: its mean diagonal, about half that in lengths), the molecule's position (Å) and its orientation (radians).
-PERTURBATION = (0.03, 0.3, 0.35)
 
 
 @dataclass(frozen=True)
@@ -103,106 +98,37 @@ def search_crystals(
     )
     generating = time.perf_counter() - started
 
-    results, lost = _minimise_all(terms, generated, settings.workers, progress)
-    minimising = time.perf_counter() - started - generating
-    bound = _bound(generated, results)
-    found = _distinct(bound)
-    seconds = {
-        "generate": round(generating, 1),
-        "minimise": round(minimising, 1),
-        "merge": round(time.perf_counter() - started - generating - minimising, 1),
-    }
-    return SearchResult(found, len(generated), lost, len(results) - len(bound), seconds)
-
-
-def _minimise_all(
-    terms, candidates: list[Candidate], workers: int, progress: bool, desc: str = "minimise"
-) -> tuple[dict[int, Minimized], int]:
-    """Every candidate minimised (by index) in ``workers`` processes under :data:`CANDIDATE_DEADLINE`, and how
-    many were lost."""
-
     def minimise(candidate: Candidate) -> Minimized:  # in a forked worker: needs no pickling
         torch.set_num_threads(1)  # one process per core
         return minimize_crystal(candidate.crystal, LatticeEnergy(terms, candidate.crystal))
 
     results: dict[int, Minimized] = {}
     lost = 0
-    with tqdm(total=len(candidates), desc=desc, unit="crystal", disable=not progress) as bar:
-        for candidate, outcome in map_with_deadline(minimise, candidates, workers, CANDIDATE_DEADLINE):
+    with tqdm(total=len(generated), desc="minimise", unit="crystal", disable=not progress) as bar:
+        for candidate, outcome in map_with_deadline(minimise, generated, settings.workers, CANDIDATE_DEADLINE):
             if isinstance(outcome, Lost):
                 lost += 1
             else:
                 results[candidate.index] = outcome
             bar.update()
-    return results, lost
-
-
-def _bound(candidates: list[Candidate], results: dict[int, Minimized]) -> list[FoundCrystal]:
-    """The minimised candidates whose lattice energy is negative (bound), as found crystals."""
-    return [
-        FoundCrystal(c, m, m.crystal.to_molecular_crystal(m.lattice, m.molecule))
-        for c in candidates
-        if (m := results.get(c.index)) is not None and -math.inf < m.energy < 0
+    minimising = time.perf_counter() - started - generating
+    bound = [c for c in generated if c.index in results and -math.inf < results[c.index].energy < 0]
+    crystals = [
+        results[c.index].crystal.to_molecular_crystal(results[c.index].lattice, results[c.index].molecule)
+        for c in bound
     ]
-
-
-def _distinct(crystals: list[FoundCrystal]) -> list[FoundCrystal]:
-    """The distinct ones among ``crystals``, lowest energy first, each counting the copies merged into it."""
-    copy_of = duplicate_of([f.crystal for f in crystals], [f.energy for f in crystals], [f.density for f in crystals])
-    distinct = []
-    for i, found in enumerate(crystals):
-        if copy_of[i] == i:
-            merged = [crystals[j] for j in np.flatnonzero(copy_of == i)]
-            distinct.append(replace(found, copies=sum(f.copies for f in merged)))
-    return sorted(distinct, key=lambda crystal: crystal.energy)
-
-
-def perturbed_starts(found: FoundCrystal, starts: int, rng: np.random.Generator, first_index: int) -> list[Candidate]:
-    """``starts`` new starts about a found crystal: its minimised cell metric, molecular position and orientation
-    moved at random (:data:`PERTURBATION`), within its own space group and site."""
-    crystal = RigidCrystal.from_molecular_crystal(found.crystal)
-    n_metric, n_position = len(crystal.metric_basis), crystal.position_basis.shape[1]
-    n_rotation = crystal.n_parameters - n_metric - n_position
-    metric, position, angle = PERTURBATION
-    candidates = []
-    for k in range(starts):
-        step = np.concatenate(
-            [
-                metric * rng.normal(size=n_metric),
-                position * rng.normal(size=n_position),
-                angle * rng.normal(size=n_rotation),
-            ]
-        )
-        try:
-            lattice, molecule = crystal.geometry(torch.as_tensor(step, dtype=torch.float64))
-        except torch.linalg.LinAlgError:
-            continue
-        start = RigidCrystal.from_molecular_crystal(
-            crystal.to_molecular_crystal(lattice.numpy(), molecule.numpy()), name=f"{crystal.name}-restart{k}"
-        )
-        parent = found.candidate
-        candidates.append(Candidate(first_index + k, parent.space_group, parent.symbol, parent.wyckoff, start))
-    return candidates
-
-
-def refine_crystals(
-    molecule: Chem.Mol,
-    found: list[FoundCrystal],
-    around: list[FoundCrystal],
-    starts: int,
-    seed: int = 0,
-    workers: int | None = None,
-    progress: bool = False,
-) -> list[FoundCrystal]:
-    """The distinct crystals of ``found`` together with those from ``starts`` perturbed restarts about each of
-    ``around`` (a few of ``found``: the search's most promising), lowest energy first. A restart that reaches a
-    crystal already found counts as its copy; one lower in energy that matches a found crystal replaces it."""
-    rng = np.random.default_rng(seed)
-    first = 1 + max(f.candidate.index for f in found)
-    candidates = []
-    for found_crystal in around:
-        candidates += perturbed_starts(found_crystal, starts, rng, first + len(candidates))
-    results, _ = _minimise_all(
-        mmff_terms(molecule), candidates, workers or len(os.sched_getaffinity(0)), progress, "refine"
-    )
-    return _distinct([*found, *_bound(candidates, results)])
+    energies = [results[c.index].energy for c in bound]
+    densities = [results[c.index].density for c in bound]
+    copy_of = duplicate_of(crystals, energies, densities)
+    found = [
+        FoundCrystal(c, results[c.index], crystals[i], copies=int((copy_of == i).sum()))
+        for i, c in enumerate(bound)
+        if copy_of[i] == i
+    ]
+    found.sort(key=lambda crystal: crystal.energy)
+    seconds = {
+        "generate": round(generating, 1),
+        "minimise": round(minimising, 1),
+        "merge": round(time.perf_counter() - started - generating - minimising, 1),
+    }
+    return SearchResult(found, len(generated), lost, len(results) - len(bound), seconds)
