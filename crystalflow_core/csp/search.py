@@ -1,5 +1,5 @@
-"""The crystal search behind ``crystalflow predict``: random symmetric candidates, each minimised in the lattice
-energy (MMFF94 + D3) (in worker processes, one candidate each, under a deadline), duplicates merged, distinct crystals
+"""The crystal search behind ``crystalflow predict``: random symmetric candidates, each minimised in the MMFF94 + D3
+lattice energy (in worker processes, one candidate each, under a deadline), duplicates merged, distinct crystals
 ranked by lattice energy per molecule."""
 
 from __future__ import annotations
