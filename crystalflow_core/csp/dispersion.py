@@ -39,9 +39,12 @@ class DispersionTerms:
     s6: float
     s8: float
 
-    def energy(self, r: Tensor) -> Tensor:
-        """Pair energies (kcal/mol) at distances ``r [..., n, n]`` between the atoms of two copies."""
+    def energy(self, r: Tensor, pairs: tuple[Tensor, Tensor] | None = None) -> Tensor:
+        """Pair energies (kcal/mol) at distances ``r [..., n, n]`` between the atoms of two copies, or, given
+        ``pairs`` (atom indices ``i``, ``j`` of the two copies), at distances ``r [P]`` of those pairs."""
         c6, c8, radius = (t.to(dtype=r.dtype, device=r.device) for t in (self.c6, self.c8, self.radius))
+        if pairs is not None:
+            c6, c8, radius = c6[pairs], c8[pairs], radius[pairs]
         return -(self.s6 * c6 / (r**6 + radius**6) + self.s8 * c8 / (r**8 + radius**8))
 
 
