@@ -433,13 +433,6 @@ def _solve_options(p: argparse.ArgumentParser) -> None:
         default=SOLVE_TEMPERATURE,
         help="kcal/mol: weight of the lattice energy against the misfit to x_w (default: %(default)s)",
     )
-    p.add_argument(
-        "--no-pull",
-        dest="pull",
-        action="store_false",
-        help="relax each candidate from its random start alone, as crystalflow predict does (default: pulled "
-        "towards x_w's centroids first)",
-    )
     p.add_argument("--workers", type=POSITIVE_INT, default=None, help="processes (default: every core)")
 
 
@@ -638,7 +631,6 @@ def run_solve(args: argparse.Namespace) -> None:
         temperature=args.temperature,
         sigma=DEFAULT_SIGMA if noise is None else noise.translation_sigma,
         inversion=bool(noise and noise.inversion),
-        pull=args.pull,
         workers=args.workers,
     )
     ids = split_ids(list_cluster_ids(data), seed=args.seed, subset=args.subset)[args.split]

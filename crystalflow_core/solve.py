@@ -10,8 +10,7 @@ and each molecule's handedness. So, for each cluster:
    neighbours in a group with them;
 3. the crystal search of ``predict`` (:func:`~.csp.search.search_crystals`) gives distinct minimised crystals,
    its candidates shared among those groups as organic crystals are (:data:`~.csp.cluster_lattice.SPACE_GROUP_PRIOR`:
-   P2₁/c about a third, P-1 a fifth, ...), each pulled towards ``x_w``'s centroids before it relaxes
-   (:mod:`.csp.restraint`): random starts relaxed alone almost all end in minima of their own, few near ``x_w``;
+   P2₁/c about a third, P-1 a fifth, ...);
 4. each is cut into a pool of molecules superposed on ``x_w``'s centroids (:mod:`.csp.cluster_fit`); it is
    scored by ``misfit / (2 sigma^2) + (E - E_min) / T``: how unlikely ``x_w``'s centroids are given the crystal, plus
    its lattice energy above the lowest found, at a temperature ``T`` (kcal/mol) chosen on the validation split
@@ -35,7 +34,6 @@ import json
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -46,8 +44,7 @@ from tqdm.auto import tqdm
 from .csp.cif_writer import write_cif
 from .csp.cluster_fit import POOL_SIZE, fit_cut, forbidden_pairs
 from .csp.cluster_lattice import SPACE_GROUP_PRIOR, SPACE_GROUPS, WeakClusterCues, read_weak_cluster
-from .csp.restraint import PullSettings, pulled_minimize
-from .csp.search import FoundCrystal, SearchSettings, relax, search_crystals
+from .csp.search import FoundCrystal, SearchSettings, search_crystals
 from .data.cluster import Cluster, crystal_cluster
 from .data.codcluster17 import prediction_path, read_cluster, temporary_path, write_positions_csv
 from .data.molecules import MolecularCrystal
@@ -62,16 +59,13 @@ DEFAULT_SIGMA = 1.0
 class SolveSettings:
     """``candidates`` random starts per cluster (None: :func:`candidates_for` the molecule's size), ``seed``,
     ``temperature`` of the energy term, ``sigma`` of ``x_w``'s centroid noise, whether ``x_w`` was curated with
-    ``inversion`` (then handedness says nothing), whether each candidate is ``pull``-ed towards ``x_w`` before it
-    relaxes (:mod:`.csp.restraint`; without, the plain search of ``predict``), and ``workers`` processes (default:
-    every core)."""
+    ``inversion`` (then handedness says nothing), and ``workers`` processes (default: every core)."""
 
     candidates: int | None = None
     seed: int = 0
     temperature: float = SOLVE_TEMPERATURE
     sigma: float = DEFAULT_SIGMA
     inversion: bool = False
-    pull: bool = True
     workers: int | None = None
 
     def to_dict(self) -> dict:
@@ -81,7 +75,6 @@ class SolveSettings:
             "temperature": self.temperature,
             "sigma": self.sigma,
             "inversion": self.inversion,
-            "pull": self.pull,
         }
 
 
@@ -158,11 +151,7 @@ def solve_cluster(cluster: Cluster, settings: SolveSettings = SolveSettings(), p
     search = SearchSettings(candidates, groups, settings.seed, group_weights=SPACE_GROUP_PRIOR)
     if settings.workers:
         search = replace(search, workers=settings.workers)
-    minimiser = relax
-    if settings.pull:
-        pull = PullSettings(sigma=settings.sigma)
-        minimiser = partial(pulled_minimize, weak=weak, use_handedness=informative, settings=pull)
-    found = search_crystals(molecule, search, progress=progress, minimiser=minimiser).crystals
+    found = search_crystals(molecule, search, progress=progress).crystals
     if not found:
         return _fallback(cluster, groups, started, "no bound crystal among the candidates", candidates)
     rows, cuts = [], []

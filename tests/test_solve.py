@@ -110,7 +110,7 @@ def test_the_default_search_takes_candidates_by_the_molecules_size(small_data, m
     cluster = codcluster17.read_cluster(small_data, codcluster17.list_cluster_ids(small_data)[0])
     asked = []
 
-    def search(molecule, settings, progress=False, minimiser=None):
+    def search(molecule, settings, progress=False):
         asked.append((molecule.GetNumAtoms(), settings.candidates))
         return SearchResult([], 0, 0, 0, {})
 

@@ -4,7 +4,6 @@ and its gradient from :class:`~.lattice_energy.LatticeEnergy` by autograd."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -12,6 +11,7 @@ import torch
 from ase.data import atomic_masses
 from scipy.optimize import minimize as scipy_minimize
 
+from .lattice_energy import LatticeEnergy
 from .rigid_crystal import RigidCrystal
 
 #: L-BFGS iterations and the energy change (kcal/mol per molecule, relative) that ends a minimisation.
@@ -60,12 +60,11 @@ class Minimized:
 
 def minimize_crystal(
     crystal: RigidCrystal,
-    energy: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    energy: LatticeEnergy,
     max_iterations: int = MAX_ITERATIONS,
     tolerance: float = TOLERANCE,
 ) -> Minimized:
-    """Minimise ``energy`` (of the cell and the reference molecule: a :class:`~.lattice_energy.LatticeEnergy`, or
-    one plus a restraint) over ``crystal``'s cell and pose from its start (float64 on the CPU: a few hundred
+    """Minimise ``energy`` over ``crystal``'s cell and pose from its start (float64 on the CPU: a few hundred
     atoms, where launching kernels on a GPU costs more than the arithmetic)."""
     n_metric = len(crystal.metric_basis)
     bounds = [METRIC_BOUNDS] * n_metric + [(None, None)] * (crystal.n_parameters - n_metric)

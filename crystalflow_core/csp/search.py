@@ -7,7 +7,6 @@ from __future__ import annotations
 import math
 import os
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
@@ -16,14 +15,13 @@ from tqdm.auto import tqdm
 
 from crystalflow_core.data.molecules import MolecularCrystal
 from crystalflow_core.data.workers import Lost, map_with_deadline
-from crystalflow_core.forcefield import PairTerms, mmff_terms
+from crystalflow_core.forcefield import mmff_terms
 from crystalflow_core.settings import DEFAULT_CANDIDATES
 
 from .candidates import DEFAULT_SPACE_GROUPS, Candidate, generate_candidates
 from .lattice_energy import LatticeEnergy
 from .merge import duplicate_of
 from .minimize import Minimized, minimize_crystal
-from .rigid_crystal import RigidCrystal
 
 #: A candidate whose minimisation takes longer is dropped (and counted).
 CANDIDATE_DEADLINE = 300.0
@@ -78,20 +76,12 @@ class SearchResult:
     seconds: dict[str, float]
 
 
-def relax(crystal: RigidCrystal, terms: PairTerms) -> Minimized:
-    """The plain search's minimisation: the lattice energy from the start."""
-    return minimize_crystal(crystal, LatticeEnergy(terms, crystal))
-
-
 def search_crystals(
     molecule: Chem.Mol,
     settings: SearchSettings | None = None,
     progress: bool = True,
-    minimiser: Callable[[RigidCrystal, PairTerms], Minimized] = relax,
 ) -> SearchResult:
-    """Search the crystals of ``molecule`` (explicit hydrogens, one conformer taken as rigid); each candidate is
-    minimised by ``minimiser`` (``solve`` pulls it towards the weak cluster first), which must end at a minimum
-    of the lattice energy."""
+    """Search the crystals of ``molecule`` (explicit hydrogens, one conformer taken as rigid)."""
     settings = settings or SearchSettings()
     terms = mmff_terms(molecule)
     started = time.perf_counter()
@@ -110,7 +100,7 @@ def search_crystals(
 
     def minimise(candidate: Candidate) -> Minimized:  # in a forked worker: needs no pickling
         torch.set_num_threads(1)  # one process per core
-        return minimiser(candidate.crystal, terms)
+        return minimize_crystal(candidate.crystal, LatticeEnergy(terms, candidate.crystal))
 
     results: dict[int, Minimized] = {}
     lost = 0
