@@ -6,7 +6,7 @@ the energy and its gradient with that pair sum and with the dense one (every pai
 reference below) at the minima of a few random starts (where a minimisation spends most of its steps) of molecules
 of the validation split, and prints the ratio and the largest energy difference at the same geometry.
 
-    python3 benchmarks/lattice_energy_speed.py --data data_out/default [--molecules 6] [--starts 3]
+    python3 benchmarks/lattice_energy_speed.py --data data_out/default [--molecules 8] [--starts 3]
 """
 
 from __future__ import annotations
@@ -61,7 +61,7 @@ def _evaluation_seconds(energy: LatticeEnergy, lattice: Tensor, molecule: Tensor
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, required=True)
-    parser.add_argument("--molecules", type=int, default=6)
+    parser.add_argument("--molecules", type=int, default=8)
     parser.add_argument("--starts", type=int, default=3)
     parser.add_argument("--repeats", type=int, default=20)
     args = parser.parse_args()
@@ -85,9 +85,9 @@ def main() -> None:
         for candidate in generate_candidates(molecule, args.starts, (14, 2), seed=0):
             crystal = candidate.crystal
             sparse, dense = LatticeEnergy(terms, crystal), DenseLatticeEnergy(terms, crystal)
-            # at the start and at the minimum: crowded and relaxed neighbours
             relaxed = minimize_crystal(crystal, sparse)
             lattice, reference = torch.as_tensor(relaxed.lattice), torch.as_tensor(relaxed.molecule)
+            # the two sums agree at the start (crowded neighbours) and at the minimum (relaxed ones)
             for geometry in (
                 crystal.geometry(torch.zeros(crystal.n_parameters, dtype=torch.float64)),
                 (lattice, reference),

@@ -133,8 +133,8 @@ class LatticeEnergy:
     def pair_sum(self, lattice: Tensor, images: Tensor) -> Tensor:
         """Van der Waals (and D3), Ewald real space and MMFF's charge buffer: half the reference molecule's
         interaction. Only the atom pairs that add anything are evaluated: those within the cutoff, and every pair
-        of a molecule whose centroid lies within it (the buffer's); the rest are switched or cut to exactly zero,
-        and make up half to three quarters of the neighbours' pairs."""
+        of a molecule whose centroid lies within it (the buffer's); the rest, half to 70 % of the neighbours' pairs,
+        are switched or cut to exactly zero."""
         others = self.neighbours(lattice, images)
         reference = images[0]
         centroid_distance = torch.linalg.vector_norm(others.mean(dim=1) - reference.mean(dim=0), dim=-1)
