@@ -111,6 +111,13 @@ class LatticeEnergy:
     def neighbours(self, lattice: Tensor, images: Tensor) -> Tensor:
         """``[M, n, 3]`` every molecule (images and lattice translates, the reference itself excepted) with an atom
         within the cutoff of one of the reference molecule's, or its centroid within the cutoff of the reference's."""
+        return self.contributing_pairs(lattice, images)[0]
+
+    def contributing_pairs(self, lattice: Tensor, images: Tensor) -> tuple[Tensor, Tensor]:
+        """``(others [M, n, 3], pairs [M, n, n])``: the :meth:`neighbours` and which of their atom pairs with the
+        reference molecule add anything: those within the cutoff, and every pair of a molecule whose centroid lies
+        within it (MMFF's charge buffer is cut by centroid distance); the others are switched or cut to exactly
+        zero."""
         cell = lattice.detach().cpu().numpy()
         centres = images.detach().mean(dim=1).cpu().numpy()
         reach = self.cutoff + 2.0 * self.radius
@@ -123,25 +130,21 @@ class LatticeEnergy:
         shift_index, image_index = np.nonzero(near)
         shifts = torch.as_tensor(grid[shift_index], dtype=lattice.dtype, device=lattice.device) @ lattice
         others = images[torch.as_tensor(image_index, device=images.device)] + shifts[:, None, :]
-        # Molecules with no atom pair within the cutoff and their centroid beyond it add exactly nothing.
         with torch.no_grad():
-            closest = torch.cdist(images[0], others).amin(dim=(1, 2))
+            pair_distance = torch.cdist(images[0], others, compute_mode="donot_use_mm_for_euclid_dist")
             centre = torch.linalg.vector_norm(others.mean(dim=1) - images[0].mean(dim=0), dim=-1)
-            keep = (closest < self.cutoff) | (centre < self.cutoff)
-        return others[keep]
+            pairs = (pair_distance < self.cutoff) | (centre < self.cutoff)[:, None, None]
+            keep = pairs.any(dim=(1, 2))  # a molecule with no such pair adds exactly nothing
+        return others[keep], pairs[keep]
 
     def pair_sum(self, lattice: Tensor, images: Tensor) -> Tensor:
         """Van der Waals (and D3), Ewald real space and MMFF's charge buffer: half the reference molecule's
-        interaction. Only the atom pairs that add anything are evaluated: those within the cutoff, and every pair
-        of a molecule whose centroid lies within it (the buffer's); the rest, half to 70 % of the neighbours' pairs,
-        are switched or cut to exactly zero."""
-        others = self.neighbours(lattice, images)
+        interaction. Only the :meth:`contributing_pairs` are evaluated; the rest, half to 70 % of the neighbours'
+        pairs, are switched or cut to exactly zero."""
+        others, pairs = self.contributing_pairs(lattice, images)
         reference = images[0]
         centroid_distance = torch.linalg.vector_norm(others.mean(dim=1) - reference.mean(dim=0), dim=-1)
-        with torch.no_grad():
-            distance = torch.cdist(reference, others, compute_mode="donot_use_mm_for_euclid_dist")  # [M, n, n]
-            near = (distance < self.cutoff) | (centroid_distance < self.cutoff)[:, None, None]
-        molecule, i, j = near.nonzero(as_tuple=True)
+        molecule, i, j = pairs.nonzero(as_tuple=True)
         r = torch.linalg.vector_norm(reference[i] - others[molecule, j], dim=-1)
         dtype, device = r.dtype, r.device
         r_star = self.r_star.to(dtype=dtype, device=device)[i, j]
