@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The README's structure-solution table: `crystalflow solve` on the 36 test clusters of the default curation
 # (seed 0), without and with inversion noise, each scored by `crystalflow evaluate` beside the baselines; and the
-# validation run that chose the ranking's temperature (benchmarks/solve_ranking.py). About 75 minutes per
-# split on 2 CPU cores. Records land under benchmarks/records/solve/.
+# validation run that chose the ranking's temperature (benchmarks/solve_ranking.py). About 2 hours for the
+# default test split on 2 CPU cores (the inversion run, at 40 candidates, about 35 minutes). Records land under
+# benchmarks/records/solve/.
 #   bash benchmarks/solve_split.sh [default | default_inversion | --val]   (no argument: both test runs)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -28,6 +29,8 @@ for variant in $variants; do
   crystalflow evaluate --truth data_out/$variant --pred $R --out $R/scores
   cp $R/record.json "$OUT/solve_${variant}_s0.json"
   cp $R/scores/summary.csv "$OUT/solve_${variant}_s0_summary.csv"
+  # a diagnosis on the run's own crystals (nothing chosen): did the search find a passing crystal, did the ranking pick it
+  python3 benchmarks/solve_ranking.py --data data_out/$variant --solved $R --out "$OUT/diagnosis_${variant}_s0" --diagnose
   python3 - "$R" > "$OUT/solve_${variant}_s0_clusters.csv" <<'PY'
 import json, sys
 from pathlib import Path
