@@ -97,8 +97,8 @@ DEFAULT_SPACE_GROUPS = (14, 2, 19, 15, 4, 61, 33, 9, 29, 5, 60, 1)
 #: the pair sum of only the pairs that add anything took 143 s for 52 at 62 atoms and 116 s at 70, where 40 had
 #: taken 173 s and 158 s, so the budget grew by 1.3; on the 36 test clusters at that budget the slowest took 149 s
 #: and the rest at most 141 s, so it grew again by 1.8, to at most 258 s and a median of 220 s there); and the
-#: temperature (kcal/mol) of the lattice energy in its ranking, chosen on the validation split (``benchmarks/solve_ranking.py``;
-#: record ``benchmarks/records/solve/ranking``).
+#: temperature (kcal/mol) of the lattice energy in its ranking, chosen on the validation split
+#: (``benchmarks/solve_ranking.py``; record ``benchmarks/records/solve/ranking``).
 SOLVE_CANDIDATE_ATOMS = 4700
 SOLVE_CANDIDATES = (80, 280)
 SOLVE_TEMPERATURE = 0.3
