@@ -122,7 +122,9 @@ def search_depth(candidates: pd.DataFrame, n_clusters: int, seed: int = 0) -> pd
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, required=True)
-    parser.add_argument("--solved", type=Path, required=True, help="a crystalflow solve output of the val split")
+    parser.add_argument(
+        "--solved", type=Path, required=True, help="a crystalflow solve output of the val split (any with --diagnose)"
+    )
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument(
         "--diagnose", action="store_true", help="score a run of any split and choose nothing (e.g. the test record)"
