@@ -134,7 +134,7 @@ def main() -> None:
     sampling = json.loads((args.solved / "sampling.json").read_text())
     split = sampling["split"]
     if split != "val" and not args.diagnose:
-        raise SystemExit(f"{args.solved}: solved the {sampling['split']} split; the ranking is chosen on val")
+        raise SystemExit(f"{args.solved}: solved the {split} split; the ranking is chosen on val")
     sigma = float(sampling["settings"]["sigma"])
     ids = sorted(p.stem for p in (args.solved / CANDIDATES_DIR).glob("*.json"))
     candidates = scored_candidates(args.data, args.solved)
