@@ -16,7 +16,8 @@ and each molecule's handedness. So, for each cluster:
    its lattice energy above the lowest found, at a temperature ``T`` (kcal/mol) chosen on the validation split
    (``benchmarks/solve_ranking.py``);
 5. the best crystal's cut (as the curated clusters are cut: the central molecule and its 16 nearest), superposed
-   on ``x_w`` and in ``x_w``'s molecule order, is the prediction.
+   on ``x_w`` by its own uncapped fit (:func:`~.csp.cluster_fit.place_cut`) and in ``x_w``'s molecule order, is
+   the prediction.
 
 A cluster whose molecule the search cannot take (MMFF94 cannot type it, or it carries a charge) gets ``x_w``
 itself, with the reason recorded.
@@ -38,11 +39,10 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from scipy.optimize import linear_sum_assignment
 from tqdm.auto import tqdm
 
 from .csp.cif_writer import write_cif
-from .csp.cluster_fit import POOL_SIZE, fit_cut, forbidden_pairs
+from .csp.cluster_fit import POOL_SIZE, fit_cut, forbidden_pairs, place_cut
 from .csp.cluster_lattice import SPACE_GROUP_PRIOR, SPACE_GROUPS, WeakClusterCues, read_weak_cluster
 from .csp.search import FoundCrystal, SearchSettings, search_crystals
 from .data.cluster import Cluster, crystal_cluster
@@ -180,19 +180,16 @@ def solve_cluster(cluster: Cluster, settings: SolveSettings = SolveSettings(), p
 def _fit_crystal(
     found: FoundCrystal, weak: WeakClusterCues, informative: bool, sigma: float, seed: int
 ) -> tuple[dict[str, float | str], np.ndarray]:
-    """One crystal's row of the table, and its cut superposed on ``x_w`` by the pool's fit, in ``x_w``'s molecule
-    order (atoms in the molecule's order, which the search keeps)."""
+    """One crystal's row of the table (its misfit from the pool's fit), and its cut placed on ``x_w`` by
+    :func:`~.csp.cluster_fit.place_cut`, in ``x_w``'s molecule order (atoms in the molecule's order, which the search
+    keeps)."""
     mc = found.crystal
     molecules = crystal_cluster(mc, POOL_SIZE)
     n_pool, n_atoms = molecules.shape[:2]
     pool = read_weak_cluster(np.tile(mc.numbers, n_pool), np.repeat(np.arange(n_pool), n_atoms), molecules)
     fit = fit_cut(pool.centroids, weak.centroids, forbidden_pairs(weak, pool, informative), sigma, seed=seed)
-    # The prediction is the crystal's own cut (its 17 nearest), each molecule given the place of the x_w molecule
-    # it lies closest to once superposed: the pool's pairing may take a farther molecule for a noisy one.
-    cut = molecules[: len(weak.centroids)] @ fit.rotation.T + fit.shift
-    distance = ((weak.centroids[:, None, :] - cut.mean(axis=1)[None, :, :]) ** 2).sum(axis=-1)
-    distance[0, 1:] = distance[1:, 0] = np.inf
-    superposed = cut[linear_sum_assignment(distance)[1]]
+    n = len(weak.centroids)
+    superposed = place_cut(molecules[:n], pool.first(n), weak, informative, seed=seed)
     row = {
         "space_group": found.candidate.symbol,
         "z": mc.z,
