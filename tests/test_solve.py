@@ -7,15 +7,20 @@ import json
 
 import numpy as np
 import pytest
+import torch
+from conftest import SMALL_MOLECULES
 from scipy.spatial.transform import Rotation
 
 from crystalflow_core import solve
 from crystalflow_core.cli import main
-from crystalflow_core.csp.cluster_fit import HANDEDNESS_COST, OUTLIER, fit_cut, forbidden_pairs
-from crystalflow_core.csp.cluster_lattice import SPACE_GROUPS, WeakClusterCues
+from crystalflow_core.csp.cluster_fit import HANDEDNESS_COST, OUTLIER, fit_cut, forbidden_pairs, place_cut
+from crystalflow_core.csp.cluster_lattice import SPACE_GROUPS, WeakClusterCues, read_weak_cluster
 from crystalflow_core.csp.search import SearchResult
 from crystalflow_core.data import codcluster17
 from crystalflow_core.data.cluster import Cluster, crystal_cluster
+from crystalflow_core.data.noise import NoiseConfig, rigid_noise
+from crystalflow_core.data.sources import bundled_cod_directory
+from crystalflow_core.metrics import pm_atom, pm_center
 from crystalflow_core.molecule_input import read_crystal
 from crystalflow_core.settings import DEFAULT_SPACE_GROUPS, SOLVE_CANDIDATE_ATOMS, SOLVE_CANDIDATES
 
@@ -59,6 +64,49 @@ def test_a_molecule_placed_far_off_counts_only_up_to_the_cap():
     np.testing.assert_array_equal(fit.order, np.arange(17))
     np.testing.assert_allclose(fit.rotation, np.eye(3), atol=1e-9)  # fitted on the 16 others alone
     assert fit.sse == pytest.approx(OUTLIER, rel=1e-9)
+
+
+def test_uncapped_a_misplaced_molecule_counts_in_full_and_in_the_fit():
+    pool = _shell(6)
+    weak = pool.copy()
+    weak[7] += np.array([4.0, 0.0, 0.0])  # beyond the cap (3 sigma)
+    forbidden = forbidden_pairs(_cues(weak, np.ones(17, dtype=int)), _cues(pool, np.ones(17, dtype=int)))
+    fit = fit_cut(pool, weak, forbidden, outlier=None)
+    np.testing.assert_array_equal(fit.order, np.arange(17))
+    # the least-squares superposition of all 17 pairs, recomputed independently
+    moved, target = pool - pool.mean(axis=0), weak - weak.mean(axis=0)
+    u, _, vt = np.linalg.svd(moved.T @ target)
+    best = u @ np.diag([1, 1, np.sign(np.linalg.det(u @ vt))]) @ vt
+    assert fit.sse == pytest.approx(((moved @ best - target) ** 2).sum(), rel=1e-6)
+    assert fit_cut(pool, weak, forbidden).sse == pytest.approx(OUTLIER) and fit.sse > OUTLIER  # capped: 9 Å² at most
+
+
+@pytest.mark.parametrize("cod_id", SMALL_MOLECULES)
+def test_the_true_crystal_is_placed_with_every_molecule_in_its_own_place(cod_id):
+    """Given a crystal's own cut in another frame, ``place_cut`` rebuilds the crystal cluster from ``x_w``'s
+    centroids and handedness alone (small noise here, so that only exact symmetry is ambiguous): every centroid in
+    its place and, where the molecule sits in a general position (Z' = 1), every atom; on a special position the
+    site symmetry maps the cut onto itself with the atoms of each molecule permuted, which ``x_w``'s random
+    orientations cannot tell apart."""
+    mc = read_crystal(bundled_cod_directory() / f"{cod_id}.cif.gz")
+    molecules = crystal_cluster(mc)
+    n_mol, n_atoms = molecules.shape[:2]
+    numbers, mol_index = np.tile(mc.numbers, n_mol), np.repeat(np.arange(n_mol), n_atoms)
+    x_s = molecules.reshape(-1, 3)
+    for seed in range(3):
+        generator = torch.Generator().manual_seed(seed)
+        x_w = rigid_noise(
+            torch.from_numpy(x_s), torch.from_numpy(mol_index), NoiseConfig(translation_sigma=0.05), generator
+        )
+        weak = read_weak_cluster(numbers, mol_index, x_w.numpy())
+        turned = molecules @ Rotation.random(random_state=seed).as_matrix().T + np.array([3.0, -2.0, 1.0])
+        cut = read_weak_cluster(numbers, mol_index, turned.reshape(-1, 3))
+        placed = place_cut(turned, cut, weak, weak.chirality_informative, seed=seed).reshape(-1, 3)
+        assert pm_center(placed, x_s, mol_index) < 1e-6
+        if mc.z_prime == 1:
+            assert pm_atom(placed, x_s) < 1e-6
+        # superposed on x_w: the centroids lie within the noise of x_w's
+        assert np.abs(placed.reshape(n_mol, n_atoms, 3).mean(axis=1) - weak.centroids).max() < 1.5
 
 
 def test_the_central_molecules_pair_and_opposite_handedness_costs():
