@@ -4,7 +4,9 @@
 # validation run that chose the ranking's temperature (benchmarks/solve_ranking.py). About 2 hours for the
 # default test split on 2 CPU cores (the inversion run, at 40 candidates, about 35 minutes). Records land under
 # benchmarks/records/solve/.
-#   bash benchmarks/solve_split.sh [default | default_inversion | --val]   (no argument: both test runs)
+# `default_c40` is the default data at 40 candidates per cluster (about 50 minutes), where a run at the defaults
+# does not fit. After each test run, `solve_placement.py --solved` places the crystals it chose both ways.
+#   bash benchmarks/solve_split.sh [default | default_inversion | default_c40 | --val]   (no argument: both test runs)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=benchmarks/records/solve
@@ -23,14 +25,18 @@ fi
 variants=${1:-default default_inversion}
 for variant in $variants; do
   R=runs/solve_${variant}_s0
+  D=data_out/${variant%_c40}
   # the recorded inversion run searched 40 candidates per cluster (the defaults take about twice as long)
-  extra=$([ $variant = default_inversion ] && echo --candidates 40 || true)
-  crystalflow solve --data data_out/$variant --split test --out $R $extra
-  crystalflow evaluate --truth data_out/$variant --pred $R --out $R/scores
+  extra=$([ $variant = default_inversion ] || [ $variant = default_c40 ] && echo --candidates 40 || true)
+  crystalflow solve --data $D --split test --out $R $extra
+  crystalflow evaluate --truth $D --pred $R --out $R/scores
   cp $R/record.json "$OUT/solve_${variant}_s0.json"
   cp $R/scores/summary.csv "$OUT/solve_${variant}_s0_summary.csv"
   # a diagnosis on the run's own crystals (nothing chosen): did the search find a passing crystal, did the ranking pick it
-  python3 benchmarks/solve_ranking.py --data data_out/$variant --solved $R --out "$OUT/diagnosis_${variant}_s0" --diagnose
+  python3 benchmarks/solve_ranking.py --data $D --solved $R --out "$OUT/diagnosis_${variant}_s0" --diagnose
+  # the chosen crystals placed on x_w by solve's fit and by the capped pool fit that scores them
+  python3 benchmarks/solve_placement.py --data $D --solved $R --out "$OUT/placement_${variant}_s0.csv" \
+    > "$OUT/placement_${variant}_s0.md"
   python3 - "$R" > "$OUT/solve_${variant}_s0_clusters.csv" <<'PY'
 import json, sys
 from pathlib import Path
