@@ -16,8 +16,10 @@ in its place (PM(atom) < 0.05 Å), and the mean PM(atom): what ``solve``'s PM(at
 every crystal.
 
 With ``--solved RUN`` it places, instead, the crystals a ``solve`` run chose (``RUN/CIF``), on any split: the two
-ways on the same crystals (a diagnosis; nothing is chosen), each crystal checked first to rebuild the run's own
-prediction.
+ways on the same crystals (a diagnosis; nothing is chosen). The crystal is read back from its CIF, whose atom order
+can differ from the run's by a symmetry of the molecule's graph; where the molecule is nearly symmetric under it,
+its PM(atom) then differs from the run's prediction's (CSD-VEWSIC01 at 40 candidates: 0.12 Å read back, 1.88 Å in
+the run, both matching 15 of 15 within 0.09 Å): ``x_w``'s random orientations cannot tell the two apart.
 
     python3 benchmarks/solve_placement.py --data data_out/default [--out benchmarks/records/solve/placement.csv]
     python3 benchmarks/solve_placement.py --data data_out/default --solved runs/solve_default_s0 [--out ...]
@@ -101,19 +103,14 @@ def true_placements(data: Path, seed: int) -> pd.DataFrame:
 
 
 def chosen_placements(data: Path, solved: Path) -> pd.DataFrame:
-    """The crystals a ``solve`` run chose, as the run placed them (checked) and the pool's way."""
+    """The crystals a ``solve`` run chose, read back from their CIFs, placed both ways."""
     rows = []
     for done in tqdm(sorted((solved / CANDIDATES_DIR).glob("*.json")), desc="placements", unit="cluster"):
         summary = json.loads(done.read_text())
         if not summary.get("cif"):
             continue
         cluster_id = summary["id"]
-        found = _rows(cluster_id, read_crystal(solved / summary["cif"]), data, np.eye(3))
-        predicted = codcluster17.read_positions_csv(codcluster17.prediction_path(solved, cluster_id, 0))[2]
-        cluster = codcluster17.read_cluster(data, cluster_id)
-        if abs(pm_atom(predicted, cluster.x_s) - found[0]["pm_atom"]) > 1e-6:
-            raise ValueError(f"{solved / summary['cif']}: placed, it does not rebuild the run's prediction")
-        rows += found
+        rows += _rows(cluster_id, read_crystal(solved / summary["cif"]), data, np.eye(3))
     return pd.DataFrame(rows)
 
 

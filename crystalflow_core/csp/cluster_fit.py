@@ -16,9 +16,9 @@ log-likelihood of ``x_w``'s centroids given the crystal.
 That fit scores a crystal. :func:`place_cut` places the chosen one: its own cut (the central molecule and its 16
 nearest, as ``x_w`` was cut) superposed on ``x_w``'s centroids uncapped, each molecule in the place of the ``x_w``
 molecule it is paired with. Given the true crystal of the 324 training and validation clusters of the default
-curation, the pool's capped fit put every molecule in its own place of ``x_w`` for 51 % of them; the cut's uncapped
-fit, the Gaussian likelihood of ``x_w``'s centroids, for 92 % (the rest are near-symmetric centroid clouds that the
-noise turns).
+curation, the pool's capped fit put every molecule in its own place of ``x_w`` for 53 % of them; the cut's uncapped
+fit, the Gaussian likelihood of ``x_w``'s centroids, for 90 % (the rest are centroid clouds nearly symmetric within
+the noise; ``benchmarks/solve_placement.py``).
 """
 
 from __future__ import annotations
