@@ -64,12 +64,13 @@ def pool_capped(molecules: np.ndarray, pool: WeakClusterCues, weak: WeakClusterC
     return cut[linear_sum_assignment(distance)[1]]
 
 
-def _rows(cluster_id: str, mc: MolecularCrystal, data: Path, turn: np.ndarray) -> list[dict]:
-    """PM(center) and PM(atom) against ``x_s`` of the crystal ``mc``, turned by ``turn``, placed both ways."""
+def _rows(cluster_id: str, mc: MolecularCrystal, data: Path, inversion: bool, turn: np.ndarray) -> list[dict]:
+    """PM(center) and PM(atom) against ``x_s`` of the crystal ``mc``, turned by ``turn``, placed both ways
+    (handedness used unless the data were curated with ``inversion``)."""
     cluster = codcluster17.read_cluster(data, cluster_id)
     numbers, mol_index = np.asarray(cluster.numbers), np.asarray(cluster.mol_index)
     weak = read_weak_cluster(numbers, mol_index, cluster.x_w)
-    informative = weak.chirality_informative and not data_inversion(data)
+    informative = weak.chirality_informative and not inversion
     molecules = crystal_cluster(mc, POOL_SIZE) @ turn.T
     n_pool, n_atoms = molecules.shape[:2]
     pool = read_weak_cluster(np.tile(mc.numbers, n_pool), np.repeat(np.arange(n_pool), n_atoms), molecules)
@@ -94,23 +95,23 @@ def _rows(cluster_id: str, mc: MolecularCrystal, data: Path, turn: np.ndarray) -
 def true_placements(data: Path, seed: int) -> pd.DataFrame:
     """The true crystals of the training and validation clusters, each turned to a random frame."""
     crystals = {**split_crystals(data, seed, "train"), **split_crystals(data, seed, "val")}
-    rng = np.random.default_rng(seed)
+    rng, inversion = np.random.default_rng(seed), bool(data_inversion(data))
     rows = []
     for cluster_id, mc in tqdm(sorted(crystals.items()), desc="placements", unit="cluster"):
         turn = Rotation.random(random_state=int(rng.integers(2**31))).as_matrix()
-        rows += _rows(cluster_id, mc, data, turn)
+        rows += _rows(cluster_id, mc, data, inversion, turn)
     return pd.DataFrame(rows)
 
 
 def chosen_placements(data: Path, solved: Path) -> pd.DataFrame:
     """The crystals a ``solve`` run chose, read back from their CIFs, placed both ways."""
-    rows = []
+    rows, inversion = [], bool(data_inversion(data))
     for done in tqdm(sorted((solved / CANDIDATES_DIR).glob("*.json")), desc="placements", unit="cluster"):
         summary = json.loads(done.read_text())
         if not summary.get("cif"):
             continue
         cluster_id = summary["id"]
-        rows += _rows(cluster_id, read_crystal(solved / summary["cif"]), data, np.eye(3))
+        rows += _rows(cluster_id, read_crystal(solved / summary["cif"]), data, inversion, np.eye(3))
     return pd.DataFrame(rows)
 
 
