@@ -4,24 +4,27 @@ the place of its ``x_w`` molecule?
 PM(atom) compares labelled distances, so a right crystal scores well only with each molecule in its own place of
 ``x_w``, and ``x_w`` tells those places by its noisy centroids and the molecules' handedness alone. For every
 training and validation cluster of a curation (never the test split), the true crystal is read again from its
-source, turned to a random frame and placed on ``x_w`` two ways:
+source (with ``--relaxed``, minimised in the lattice energy first, as every crystal the search finds is), turned to
+a random frame and placed on ``x_w`` three ways:
 
-- ``cut, uncapped`` (:func:`~crystalflow_core.csp.cluster_fit.place_cut`, what ``solve`` does): the crystal's own
-  17-molecule cut superposed on ``x_w``'s centroids by least squares;
-- ``pool, capped`` (how ``solve`` scores a crystal, and how it placed one before): 27 molecules superposed with
-  each squared distance capped at 9 sigma², the cut then given the places of the ``x_w`` molecules nearest.
+- ``pool, cut preferred`` (:func:`~crystalflow_core.csp.cluster_fit.place_cut`, what ``solve`` does): 27 molecules
+  superposed on ``x_w``'s centroids by least squares, a molecule beyond the crystal's own 17-molecule cut paired at
+  a cost;
+- ``cut alone`` (what ``solve`` did at e3fc18c): the crystal's own cut superposed by least squares;
+- ``pool, capped`` (how ``solve`` scores a crystal, and how it placed one before e3fc18c): 27 molecules superposed
+  with each squared distance capped at 9 sigma², the cut then given the places of the ``x_w`` molecules nearest.
 
 It prints, per way, the share of clusters with every centroid in its place (PM(center) < 0.05 Å), with every atom
-in its place (PM(atom) < 0.05 Å), and the mean PM(atom): what ``solve``'s PM(atom) would be if the search found
-every crystal.
+in its place (PM(atom) < 0.05 Å; a minimised crystal is strained, so these count exact crystals only), and the mean
+PM(atom): what ``solve``'s PM(atom) would be if the search found every crystal.
 
-With ``--solved RUN`` it places, instead, the crystals a ``solve`` run chose (``RUN/CIF``), on any split: the two
-ways on the same crystals (a diagnosis; nothing is chosen). The crystal is read back from its CIF, whose atom order
+With ``--solved RUN`` it places, instead, the crystals a ``solve`` run chose (``RUN/CIF``), on any split: the ways
+on the same crystals (a diagnosis; nothing is chosen). The crystal is read back from its CIF, whose atom order
 can differ from the run's by a symmetry of the molecule's graph; where the molecule is nearly symmetric under it,
 its PM(atom) then differs from the run's prediction's (CSD-VEWSIC01 at 40 candidates: 0.12 Å read back, 1.88 Å in
 the run, both matching 15 of 15 within 0.09 Å): ``x_w``'s random orientations cannot tell the two apart.
 
-    python3 benchmarks/solve_placement.py --data data_out/default [--out benchmarks/records/solve/placement.csv]
+    python3 benchmarks/solve_placement.py --data data_out/default [--relaxed] [--out placement.csv]
     python3 benchmarks/solve_placement.py --data data_out/default --solved runs/solve_default_s0 [--out ...]
 """
 
@@ -42,12 +45,16 @@ from tqdm.auto import tqdm
 
 from crystalflow_core.csp.cluster_fit import POOL_SIZE, fit_cut, forbidden_pairs, place_cut
 from crystalflow_core.csp.cluster_lattice import WeakClusterCues, read_weak_cluster
+from crystalflow_core.csp.lattice_energy import LatticeEnergy
+from crystalflow_core.csp.minimize import minimize_crystal
+from crystalflow_core.csp.rigid_crystal import RigidCrystal
 from crystalflow_core.data import codcluster17
 from crystalflow_core.data.cluster import crystal_cluster
 from crystalflow_core.data.curate import data_inversion
 from crystalflow_core.data.molecules import MolecularCrystal
+from crystalflow_core.forcefield import mmff_terms
 from crystalflow_core.metrics import pm_atom, pm_center
-from crystalflow_core.molecule_input import read_crystal
+from crystalflow_core.molecule_input import from_molecular_crystal, read_crystal
 from crystalflow_core.solve import CANDIDATES_DIR
 
 #: Below this (Å), a placement counts as every centroid (or atom) in its place.
@@ -64,6 +71,18 @@ def pool_capped(molecules: np.ndarray, pool: WeakClusterCues, weak: WeakClusterC
     return cut[linear_sum_assignment(distance)[1]]
 
 
+def relaxed(cluster_id: str, mc: MolecularCrystal) -> MolecularCrystal | None:
+    """``mc`` minimised in the lattice energy as the search minimises its candidates (None where MMFF94 cannot
+    type its molecule or the crystal is not one rigid molecule per asymmetric unit)."""
+    try:
+        terms = mmff_terms(from_molecular_crystal(mc, cluster_id))
+        crystal = RigidCrystal.from_molecular_crystal(mc)
+    except ValueError:  # an InputError, a ForceFieldError or a crystal of several molecules
+        return None
+    minimised = minimize_crystal(crystal, LatticeEnergy(terms, crystal))
+    return crystal.to_molecular_crystal(minimised.lattice, minimised.molecule)
+
+
 def _rows(cluster_id: str, mc: MolecularCrystal, data: Path, inversion: bool, turn: np.ndarray) -> list[dict]:
     """PM(center) and PM(atom) against ``x_s`` of the crystal ``mc``, turned by ``turn``, placed both ways
     (handedness used unless the data were curated with ``inversion``)."""
@@ -75,8 +94,11 @@ def _rows(cluster_id: str, mc: MolecularCrystal, data: Path, inversion: bool, tu
     n_pool, n_atoms = molecules.shape[:2]
     pool = read_weak_cluster(np.tile(mc.numbers, n_pool), np.repeat(np.arange(n_pool), n_atoms), molecules)
     n = cluster.n_molecules
+    cut = molecules[:n]
+    cut_cues = read_weak_cluster(np.tile(mc.numbers, n), np.repeat(np.arange(n), n_atoms), cut)
     ways = {
-        "cut, uncapped": place_cut(molecules[:n], pool.first(n), weak, informative),
+        "pool, cut preferred": place_cut(molecules, pool, weak, informative),
+        "cut alone": place_cut(cut, cut_cues, weak, informative),
         "pool, capped": pool_capped(molecules, pool, weak, informative),
     }
     return [
@@ -92,13 +114,16 @@ def _rows(cluster_id: str, mc: MolecularCrystal, data: Path, inversion: bool, tu
     ]
 
 
-def true_placements(data: Path, seed: int) -> pd.DataFrame:
-    """The true crystals of the training and validation clusters, each turned to a random frame."""
+def true_placements(data: Path, seed: int, relax: bool = False) -> pd.DataFrame:
+    """The true crystals of the training and validation clusters (minimised in the lattice energy first with
+    ``relax``, as a crystal the search finds is), each turned to a random frame."""
     crystals = {**split_crystals(data, seed, "train"), **split_crystals(data, seed, "val")}
     rng, inversion = np.random.default_rng(seed), bool(data_inversion(data))
     rows = []
     for cluster_id, mc in tqdm(sorted(crystals.items()), desc="placements", unit="cluster"):
         turn = Rotation.random(random_state=int(rng.integers(2**31))).as_matrix()
+        if relax and (mc := relaxed(cluster_id, mc)) is None:
+            continue
         rows += _rows(cluster_id, mc, data, inversion, turn)
     return pd.DataFrame(rows)
 
@@ -121,9 +146,14 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0, help="the split's seed, and the random frames'")
     parser.add_argument("--solved", type=Path, help="a solve run: place the crystals it chose, not the true ones")
     parser.add_argument("--out", type=Path, help="CSV of every cluster and way")
+    parser.add_argument("--relaxed", action="store_true", help="minimise the true crystals first")
     args = parser.parse_args()
     started = time.perf_counter()
-    table = chosen_placements(args.data, args.solved) if args.solved else true_placements(args.data, args.seed)
+    table = (
+        chosen_placements(args.data, args.solved)
+        if args.solved
+        else true_placements(args.data, args.seed, args.relaxed)
+    )
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         table.to_csv(args.out, index=False)

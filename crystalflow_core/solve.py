@@ -15,9 +15,9 @@ and each molecule's handedness. So, for each cluster:
    scored by ``misfit / (2 sigma^2) + (E - E_min) / T``: how unlikely ``x_w``'s centroids are given the crystal, plus
    its lattice energy above the lowest found, at a temperature ``T`` (kcal/mol) chosen on the validation split
    (``benchmarks/solve_ranking.py``);
-5. the best crystal's cut (as the curated clusters are cut: the central molecule and its 16 nearest), superposed
-   on ``x_w`` by its own uncapped fit (:func:`~.csp.cluster_fit.place_cut`) and in ``x_w``'s molecule order, is
-   the prediction.
+5. the best crystal's pool, superposed on ``x_w`` by an uncapped fit that prefers the crystal's own cut (as the
+   curated clusters are cut: the central molecule and its 16 nearest; :func:`~.csp.cluster_fit.place_cut`), gives
+   the prediction: the 17 molecules paired with ``x_w``'s, in ``x_w``'s molecule order.
 
 A cluster whose molecule the search cannot take (MMFF94 cannot type it, or it carries a charge) gets ``x_w``
 itself, with the reason recorded.
@@ -156,7 +156,7 @@ def solve_cluster(cluster: Cluster, settings: SolveSettings = SolveSettings(), p
         return _fallback(cluster, groups, started, "no bound crystal among the candidates", candidates)
     rows, cuts = [], []
     for rank, crystal in enumerate(found):
-        row, cut = _fit_crystal(crystal, weak, informative, settings.sigma, settings.seed)
+        row, cut = fit_crystal(crystal, weak, informative, settings.sigma, settings.seed)
         rows.append({"rank_energy": rank + 1, **row})
         cuts.append(cut)
     table = pd.DataFrame(rows)
@@ -177,19 +177,18 @@ def solve_cluster(cluster: Cluster, settings: SolveSettings = SolveSettings(), p
     )
 
 
-def _fit_crystal(
+def fit_crystal(
     found: FoundCrystal, weak: WeakClusterCues, informative: bool, sigma: float, seed: int
 ) -> tuple[dict[str, float | str], np.ndarray]:
-    """One crystal's row of the table (its misfit from the pool's fit), and its cut placed on ``x_w`` by
-    :func:`~.csp.cluster_fit.place_cut`, in ``x_w``'s molecule order (atoms in the molecule's order, which the search
-    keeps)."""
+    """One crystal's row of the table (its misfit from the pool's capped fit), and the molecules of its pool that
+    :func:`~.csp.cluster_fit.place_cut` places on ``x_w``, in ``x_w``'s molecule order (atoms in the molecule's order,
+    which the search keeps)."""
     mc = found.crystal
     molecules = crystal_cluster(mc, POOL_SIZE)
     n_pool, n_atoms = molecules.shape[:2]
     pool = read_weak_cluster(np.tile(mc.numbers, n_pool), np.repeat(np.arange(n_pool), n_atoms), molecules)
     fit = fit_cut(pool.centroids, weak.centroids, forbidden_pairs(weak, pool, informative), sigma, seed=seed)
-    n = len(weak.centroids)
-    superposed = place_cut(molecules[:n], pool.first(n), weak, informative, seed=seed)
+    superposed = place_cut(molecules, pool, weak, informative, seed=seed)
     row = {
         "space_group": found.candidate.symbol,
         "z": mc.z,

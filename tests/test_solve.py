@@ -13,7 +13,15 @@ from scipy.spatial.transform import Rotation
 
 from crystalflow_core import solve
 from crystalflow_core.cli import main
-from crystalflow_core.csp.cluster_fit import HANDEDNESS_COST, OUTLIER, fit_cut, forbidden_pairs, place_cut
+from crystalflow_core.csp.cluster_fit import (
+    BEYOND_CUT_COST,
+    HANDEDNESS_COST,
+    OUTLIER,
+    POOL_SIZE,
+    fit_cut,
+    forbidden_pairs,
+    place_cut,
+)
 from crystalflow_core.csp.cluster_lattice import SPACE_GROUPS, WeakClusterCues, read_weak_cluster
 from crystalflow_core.csp.search import SearchResult
 from crystalflow_core.data import codcluster17
@@ -83,13 +91,14 @@ def test_uncapped_a_misplaced_molecule_counts_in_full_and_in_the_fit():
 
 @pytest.mark.parametrize("cod_id", SMALL_MOLECULES)
 def test_the_true_crystal_is_placed_with_every_molecule_in_its_own_place(cod_id):
-    """Given a crystal's own cut in another frame, ``place_cut`` rebuilds the crystal cluster from ``x_w``'s
+    """Given a crystal's pool in another frame, ``place_cut`` rebuilds the crystal cluster from ``x_w``'s
     centroids and handedness alone (small noise here, so that only exact symmetry is ambiguous): every centroid in
     its place and, where the molecule sits in a general position (Z' = 1), every atom; on a special position the
     site symmetry maps the cut onto itself with the atoms of each molecule permuted, which ``x_w``'s random
     orientations cannot tell apart."""
     mc = read_crystal(bundled_cod_directory() / f"{cod_id}.cif.gz")
-    molecules = crystal_cluster(mc)
+    pool = crystal_cluster(mc, POOL_SIZE)
+    molecules = pool[:17]
     n_mol, n_atoms = molecules.shape[:2]
     numbers, mol_index = np.tile(mc.numbers, n_mol), np.repeat(np.arange(n_mol), n_atoms)
     x_s = molecules.reshape(-1, 3)
@@ -99,14 +108,38 @@ def test_the_true_crystal_is_placed_with_every_molecule_in_its_own_place(cod_id)
             torch.from_numpy(x_s), torch.from_numpy(mol_index), NoiseConfig(translation_sigma=0.05), generator
         )
         weak = read_weak_cluster(numbers, mol_index, x_w.numpy())
-        turned = molecules @ Rotation.random(random_state=seed).as_matrix().T + np.array([3.0, -2.0, 1.0])
-        cut = read_weak_cluster(numbers, mol_index, turned.reshape(-1, 3))
-        placed = place_cut(turned, cut, weak, weak.chirality_informative, seed=seed).reshape(-1, 3)
+        turned = pool @ Rotation.random(random_state=seed).as_matrix().T + np.array([3.0, -2.0, 1.0])
+        cues = read_weak_cluster(np.tile(mc.numbers, POOL_SIZE), np.repeat(np.arange(POOL_SIZE), n_atoms), turned)
+        placed = place_cut(turned, cues, weak, weak.chirality_informative, seed=seed).reshape(-1, 3)
         assert pm_center(placed, x_s, mol_index) < 1e-6
         if mc.z_prime == 1:
             assert pm_atom(placed, x_s) < 1e-6
         # superposed on x_w: the centroids lie within the noise of x_w's
         assert np.abs(placed.reshape(n_mol, n_atoms, 3).mean(axis=1) - weak.centroids).max() < 1.5
+
+
+def test_placement_takes_a_molecule_beyond_the_cut_only_where_it_pays():
+    """A minimised crystal can hold, beyond its own 17-molecule cut, a molecule that ``x_w`` holds in its place:
+    the placement takes it when the cut's own molecule would lie further than the cost allows, and otherwise
+    keeps the cut."""
+    pool = np.concatenate([_shell(0), _shell(5)[1:11] * 1.6])  # 27 one-atom molecules, the last ten further out
+    rotation, shift = Rotation.random(random_state=3).as_matrix(), np.array([0.7, -1.2, 0.4])
+    cues = _cues(pool, np.ones(27, dtype=int))
+    # x_w holds molecule 20 where the cut's molecule 16 would be: its place lies far beyond the cost from 16's
+    taken = np.concatenate([np.arange(16), [20]])
+    assert ((pool[16] - pool[20]) ** 2).sum() > 4 * BEYOND_CUT_COST
+    weak = pool[taken] @ rotation.T + shift
+    placed = place_cut(pool[:, None, :], cues, _cues(weak, np.ones(17, dtype=int)), True)
+    np.testing.assert_allclose(placed[:, 0], weak, atol=1e-6)
+    # where x_w's molecule 5 lies exactly on a molecule beyond the cut and 0.5 Å from the cut's molecule 5, the
+    # cut's molecule keeps the place
+    near = pool.copy()
+    near[20] = pool[5] + np.array([0.5, 0.0, 0.0])
+    weak = near[:17] @ rotation.T + shift
+    weak[5] = near[20] @ rotation.T + shift
+    placed = place_cut(near[:, None, :], _cues(near, np.ones(27, dtype=int)), _cues(weak, np.ones(17, dtype=int)), True)
+    assert np.linalg.norm(placed[5, 0] - (near[5] @ rotation.T + shift)) < 0.1
+    np.testing.assert_allclose(np.delete(placed[:, 0], 5, axis=0), np.delete(weak, 5, axis=0), atol=0.1)
 
 
 def test_the_central_molecules_pair_and_opposite_handedness_costs():

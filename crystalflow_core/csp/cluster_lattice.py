@@ -30,7 +30,7 @@ equivalent bases of one of them, so a reduction that falls on the other side of 
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 import gemmi
 import numpy as np
@@ -119,16 +119,6 @@ class WeakClusterCues:
     def chirality_informative(self) -> bool:
         """Whether the handedness of the molecules tells proper from improper operations of the space group."""
         return not (self.planar or self.achiral)
-
-    def first(self, n: int) -> WeakClusterCues:
-        """The cues of the first ``n`` molecules (a pool's cut)."""
-        return replace(
-            self,
-            centroids=self.centroids[:n],
-            proper_rmsd=self.proper_rmsd[:n],
-            improper_rmsd=self.improper_rmsd[:n],
-            handedness=self.handedness[:n],
-        )
 
 
 @dataclass

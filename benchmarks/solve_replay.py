@@ -1,0 +1,134 @@
+"""A recorded ``solve`` run's chosen crystals, found again and placed by the current ``solve``: what its PM(atom)
+would be now, without searching every candidate again.
+
+The search is seeded and each candidate's minimisation is independent of the others, so the crystal a run chose
+is the first candidate of its space group whose minimised lattice energy equals the recorded one. For every
+cluster of the run's ``*_clusters.csv`` record (``benchmarks/solve_split.sh``) this regenerates the run's
+candidates, minimises those of the chosen crystal's space group in order until one matches the recorded energy
+(within 1e-9 relative), reports how far its misfit fit's ``rms`` is from the recorded one (0 when the crystal and
+the fit are the same), and writes its cut as :func:`~crystalflow_core.solve.fit_crystal` places it now, in
+``solve``'s layout; clusters the run left as ``x_w`` keep ``x_w``. ``crystalflow evaluate`` then scores it like any
+run. Its ``seconds`` are the replay's, not a search's. The choice among a cluster's crystals is the run's: it does
+not depend on the placement.
+
+    python3 benchmarks/solve_replay.py --data data_out/default \
+        --record benchmarks/records/solve/solve_default_s0_clusters.csv --out runs/replay_default_s0
+    crystalflow evaluate --truth data_out/default --pred runs/replay_default_s0 --out runs/replay_default_s0/scores
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+
+from crystalflow_core.csp.candidates import generate_candidates
+from crystalflow_core.csp.cluster_lattice import SPACE_GROUP_PRIOR, read_weak_cluster
+from crystalflow_core.csp.lattice_energy import LatticeEnergy
+from crystalflow_core.csp.minimize import Minimized, minimize_crystal
+from crystalflow_core.csp.search import FoundCrystal
+from crystalflow_core.data.codcluster17 import read_cluster
+from crystalflow_core.data.curate import curated_noise
+from crystalflow_core.data.workers import Lost, map_with_deadline
+from crystalflow_core.forcefield import mmff_terms
+from crystalflow_core.molecule_input import from_positions
+from crystalflow_core.records import write_sampling
+from crystalflow_core.solve import (
+    DEFAULT_SIGMA,
+    Solution,
+    SolveSettings,
+    fit_crystal,
+    score_crystals,
+    space_groups_for,
+    write_solution,
+)
+
+#: Relative difference of lattice energies that counts as the same minimisation.
+SAME_ENERGY = 1e-9
+
+
+def chosen_again(row: pd.Series, data: Path, settings: SolveSettings) -> tuple[Solution, float]:
+    """The run's chosen crystal of the cluster ``row`` found again, as a one-crystal :class:`Solution`, and the
+    difference of its fit's rms from the recorded one (Å)."""
+    started = time.perf_counter()
+    cluster = read_cluster(data, row["id"])
+    numbers, mol_index = np.asarray(cluster.numbers), np.asarray(cluster.mol_index)
+    weak = read_weak_cluster(numbers, mol_index, cluster.x_w)
+    informative = weak.chirality_informative and not settings.inversion
+    groups = space_groups_for(weak.handedness, informative)
+    central = mol_index == 0
+    molecule = from_positions(numbers[central], cluster.x_w[central], row["id"])
+    terms = mmff_terms(molecule)
+    generated = generate_candidates(molecule, int(row["candidates"]), groups, settings.seed, SPACE_GROUP_PRIOR)
+    same_group = (c for c in generated if c.symbol == row["space_group"])
+
+    def minimise(candidate) -> Minimized:
+        torch.set_num_threads(1)
+        return minimize_crystal(candidate.crystal, LatticeEnergy(terms, candidate.crystal))
+
+    match = None
+    for candidate, outcome in map_with_deadline(minimise, same_group, len(os.sched_getaffinity(0)), 300.0):
+        if not isinstance(outcome, Lost) and abs(outcome.energy - row["energy"]) <= SAME_ENERGY * abs(row["energy"]):
+            match = FoundCrystal(
+                candidate, outcome, outcome.crystal.to_molecular_crystal(outcome.lattice, outcome.molecule)
+            )
+            break
+    if match is None:
+        raise RuntimeError(
+            f"{row['id']}: no {row['space_group']} candidate reaches the recorded energy {row['energy']}"
+        )
+    fit_row, cut = fit_crystal(match, weak, informative, settings.sigma, settings.seed)
+    table = pd.DataFrame([{"rank_energy": int(row["rank_energy"]), **fit_row}])
+    table["score"] = score_crystals(table, settings.sigma, settings.temperature)
+    table["chosen"] = True
+    solution = Solution(
+        row["id"],
+        cut.reshape(-1, 3),
+        match.crystal,
+        table,
+        groups,
+        time.perf_counter() - started,
+        candidates=int(row["candidates"]),
+        cuts=[cut],
+        crystals=[match.crystal],
+    )
+    return solution, abs(fit_row["rms"] - row["rms"])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", type=Path, required=True, help="the curated directory the run solved")
+    parser.add_argument("--record", type=Path, required=True, help="the run's *_clusters.csv record")
+    parser.add_argument("--out", type=Path, required=True, help="where to write the replayed run")
+    parser.add_argument("--split", default="test", help="the split the run solved (default: test)")
+    args = parser.parse_args()
+    record = pd.read_csv(args.record, dtype={"id": str, "reason": str})
+    noise = curated_noise(args.data)
+    settings = SolveSettings(
+        sigma=DEFAULT_SIGMA if noise is None else noise.translation_sigma, inversion=bool(noise and noise.inversion)
+    )
+    config = {"path": "solve", "seed": settings.seed, "subset": None, "data": str(args.data), **settings.to_dict()}
+    write_sampling(args.out, args.out, config, args.split, 1, replay_of=str(args.record), **settings.to_dict())
+    started, worst = time.perf_counter(), 0.0
+    for _, row in tqdm(record.iterrows(), total=len(record), desc="replay", unit="cluster"):
+        cluster = read_cluster(args.data, row["id"])
+        if pd.isna(row["space_group"]):  # the run kept x_w
+            solution = Solution(row["id"], cluster.x_w.copy(), None, pd.DataFrame(), (), 0.0, str(row["reason"]))
+        else:
+            solution, rms_difference = chosen_again(row, args.data, settings)
+            worst = max(worst, rms_difference)
+        write_solution(args.out, solution, cluster.numbers, cluster.mol_index)
+    print(
+        f"{len(record)} clusters replayed into {args.out} in {time.perf_counter() - started:.0f} s; "
+        f"largest difference of the fit's rms from the record: {worst:.2e} Å"
+    )
+
+
+if __name__ == "__main__":
+    main()
