@@ -43,6 +43,7 @@ from scipy.optimize import linear_sum_assignment
 from scipy.spatial.transform import Rotation
 from tqdm.auto import tqdm
 
+from crystalflow_core.csp import cluster_fit
 from crystalflow_core.csp.cluster_fit import POOL_SIZE, fit_cut, forbidden_pairs, place_cut
 from crystalflow_core.csp.cluster_lattice import WeakClusterCues, read_weak_cluster
 from crystalflow_core.csp.lattice_energy import LatticeEnergy
@@ -147,7 +148,14 @@ def main() -> None:
     parser.add_argument("--solved", type=Path, help="a solve run: place the crystals it chose, not the true ones")
     parser.add_argument("--out", type=Path, help="CSV of every cluster and way")
     parser.add_argument("--relaxed", action="store_true", help="minimise the true crystals first")
+    parser.add_argument(
+        "--beyond-cut-cost",
+        type=float,
+        default=cluster_fit.BEYOND_CUT_COST,
+        help="Å² of pairing a pool molecule beyond the cut (how the default was chosen; default: solve's)",
+    )
     args = parser.parse_args()
+    cluster_fit.BEYOND_CUT_COST = args.beyond_cut_cost
     started = time.perf_counter()
     table = (
         chosen_placements(args.data, args.solved)

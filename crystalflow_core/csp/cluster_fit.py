@@ -20,8 +20,8 @@ true crystal of the 324 training and validation clusters of the default curation
 molecule in its own place of ``x_w`` for 53 % of them; the cut's own uncapped fit for 90 % (the rest are centroid
 clouds nearly symmetric within the noise). But a crystal the search finds is minimised, and a few per cent of
 strain reorders near-equidistant neighbours, so that its cut can hold a molecule ``x_w`` lacks: on those true
-crystals minimised in the lattice energy, the cut alone scored PM(atom) 1.66 Å, the pool at no cost 1.52 and the
-pool at 9 Å² 1.21, which costs the exact crystals 0.07 Å (``benchmarks/solve_placement.py``).
+crystals minimised in the lattice energy, the cut alone scored PM(atom) 1.68 Å and the pool at 9 Å² 1.26, which
+costs the exact crystals 0.04 Å (``benchmarks/solve_placement.py``).
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ OUTLIER = 9.0
 #: Cost (Å²) that keeps two molecules from being paired (the central ones with others).
 _FORBIDDEN = 1e6
 #: Cost (Å²) of placing a pool molecule beyond the crystal's own cut in a place of ``x_w`` (module docstring):
-#: chosen among 0, 2, 4, 9, 16 Å² and none on the training and validation clusters.
+#: chosen among 0, 2, 4, 9, 16 Å² and none on the training and validation crystals, minimised.
 BEYOND_CUT_COST = 9.0
 #: Cost (Å²) of pairing molecules of opposite handedness: as a 3 Å misplacement, so a crystal that explains
 #: ``x_w``'s handedness in all but a molecule or two is not ruled out by a misread one.
