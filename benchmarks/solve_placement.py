@@ -85,7 +85,7 @@ def relaxed(cluster_id: str, mc: MolecularCrystal) -> MolecularCrystal | None:
 
 
 def _rows(cluster_id: str, mc: MolecularCrystal, data: Path, inversion: bool, turn: np.ndarray) -> list[dict]:
-    """PM(center) and PM(atom) against ``x_s`` of the crystal ``mc``, turned by ``turn``, placed both ways
+    """PM(center) and PM(atom) against ``x_s`` of the crystal ``mc``, turned by ``turn``, placed every way
     (handedness used unless the data were curated with ``inversion``)."""
     cluster = codcluster17.read_cluster(data, cluster_id)
     numbers, mol_index = np.asarray(cluster.numbers), np.asarray(cluster.mol_index)
