@@ -130,7 +130,7 @@ def true_placements(data: Path, seed: int, relax: bool = False) -> pd.DataFrame:
 
 
 def chosen_placements(data: Path, solved: Path) -> pd.DataFrame:
-    """The crystals a ``solve`` run chose, read back from their CIFs, placed both ways."""
+    """The crystals a ``solve`` run chose, read back from their CIFs, placed every way."""
     rows, inversion = [], bool(data_inversion(data))
     for done in tqdm(sorted((solved / CANDIDATES_DIR).glob("*.json")), desc="placements", unit="cluster"):
         summary = json.loads(done.read_text())

@@ -19,7 +19,6 @@ not depend on the placement.
 from __future__ import annotations
 
 import argparse
-import os
 import time
 from pathlib import Path
 
@@ -32,7 +31,8 @@ from crystalflow_core.csp.candidates import generate_candidates
 from crystalflow_core.csp.cluster_lattice import SPACE_GROUP_PRIOR, read_weak_cluster
 from crystalflow_core.csp.lattice_energy import LatticeEnergy
 from crystalflow_core.csp.minimize import Minimized, minimize_crystal
-from crystalflow_core.csp.search import FoundCrystal
+from crystalflow_core.csp.search import CANDIDATE_DEADLINE, FoundCrystal, SearchSettings
+from crystalflow_core.data.cluster import Cluster
 from crystalflow_core.data.codcluster17 import read_cluster
 from crystalflow_core.data.curate import curated_noise
 from crystalflow_core.data.workers import Lost, map_with_deadline
@@ -51,13 +51,14 @@ from crystalflow_core.solve import (
 
 #: Relative difference of lattice energies that counts as the same minimisation.
 SAME_ENERGY = 1e-9
+#: Worker processes, as the search uses them.
+WORKERS = SearchSettings().workers
 
 
-def chosen_again(row: pd.Series, data: Path, settings: SolveSettings) -> tuple[Solution, float]:
-    """The run's chosen crystal of the cluster ``row`` found again, as a one-crystal :class:`Solution`, and the
-    difference of its fit's rms from the recorded one (Å)."""
+def chosen_again(row: pd.Series, cluster: Cluster, settings: SolveSettings) -> tuple[Solution, float]:
+    """The run's chosen crystal of ``cluster`` (its record ``row``) found again, as a one-crystal
+    :class:`Solution`, and the difference of its fit's rms from the recorded one (Å)."""
     started = time.perf_counter()
-    cluster = read_cluster(data, row["id"])
     numbers, mol_index = np.asarray(cluster.numbers), np.asarray(cluster.mol_index)
     weak = read_weak_cluster(numbers, mol_index, cluster.x_w)
     informative = weak.chirality_informative and not settings.inversion
@@ -73,7 +74,7 @@ def chosen_again(row: pd.Series, data: Path, settings: SolveSettings) -> tuple[S
         return minimize_crystal(candidate.crystal, LatticeEnergy(terms, candidate.crystal))
 
     match = None
-    for candidate, outcome in map_with_deadline(minimise, same_group, len(os.sched_getaffinity(0)), 300.0):
+    for candidate, outcome in map_with_deadline(minimise, same_group, WORKERS, CANDIDATE_DEADLINE):
         if not isinstance(outcome, Lost) and abs(outcome.energy - row["energy"]) <= SAME_ENERGY * abs(row["energy"]):
             match = FoundCrystal(
                 candidate, outcome, outcome.crystal.to_molecular_crystal(outcome.lattice, outcome.molecule)
@@ -121,7 +122,7 @@ def main() -> None:
         if pd.isna(row["space_group"]):  # the run kept x_w
             solution = Solution(row["id"], cluster.x_w.copy(), None, pd.DataFrame(), (), 0.0, str(row["reason"]))
         else:
-            solution, rms_difference = chosen_again(row, args.data, settings)
+            solution, rms_difference = chosen_again(row, cluster, settings)
             worst = max(worst, rms_difference)
         write_solution(args.out, solution, cluster.numbers, cluster.mol_index)
     print(
