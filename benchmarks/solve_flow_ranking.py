@@ -24,7 +24,7 @@ import pandas as pd
 from crystalflow_core.data import codcluster17
 from crystalflow_core.packing import PASS_MATCHED
 from crystalflow_core.settings import SOLVE_TEMPERATURE
-from crystalflow_core.solve import CANDIDATES_DIR, score_crystals
+from crystalflow_core.solve import CANDIDATES_DIR, found_cuts, score_crystals
 
 WEIGHTS = (0.0, 0.1, 0.3, 1.0, 3.0, 10.0)
 
@@ -58,7 +58,7 @@ def main() -> None:
     for cluster_id, table in candidates.groupby("id", sort=False):
         cluster = codcluster17.read_cluster(args.data, cluster_id)
         shape = (cluster.n_molecules, -1, 3)
-        cuts = np.load(args.solved / CANDIDATES_DIR / f"{cluster_id}.npz")["cuts"]
+        cuts = found_cuts(args.solved, cluster)
         flow = [
             codcluster17.read_positions_csv(p)[2].reshape(shape)
             for p in sorted((args.flow / "PredictedPositions").glob(f"{cluster_id}_cluster16_pred*.csv"))

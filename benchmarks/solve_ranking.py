@@ -1,7 +1,8 @@
 """Choosing the ranking of ``crystalflow solve`` on the validation split: the energy temperature ``T``.
 
-``solve`` keeps every distinct crystal it found for a cluster (``OUT/Candidates/{id}.csv`` and their cuts,
-superposed on ``x_w``, in ``{id}.npz``). This scores each cut against the crystal cluster (OXtalign: shell
+``solve`` keeps every distinct crystal it found for a cluster (``OUT/Candidates/{id}.csv`` and the crystals'
+CIFs), each placed on ``x_w`` here as ``solve`` places the chosen one. This scores each cut against the crystal
+cluster (OXtalign: shell
 molecules matched of 15, and PM(atom)) and, for each ``T`` of a grid, which crystal the score
 ``misfit / (2 sigma^2) + (E - E_min) / T`` would choose; also the misfit alone (``T`` infinite), the energy alone,
 and the oracle (the best crystal found). Only the validation split is read to choose; the rule is the highest mean
@@ -35,7 +36,7 @@ import pandas as pd
 from crystalflow_core.data import codcluster17
 from crystalflow_core.metrics import pm_atom
 from crystalflow_core.packing import PASS_MATCHED, packing_similarity, prepare_reference
-from crystalflow_core.solve import CANDIDATES_DIR, score_crystals
+from crystalflow_core.solve import CANDIDATES_DIR, found_cuts, score_crystals
 
 TEMPERATURES = (0.03, 0.1, 0.3, 1.0, 3.0, 10.0, math.inf)
 #: Fractions of the crystals found, and random draws of each, for the oracle's growth with the search.
@@ -49,8 +50,8 @@ def scored_candidates(data: Path, solved: Path) -> pd.DataFrame:
     for table_path in sorted((solved / CANDIDATES_DIR).glob("*.csv")):
         cluster_id = table_path.stem
         table = pd.read_csv(table_path)
-        cuts = np.load(table_path.with_suffix(".npz"))["cuts"]
         cluster = codcluster17.read_cluster(data, cluster_id)
+        cuts = found_cuts(solved, cluster)
         reference = prepare_reference(cluster.x_s, cluster.numbers, cluster.mol_index)
         table["matched"] = [packing_similarity(cut.reshape(-1, 3), reference)["matched"] for cut in cuts]
         table["pm_atom"] = [pm_atom(cut.reshape(-1, 3), cluster.x_s) for cut in cuts]

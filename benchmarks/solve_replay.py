@@ -6,7 +6,7 @@ is the first candidate of its space group whose minimised lattice energy equals 
 cluster of the run's ``*_clusters.csv`` record (``benchmarks/solve_split.sh``) this regenerates the run's
 candidates, minimises those of the chosen crystal's space group in order until one matches the recorded energy
 (within 1e-9 relative), reports how far its misfit fit's ``rms`` is from the recorded one (0 when the crystal and
-the fit are the same), and writes its cut as :func:`~crystalflow_core.solve.fit_crystal` places it now, in
+the fit are the same), and writes its cut as :func:`~crystalflow_core.solve.place_crystal` places it now, in
 ``solve``'s layout; clusters the run left as ``x_w`` keep ``x_w``. ``crystalflow evaluate`` then scores it like any
 run. Its ``seconds`` are the replay's, not a search's. The choice among a cluster's crystals is the run's: it does
 not depend on the placement.
@@ -20,32 +20,30 @@ from __future__ import annotations
 
 import argparse
 import time
+from functools import partial
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
-import torch
 from tqdm.auto import tqdm
 
 from crystalflow_core.csp.candidates import generate_candidates
-from crystalflow_core.csp.cluster_lattice import SPACE_GROUP_PRIOR, read_weak_cluster
-from crystalflow_core.csp.lattice_energy import LatticeEnergy
-from crystalflow_core.csp.minimize import Minimized, minimize_crystal
-from crystalflow_core.csp.search import CANDIDATE_DEADLINE, FoundCrystal, SearchSettings
+from crystalflow_core.csp.cluster_lattice import SPACE_GROUP_PRIOR
+from crystalflow_core.csp.search import CANDIDATE_DEADLINE, FoundCrystal, SearchSettings, minimise_candidate
 from crystalflow_core.data.cluster import Cluster
 from crystalflow_core.data.codcluster17 import read_cluster
 from crystalflow_core.data.curate import curated_noise
 from crystalflow_core.data.workers import Lost, map_with_deadline
 from crystalflow_core.forcefield import mmff_terms
-from crystalflow_core.molecule_input import from_positions
 from crystalflow_core.records import write_sampling
 from crystalflow_core.solve import (
     DEFAULT_SIGMA,
     Solution,
     SolveSettings,
+    central_molecule,
     fit_crystal,
+    place_crystal,
+    read_x_w,
     score_crystals,
-    space_groups_for,
     write_solution,
 )
 
@@ -59,44 +57,32 @@ def chosen_again(row: pd.Series, cluster: Cluster, settings: SolveSettings) -> t
     """The run's chosen crystal of ``cluster`` (its record ``row``) found again, as a one-crystal
     :class:`Solution`, and the difference of its fit's rms from the recorded one (Å)."""
     started = time.perf_counter()
-    numbers, mol_index = np.asarray(cluster.numbers), np.asarray(cluster.mol_index)
-    weak = read_weak_cluster(numbers, mol_index, cluster.x_w)
-    informative = weak.chirality_informative and not settings.inversion
-    groups = space_groups_for(weak.handedness, informative)
-    central = mol_index == 0
-    molecule = from_positions(numbers[central], cluster.x_w[central], row["id"])
-    terms = mmff_terms(molecule)
+    weak, informative, groups = read_x_w(cluster, settings.inversion)
+    molecule = central_molecule(cluster)
+    minimise = partial(minimise_candidate, terms=mmff_terms(molecule))
     generated = generate_candidates(molecule, int(row["candidates"]), groups, settings.seed, SPACE_GROUP_PRIOR)
     same_group = (c for c in generated if c.symbol == row["space_group"])
-
-    def minimise(candidate) -> Minimized:
-        torch.set_num_threads(1)
-        return minimize_crystal(candidate.crystal, LatticeEnergy(terms, candidate.crystal))
-
     match = None
     for candidate, outcome in map_with_deadline(minimise, same_group, WORKERS, CANDIDATE_DEADLINE):
         if not isinstance(outcome, Lost) and abs(outcome.energy - row["energy"]) <= SAME_ENERGY * abs(row["energy"]):
-            match = FoundCrystal(
-                candidate, outcome, outcome.crystal.to_molecular_crystal(outcome.lattice, outcome.molecule)
-            )
+            match = FoundCrystal(candidate, outcome, outcome.molecular_crystal())
             break
     if match is None:
         raise RuntimeError(
             f"{row['id']}: no {row['space_group']} candidate reaches the recorded energy {row['energy']}"
         )
-    fit_row, cut = fit_crystal(match, weak, informative, settings.sigma, settings.seed)
+    fit_row = fit_crystal(match, weak, informative, settings.sigma, settings.seed)
     table = pd.DataFrame([{"rank_energy": int(row["rank_energy"]), **fit_row}])
     table["score"] = score_crystals(table, settings.sigma, settings.temperature)
     table["chosen"] = True
     solution = Solution(
         row["id"],
-        cut.reshape(-1, 3),
+        place_crystal(match.crystal, weak, informative, settings.seed).reshape(-1, 3),
         match.crystal,
         table,
         groups,
         time.perf_counter() - started,
         candidates=int(row["candidates"]),
-        cuts=[cut],
         crystals=[match.crystal],
     )
     return solution, abs(fit_row["rms"] - row["rms"])

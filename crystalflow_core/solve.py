@@ -23,10 +23,10 @@ A cluster whose molecule the search cannot take (MMFF94 cannot type it, or it ca
 itself, with the reason recorded.
 
 :func:`solve_clusters` writes, per cluster, the prediction in the COD-Cluster17 layout, the chosen crystal as
-``CIF/{id}.cif``, and ``Candidates/{id}.csv`` (every distinct crystal: its table row) with ``Candidates/{id}.npz``
-(their superposed cuts, which the ranking benchmark scores) and ``Candidates/{id}/rank{k}.cif`` (the crystals);
-``Candidates/{id}.json``, written last, marks the cluster done, so a killed run restarted with the same command
-keeps finished clusters.
+``CIF/{id}.cif``, and ``Candidates/{id}.csv`` (every distinct crystal: its table row) with
+``Candidates/{id}/rank{k}.cif`` (the crystals, which :func:`found_cuts` places on ``x_w`` for the ranking
+benchmarks); ``Candidates/{id}.json``, written last, marks the cluster done, so a killed run restarted with the same
+command keeps finished clusters.
 """
 
 from __future__ import annotations
@@ -39,6 +39,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from rdkit import Chem
 from tqdm.auto import tqdm
 
 from .csp.cif_writer import write_cif
@@ -48,7 +49,7 @@ from .csp.search import FoundCrystal, SearchSettings, search_crystals
 from .data.cluster import Cluster, crystal_cluster
 from .data.codcluster17 import prediction_path, read_cluster, temporary_path, write_positions_csv
 from .data.molecules import MolecularCrystal
-from .molecule_input import MoleculeInputError, from_positions
+from .molecule_input import MoleculeInputError, from_positions, read_crystal
 from .settings import DEFAULT_SPACE_GROUPS, SOLVE_CANDIDATE_ATOMS, SOLVE_CANDIDATES, SOLVE_TEMPERATURE
 
 #: Centroid noise of x_w (Å per axis) assumed for data curated elsewhere (no curation.json).
@@ -93,7 +94,6 @@ class Solution:
     seconds: float
     reason: str = ""
     candidates: int = 0
-    cuts: list[np.ndarray] = field(default_factory=list, repr=False)
     crystals: list[MolecularCrystal] = field(default_factory=list, repr=False)
 
 
@@ -135,16 +135,26 @@ def score_crystals(table: pd.DataFrame, sigma: float, temperature: float) -> pd.
     return table["misfit"] / (2.0 * sigma**2) + (table["energy"] - table["energy"].min()) / temperature
 
 
+def read_x_w(cluster: Cluster, inversion: bool) -> tuple[WeakClusterCues, bool, tuple[int, ...]]:
+    """What ``cluster``'s ``x_w`` says of its crystal: its cues, whether their handedness is informative (not for
+    data curated with ``inversion``), and the space groups to search."""
+    weak = read_weak_cluster(np.asarray(cluster.numbers), np.asarray(cluster.mol_index), cluster.x_w)
+    informative = weak.chirality_informative and not inversion
+    return weak, informative, space_groups_for(weak.handedness, informative)
+
+
+def central_molecule(cluster: Cluster) -> Chem.Mol:
+    """``x_w``'s central molecule as it is, the molecule searched (:class:`MoleculeInputError` if it cannot be)."""
+    central = np.asarray(cluster.mol_index) == 0
+    return from_positions(np.asarray(cluster.numbers)[central], cluster.x_w[central], cluster.cluster_id)
+
+
 def solve_cluster(cluster: Cluster, settings: SolveSettings = SolveSettings(), progress: bool = False) -> Solution:
     """The crystal of ``cluster``'s ``x_w`` (never its ``x_s``) and its cut as the prediction."""
     started = time.perf_counter()
-    numbers, mol_index = np.asarray(cluster.numbers), np.asarray(cluster.mol_index)
-    weak = read_weak_cluster(numbers, mol_index, cluster.x_w)
-    informative = weak.chirality_informative and not settings.inversion
-    groups = space_groups_for(weak.handedness, informative)
-    central = mol_index == 0
+    weak, informative, groups = read_x_w(cluster, settings.inversion)
     try:
-        molecule = from_positions(numbers[central], cluster.x_w[central], cluster.cluster_id)
+        molecule = central_molecule(cluster)
     except MoleculeInputError as error:
         return _fallback(cluster, groups, started, str(error))
     candidates = settings.candidates or candidates_for(molecule.GetNumAtoms())
@@ -154,16 +164,16 @@ def solve_cluster(cluster: Cluster, settings: SolveSettings = SolveSettings(), p
     found = search_crystals(molecule, search, progress=progress).crystals
     if not found:
         return _fallback(cluster, groups, started, "no bound crystal among the candidates", candidates)
-    rows, cuts = [], []
-    for rank, crystal in enumerate(found):
-        row, cut = fit_crystal(crystal, weak, informative, settings.sigma, settings.seed)
-        rows.append({"rank_energy": rank + 1, **row})
-        cuts.append(cut)
-    table = pd.DataFrame(rows)
+    table = pd.DataFrame(
+        [
+            {"rank_energy": rank + 1, **fit_crystal(crystal, weak, informative, settings.sigma, settings.seed)}
+            for rank, crystal in enumerate(found)
+        ]
+    )
     table["score"] = score_crystals(table, settings.sigma, settings.temperature)
     chosen = int(table["score"].idxmin())
     table["chosen"] = table.index == chosen
-    x = cuts[chosen].reshape(-1, 3)
+    x = place_crystal(found[chosen].crystal, weak, informative, settings.seed).reshape(-1, 3)
     return Solution(
         cluster.cluster_id,
         x,
@@ -172,32 +182,55 @@ def solve_cluster(cluster: Cluster, settings: SolveSettings = SolveSettings(), p
         groups,
         time.perf_counter() - started,
         candidates=candidates,
-        cuts=cuts,
         crystals=[f.crystal for f in found],
     )
 
 
-def fit_crystal(
-    found: FoundCrystal, weak: WeakClusterCues, informative: bool, sigma: float, seed: int
-) -> tuple[dict[str, float | str], np.ndarray]:
-    """One crystal's row of the table (its misfit from the pool's capped fit), and the molecules of its pool that
-    :func:`~.csp.cluster_fit.place_cut` places on ``x_w``, in ``x_w``'s molecule order (atoms in the molecule's order,
-    which the search keeps)."""
-    mc = found.crystal
+def crystal_pool(mc: MolecularCrystal) -> tuple[np.ndarray, WeakClusterCues]:
+    """The ``POOL_SIZE`` molecules of ``mc`` nearest its central one ``[n_pool, n_atoms, 3]``, and their cues."""
     molecules = crystal_cluster(mc, POOL_SIZE)
     n_pool, n_atoms = molecules.shape[:2]
-    pool = read_weak_cluster(np.tile(mc.numbers, n_pool), np.repeat(np.arange(n_pool), n_atoms), molecules)
+    return molecules, read_weak_cluster(np.tile(mc.numbers, n_pool), np.repeat(np.arange(n_pool), n_atoms), molecules)
+
+
+def fit_crystal(
+    found: FoundCrystal, weak: WeakClusterCues, informative: bool, sigma: float, seed: int
+) -> dict[str, float | str]:
+    """One crystal's row of the table: its misfit (and ``rms``) from the capped fit of its pool to ``x_w``."""
+    _, pool = crystal_pool(found.crystal)
     fit = fit_cut(pool.centroids, weak.centroids, forbidden_pairs(weak, pool, informative), sigma, seed=seed)
-    superposed = place_cut(molecules, pool, weak, informative, seed=seed)
-    row = {
+    return {
         "space_group": found.candidate.symbol,
-        "z": mc.z,
+        "z": found.crystal.z,
         "density": found.density,
         "energy": found.energy,
         "misfit": fit.misfit,
         "rms": fit.rms,
     }
-    return row, superposed
+
+
+def place_crystal(mc: MolecularCrystal, weak: WeakClusterCues, informative: bool, seed: int) -> np.ndarray:
+    """The molecules of ``mc``'s pool that :func:`~.csp.cluster_fit.place_cut` places on ``x_w``, in ``x_w``'s
+    molecule order (atoms in the molecule's order, which the search keeps): the prediction, made for the chosen
+    crystal only (the placement's fit costs as much as the scoring one)."""
+    molecules, pool = crystal_pool(mc)
+    return place_cut(molecules, pool, weak, informative, seed=seed)
+
+
+def found_cuts(solved: Path, cluster: Cluster) -> np.ndarray:
+    """Every crystal a ``solve`` run found for ``cluster`` (``Candidates/{id}/rank{k}.cif``, in its table's order),
+    placed on ``x_w`` as the chosen one is: ``[crystals, molecules, atoms, 3]``, for benchmarks that score the
+    ranking. The CIFs' six decimals leave them within about 1e-4 Å of the crystals placed in memory."""
+    settings = json.loads((Path(solved) / "sampling.json").read_text())["settings"]
+    weak, informative, _ = read_x_w(cluster, bool(settings["inversion"]))
+    table = pd.read_csv(Path(solved) / CANDIDATES_DIR / f"{cluster.cluster_id}.csv")
+    crystals = Path(solved) / CANDIDATES_DIR / cluster.cluster_id
+    return np.stack(
+        [
+            place_crystal(read_crystal(crystals / f"rank{rank}.cif"), weak, informative, int(settings["seed"]))
+            for rank in range(1, len(table) + 1)
+        ]
+    )
 
 
 CANDIDATES_DIR = "Candidates"
@@ -237,7 +270,6 @@ def write_solution(out: Path, solution: Solution, numbers: np.ndarray, mol_index
         (candidates / cluster_id).mkdir(exist_ok=True)
         for rank, crystal in enumerate(solution.crystals, start=1):
             write_cif(candidates / cluster_id / f"rank{rank}.cif", crystal, f"{cluster_id}_rank{rank}")
-        np.savez_compressed(candidates / f"{cluster_id}.npz", cuts=np.stack(solution.cuts))
     done = _done_path(out, cluster_id)
     tmp = temporary_path(done)
     tmp.write_text(json.dumps(summary, indent=2))

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from conftest import SMALL_MOLECULES
@@ -234,6 +235,11 @@ def test_solve_writes_exact_molecules_in_x_w_layout_resumes_and_is_recorded(smal
             np.sort(np.linalg.norm(written.mean(axis=1) - written[0].mean(axis=0), axis=1)),
             atol=1e-3,
         )
+        # every crystal found is placed again from its CIF for the ranking benchmarks; the chosen one gives x
+        cuts = solve.found_cuts(out, cluster)
+        chosen = pd.read_csv(out / solve.CANDIDATES_DIR / f"{cluster_id}.csv")["chosen"].to_numpy()
+        assert cuts.shape == (summary["distinct"], cluster.n_molecules, x.shape[0] // cluster.n_molecules, 3)
+        np.testing.assert_allclose(cuts[chosen.argmax()].reshape(-1, 3), x, atol=1e-3)
 
     def refuse(*_args, **_kwargs):
         raise AssertionError("a finished cluster was solved again")

@@ -11,6 +11,8 @@ import torch
 from ase.data import atomic_masses
 from scipy.optimize import minimize as scipy_minimize
 
+from crystalflow_core.data.molecules import MolecularCrystal
+
 from .lattice_energy import LatticeEnergy
 from .rigid_crystal import RigidCrystal
 
@@ -56,6 +58,10 @@ class Minimized:
     @property
     def start_density(self) -> float:
         return density(self.crystal.numbers, self.crystal.z, self.crystal.lattice)
+
+    def molecular_crystal(self) -> MolecularCrystal:
+        """The minimised crystal with every molecule of its cell."""
+        return self.crystal.to_molecular_crystal(self.lattice, self.molecule)
 
 
 def minimize_crystal(

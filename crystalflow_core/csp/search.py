@@ -8,6 +8,7 @@ import math
 import os
 import time
 from dataclasses import dataclass, field
+from functools import partial
 
 import torch
 from rdkit import Chem
@@ -15,7 +16,7 @@ from tqdm.auto import tqdm
 
 from crystalflow_core.data.molecules import MolecularCrystal
 from crystalflow_core.data.workers import Lost, map_with_deadline
-from crystalflow_core.forcefield import mmff_terms
+from crystalflow_core.forcefield import PairTerms, mmff_terms
 from crystalflow_core.settings import DEFAULT_CANDIDATES
 
 from .candidates import DEFAULT_SPACE_GROUPS, Candidate, generate_candidates
@@ -76,6 +77,13 @@ class SearchResult:
     seconds: dict[str, float]
 
 
+def minimise_candidate(candidate: Candidate, terms: PairTerms) -> Minimized:
+    """``candidate`` minimised in the lattice energy of its molecule's force-field ``terms``, on one thread (the
+    search runs one worker process per core)."""
+    torch.set_num_threads(1)
+    return minimize_crystal(candidate.crystal, LatticeEnergy(terms, candidate.crystal))
+
+
 def search_crystals(
     molecule: Chem.Mol,
     settings: SearchSettings | None = None,
@@ -98,10 +106,7 @@ def search_crystals(
     )
     generating = time.perf_counter() - started
 
-    def minimise(candidate: Candidate) -> Minimized:  # in a forked worker: needs no pickling
-        torch.set_num_threads(1)  # one process per core
-        return minimize_crystal(candidate.crystal, LatticeEnergy(terms, candidate.crystal))
-
+    minimise = partial(minimise_candidate, terms=terms)  # in forked workers: needs no pickling
     results: dict[int, Minimized] = {}
     lost = 0
     with tqdm(total=len(generated), desc="minimise", unit="crystal", disable=not progress) as bar:
@@ -113,10 +118,7 @@ def search_crystals(
             bar.update()
     minimising = time.perf_counter() - started - generating
     bound = [c for c in generated if c.index in results and -math.inf < results[c.index].energy < 0]
-    crystals = [
-        results[c.index].crystal.to_molecular_crystal(results[c.index].lattice, results[c.index].molecule)
-        for c in bound
-    ]
+    crystals = [results[c.index].molecular_crystal() for c in bound]
     energies = [results[c.index].energy for c in bound]
     densities = [results[c.index].density for c in bound]
     copy_of = duplicate_of(crystals, energies, densities)
