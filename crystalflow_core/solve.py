@@ -54,6 +54,9 @@ from .settings import DEFAULT_SPACE_GROUPS, SOLVE_CANDIDATE_ATOMS, SOLVE_CANDIDA
 
 #: Centroid noise of x_w (Å per axis) assumed for data curated elsewhere (no curation.json).
 DEFAULT_SIGMA = 1.0
+#: Where a run writes every crystal found per cluster, and the chosen crystals.
+CANDIDATES_DIR = "Candidates"
+CIF_DIR = "CIF"
 
 
 @dataclass(frozen=True)
@@ -231,10 +234,6 @@ def found_cuts(solved: Path, cluster: Cluster) -> np.ndarray:
             for rank in range(1, len(table) + 1)
         ]
     )
-
-
-CANDIDATES_DIR = "Candidates"
-CIF_DIR = "CIF"
 
 
 def _done_path(out: Path, cluster_id: str) -> Path:
