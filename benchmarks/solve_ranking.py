@@ -32,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from tqdm.auto import tqdm
 
 from crystalflow_core.data import codcluster17
 from crystalflow_core.metrics import pm_atom
@@ -45,16 +46,19 @@ DRAWS = 50
 
 
 def scored_candidates(data: Path, solved: Path) -> pd.DataFrame:
-    """Every crystal ``solve`` found, with ``matched`` and ``pm_atom`` of its cut against its cluster's crystal."""
+    """Every crystal ``solve`` found, with ``matched`` and ``pm_atom`` of its cut against its cluster's crystal
+    (NaN for a crystal whose CIF cannot be read back: :func:`~crystalflow_core.solve.found_cuts`)."""
     frames = []
-    for table_path in sorted((solved / CANDIDATES_DIR).glob("*.csv")):
+    for table_path in tqdm(sorted((solved / CANDIDATES_DIR).glob("*.csv")), desc="placing crystals", unit="cluster"):
         cluster_id = table_path.stem
         table = pd.read_csv(table_path)
         cluster = codcluster17.read_cluster(data, cluster_id)
-        cuts = found_cuts(solved, cluster)
+        cuts = [cut.reshape(-1, 3) for cut in found_cuts(solved, cluster)]
         reference = prepare_reference(cluster.x_s, cluster.numbers, cluster.mol_index)
-        table["matched"] = [packing_similarity(cut.reshape(-1, 3), reference)["matched"] for cut in cuts]
-        table["pm_atom"] = [pm_atom(cut.reshape(-1, 3), cluster.x_s) for cut in cuts]
+        table["matched"] = [
+            np.nan if np.isnan(cut).any() else packing_similarity(cut, reference)["matched"] for cut in cuts
+        ]
+        table["pm_atom"] = [pm_atom(cut, cluster.x_s) for cut in cuts]
         table.insert(0, "id", cluster_id)
         frames.append(table)
     return pd.concat(frames, ignore_index=True)
@@ -78,7 +82,8 @@ def choices(candidates: pd.DataFrame, sigma: float, ids: list[str]) -> pd.DataFr
 
 def rule_summary(candidates: pd.DataFrame, chosen: pd.DataFrame, unsearched_pm: dict[str, float]) -> pd.DataFrame:
     """Mean matched, pass rate and mean PM(atom) of each rule's choices over every cluster (a cluster not searched
-    counts 0 matched and ``x_w``'s PM(atom), ``unsearched_pm``)."""
+    counts 0 matched and ``x_w``'s PM(atom), ``unsearched_pm``; a crystal that cannot be read back, 0 matched and no
+    PM(atom))."""
     summary = {}
     for rule in chosen.columns:
         matched, pm = [], []
@@ -92,7 +97,7 @@ def rule_summary(candidates: pd.DataFrame, chosen: pd.DataFrame, unsearched_pm: 
         summary[rule] = {
             "mean matched of 15": np.mean(matched),
             "pass %": 100 * np.mean(np.array(matched) >= PASS_MATCHED),
-            "PM(atom) Å": np.mean(pm),
+            "PM(atom) Å": np.nanmean(pm),  # over the crystals that could be placed
         }
     return pd.DataFrame(summary).T
 
@@ -101,7 +106,7 @@ def search_depth(candidates: pd.DataFrame, n_clusters: int, seed: int = 0) -> pd
     """The oracle (best crystal found: mean matched, pass %) over ``n_clusters`` when only a random fraction of
     each cluster's crystals had been found (at least one), averaged over ``DRAWS`` draws."""
     rng = np.random.default_rng(seed)
-    groups = [table["matched"].to_numpy() for _, table in candidates.groupby("id")]
+    groups = [np.nan_to_num(table["matched"].to_numpy()) for _, table in candidates.groupby("id")]
     rows = []
     for fraction in FRACTIONS:
         best = np.array(
@@ -161,7 +166,8 @@ def main() -> None:
         "",
         f"Machine: {platform.machine()}; solve settings {json.dumps(sampling['settings'])}; {len(ids)} {split} "
         f"clusters ({len(ids) - len(unsearched)} searched; the others keep x_w); {len(candidates)} crystals scored in "
-        f"{time.perf_counter() - started:.0f} s.",
+        f"{time.perf_counter() - started:.0f} s ({int(candidates['matched'].isna().sum())} whose CIF cannot be read "
+        "back count as matching none).",
         "",
         summary.round(2).to_markdown(),
         "",

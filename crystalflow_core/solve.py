@@ -223,17 +223,20 @@ def place_crystal(mc: MolecularCrystal, weak: WeakClusterCues, informative: bool
 def found_cuts(solved: Path, cluster: Cluster) -> np.ndarray:
     """Every crystal a ``solve`` run found for ``cluster`` (``Candidates/{id}/rank{k}.cif``, in its table's order),
     placed on ``x_w`` as the chosen one is: ``[crystals, molecules, atoms, 3]``, for benchmarks that score the
-    ranking. The CIFs' six decimals leave them within about 1e-4 Å of the crystals placed in memory."""
+    ranking. The CIFs' six decimals leave them within about 1e-3 Å of the crystals placed in memory. A crystal
+    whose CIF :func:`~.molecule_input.read_crystal` refuses is all NaN: a molecule the search set on a special
+    position that it only nearly has, so that its images hold atoms a few tenths of an ångström apart."""
     settings = json.loads((Path(solved) / "sampling.json").read_text())["settings"]
     weak, informative, _ = read_x_w(cluster, bool(settings["inversion"]))
-    table = pd.read_csv(Path(solved) / CANDIDATES_DIR / f"{cluster.cluster_id}.csv")
-    crystals = Path(solved) / CANDIDATES_DIR / cluster.cluster_id
-    return np.stack(
-        [
-            place_crystal(read_crystal(crystals / f"rank{rank}.cif"), weak, informative, int(settings["seed"]))
-            for rank in range(1, len(table) + 1)
-        ]
-    )
+    n_crystals = len(pd.read_csv(Path(solved) / CANDIDATES_DIR / f"{cluster.cluster_id}.csv"))
+    cuts = np.full((n_crystals, cluster.n_molecules, len(cluster.x_w) // cluster.n_molecules, 3), np.nan)
+    for rank in range(1, n_crystals + 1):
+        try:
+            mc = read_crystal(Path(solved) / CANDIDATES_DIR / cluster.cluster_id / f"rank{rank}.cif")
+        except MoleculeInputError:
+            continue
+        cuts[rank - 1] = place_crystal(mc, weak, informative, int(settings["seed"]))
+    return cuts
 
 
 def _done_path(out: Path, cluster_id: str) -> Path:
