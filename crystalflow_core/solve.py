@@ -224,8 +224,8 @@ def found_cuts(solved: Path, cluster: Cluster) -> np.ndarray:
     """Every crystal a ``solve`` run found for ``cluster`` (``Candidates/{id}/rank{k}.cif``, in its table's order),
     placed on ``x_w`` as the chosen one is: ``[crystals, molecules, atoms, 3]``, for benchmarks that score the
     ranking. The CIFs' six decimals leave them within about 1e-3 Å of the crystals placed in memory. A crystal
-    whose CIF :func:`~.molecule_input.read_crystal` refuses is all NaN: a molecule the search set on a special
-    position that it only nearly has, so that its images hold atoms a few tenths of an ångström apart."""
+    whose CIF :func:`~.molecule_input.read_crystal` refuses is all NaN (CIFs written before the writer symmetrised a
+    molecule that only nearly has its site's symmetry held it twice, a few tenths of an ångström apart)."""
     settings = json.loads((Path(solved) / "sampling.json").read_text())["settings"]
     weak, informative, _ = read_x_w(cluster, bool(settings["inversion"]))
     n_crystals = len(pd.read_csv(Path(solved) / CANDIDATES_DIR / f"{cluster.cluster_id}.csv"))

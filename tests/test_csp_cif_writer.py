@@ -1,5 +1,6 @@
 """CIFs written by ``csp.cif_writer`` read back, by gemmi and by our own reader, as the crystal that was written."""
 
+import dataclasses
 import warnings
 
 import gemmi
@@ -142,3 +143,28 @@ def test_bad_extra_key_writes_nothing(tmp_path):
     with pytest.raises(ValueError, match="not a CIF tag"):
         write_cif(tmp_path / "x.cif", load("2100603"), "x", {"energy": "1"})
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("cod_id", INVERSION_CENTRE)
+def test_a_molecule_that_only_nearly_has_its_site_symmetry_is_written_once(cod_id, tmp_path):
+    """The search takes a molecule onto an inversion centre when its centroid lies within
+    ``SAME_SITE_TOLERANCE``: the crystal counts one molecule there, and so must its CIF (not two copies a few
+    tenths of an ångström apart, which curation refuses as atoms on one site)."""
+    original = load(cod_id)
+    shift = np.array([0.2, 0.0, 0.0]) @ np.linalg.inv(original.crystal.lattice)  # 0.2 Å along x, fractional
+    frac = original.frac.copy()
+    frac[0] += shift  # atom 0 and its image no longer coincide
+    nearly = dataclasses.replace(original, frac=frac)
+    path = write_cif(tmp_path / "nearly.cif", nearly, cod_id)
+    labels = gemmi.cif.read(str(path)).sole_block().find_values("_atom_site_label")
+    assert len(labels) == len(original.numbers) // 2
+    written = select_molecular_crystal(read_cif(path)[0])
+    assert written.z == original.z and written.formula == original.formula
+    sites = gemmi.read_small_structure(str(path)).get_all_unit_cell_sites()
+    assert len(sites) == original.z * len(original.numbers)
+    # the atom and its image meet halfway, 0.1 Å from where each was; every other atom stays where it was
+    cell = np.array([[site.fract.x, site.fract.y, site.fract.z] for site in sites])
+    gap = frac[:, None, :] - cell[None, :, :]
+    nearest = np.linalg.norm((gap - np.round(gap)) @ original.crystal.lattice, axis=-1).min(axis=1)
+    assert np.isclose(nearest[0], 0.1, atol=1e-3)
+    assert (nearest > 1e-3).sum() == 2 and nearest.max() < 0.1 + 1e-3

@@ -15,13 +15,15 @@ import gemmi
 import numpy as np
 import spglib
 from ase.data import chemical_symbols
+from scipy.optimize import linear_sum_assignment
 
 from crystalflow_core.data.molecules import MolecularCrystal
 from crystalflow_core.files import atomic_open
 
-#: Two atoms of one element closer than this (Å) after an operation are one atom: the operation maps the molecule
-#: onto itself (the tolerance :mod:`crystalflow_core.data.crystal` merges special-position images with).
-SAME_ATOM_TOLERANCE = 0.1
+from .rigid_crystal import SAME_SITE_TOLERANCE
+
+#: A pairing cost that no pairing of atoms of one element reaches.
+_NEVER = 1e9
 #: A translation component further than this from a multiple of 1/24 is not a crystallographic operation.
 TRANSLATION_TOLERANCE = 1e-3
 
@@ -60,27 +62,41 @@ def space_group(mc: MolecularCrystal) -> tuple[int, str]:
     return int(spacegroup_type.number), "?"
 
 
-def asymmetric_atoms(mc: MolecularCrystal) -> np.ndarray:
-    """Indices [A] of the reference molecule's atoms that form the asymmetric unit.
+def asymmetric_unit(mc: MolecularCrystal) -> tuple[np.ndarray, np.ndarray]:
+    """Indices [A] of the reference molecule's atoms that form the asymmetric unit, and their fractional positions
+    [A, 3], made exactly symmetric under the operations that map the molecule onto itself.
 
-    The operations that map the molecule onto itself (up to a lattice translation) permute its atoms; the atoms
-    fall into orbits under them and the lowest index of each orbit is kept. For a molecule on a general
-    position only the identity does, and every atom is kept.
+    An operation maps the molecule onto itself when it maps its centroid onto itself (within
+    :data:`~.rigid_crystal.SAME_SITE_TOLERANCE`, as :class:`~.rigid_crystal.RigidCrystal` counts molecules); it then
+    permutes the atoms (each image atom paired with one of its element, nearest overall), the atoms fall into orbits
+    and the lowest index of each is kept, at the mean of the images that land on it. A molecule that only nearly has
+    its site's symmetry (the search takes it within that tolerance) is thus written as the one molecule the crystal
+    counts, not as two copies a few tenths of an ångström apart. On a general position only the identity maps the
+    molecule onto itself, and every atom is kept where it is.
     """
     crystal = mc.crystal
-    lattice = crystal.lattice
+    lattice, numbers = crystal.lattice, np.asarray(mc.numbers)
+    centroid = mc.frac.mean(axis=0)
     images = np.einsum("kij,nj->kni", crystal.rotations, mc.frac) + crystal.translations[:, None, :]  # [K, n, 3]
-    images -= np.round(images.mean(axis=1) - mc.frac.mean(axis=0))[:, None, :]
-    parent = np.arange(len(mc.numbers))  # union-find forest over the atoms
-    for image in images:
-        delta = (image[:, None, :] - mc.frac[None, :, :]) @ lattice  # [n, n, 3]: image atom i to reference atom j
-        close = (np.linalg.norm(delta, axis=-1) < SAME_ATOM_TOLERANCE) & (mc.numbers[:, None] == mc.numbers[None, :])
-        if not close.any(axis=1).all():
-            continue  # this operation maps the molecule onto another one
-        for i, j in zip(*np.nonzero(close), strict=True):
-            root_i, root_j = _root(parent, i), _root(parent, j)
+    images -= np.round(images.mean(axis=1) - centroid)[:, None, :]
+    on_site = np.linalg.norm((images.mean(axis=1) - centroid) @ lattice, axis=1) < SAME_SITE_TOLERANCE
+    other_element = numbers[:, None] != numbers[None, :]
+    parent = np.arange(len(numbers))  # union-find forest over the atoms
+    landing = []  # per operation of the site: the atom each image atom lands on
+    for image in images[on_site]:
+        distance = np.linalg.norm((image[:, None, :] - mc.frac[None, :, :]) @ lattice, axis=-1)  # image i to atom j
+        lands_on = linear_sum_assignment(np.where(other_element, _NEVER, distance))[1]
+        landing.append(lands_on)
+        for i, j in enumerate(lands_on):
+            root_i, root_j = _root(parent, i), _root(parent, int(j))
             parent[max(root_i, root_j)] = min(root_i, root_j)
-    return np.array([i for i in range(len(mc.numbers)) if _root(parent, i) == i], dtype=np.int64)
+    kept = np.array([i for i in range(len(numbers)) if _root(parent, i) == i], dtype=np.int64)
+    site_images = images[on_site]
+    positions = [
+        np.concatenate([image[lands_on == atom] for image, lands_on in zip(site_images, landing, strict=True)])
+        for atom in kept
+    ]
+    return kept, np.array([landed.mean(axis=0) for landed in positions])
 
 
 def _root(parent: np.ndarray, i: int) -> int:
@@ -138,10 +154,10 @@ def write_cif(path: str | Path, mc: MolecularCrystal, name: str, extra: dict[str
 
     sites = block.init_loop("_atom_site_", ["label", "type_symbol", "fract_x", "fract_y", "fract_z", "occupancy"])
     counts: dict[str, int] = {}
-    for i in asymmetric_atoms(mc):
+    for i, position in zip(*asymmetric_unit(mc), strict=True):
         symbol = chemical_symbols[int(mc.numbers[i])]
         counts[symbol] = counts.get(symbol, 0) + 1
-        sites.add_row([f"{symbol}{counts[symbol]}", symbol, *(f"{x:.6f}" for x in mc.frac[i]), "1"])
+        sites.add_row([f"{symbol}{counts[symbol]}", symbol, *(f"{x:.6f}" for x in position), "1"])
 
     with atomic_open(path) as stream:
         stream.write(document.as_string())

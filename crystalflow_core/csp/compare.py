@@ -28,7 +28,7 @@ from crystalflow_core.data.molecules import MolecularCrystal
 from crystalflow_core.data.symmetry import graph_molecule, molecule_bonds
 from crystalflow_core.packing import PASS_MATCHED, SHELL_SIZE
 
-from .cif_writer import asymmetric_atoms, operations
+from .cif_writer import asymmetric_unit, operations
 
 #: The comparison of crystals allows inversion (module docstring).
 ALLOW_INVERSION = True
@@ -70,11 +70,11 @@ def atom_order(
 
 def periodic_structure(mc: MolecularCrystal) -> oxtalign.Structure:
     """``mc`` as OXtalign reads a CIF of it: the asymmetric atoms, the cell and the operations."""
-    atoms = asymmetric_atoms(mc)
+    atoms, positions = asymmetric_unit(mc)
     try:
         return oxtalign.from_arrays(
             [chemical_symbols[z] for z in mc.numbers[atoms]],
-            mc.frac[atoms],
+            positions,
             cell=mc.crystal.lattice,
             fractional=True,
             symops=[op.triplet() for op in operations(mc)],
