@@ -79,11 +79,11 @@ def asymmetric_unit(mc: MolecularCrystal) -> tuple[np.ndarray, np.ndarray]:
     centroid = mc.frac.mean(axis=0)
     images = np.einsum("kij,nj->kni", crystal.rotations, mc.frac) + crystal.translations[:, None, :]  # [K, n, 3]
     images -= np.round(images.mean(axis=1) - centroid)[:, None, :]
-    on_site = np.linalg.norm((images.mean(axis=1) - centroid) @ lattice, axis=1) < SAME_SITE_TOLERANCE
+    site_images = images[np.linalg.norm((images.mean(axis=1) - centroid) @ lattice, axis=1) < SAME_SITE_TOLERANCE]
     other_element = numbers[:, None] != numbers[None, :]
     parent = np.arange(len(numbers))  # union-find forest over the atoms
     landing = []  # per operation of the site: the atom each image atom lands on
-    for image in images[on_site]:
+    for image in site_images:
         distance = np.linalg.norm((image[:, None, :] - mc.frac[None, :, :]) @ lattice, axis=-1)  # image i to atom j
         lands_on = linear_sum_assignment(np.where(other_element, _NEVER, distance))[1]
         landing.append(lands_on)
@@ -91,7 +91,6 @@ def asymmetric_unit(mc: MolecularCrystal) -> tuple[np.ndarray, np.ndarray]:
             root_i, root_j = _root(parent, i), _root(parent, int(j))
             parent[max(root_i, root_j)] = min(root_i, root_j)
     kept = np.array([i for i in range(len(numbers)) if _root(parent, i) == i], dtype=np.int64)
-    site_images = images[on_site]
     positions = [
         np.concatenate([image[lands_on == atom] for image, lands_on in zip(site_images, landing, strict=True)])
         for atom in kept
