@@ -2,8 +2,7 @@
 
 ``solve`` keeps every distinct crystal it found for a cluster (``OUT/Candidates/{id}.csv`` and the crystals'
 CIFs), each placed on ``x_w`` here as ``solve`` places the chosen one. This scores each cut against the crystal
-cluster (OXtalign: shell
-molecules matched of 15, and PM(atom)) and, for each ``T`` of a grid, which crystal the score
+cluster (OXtalign: shell molecules matched of 15, and PM(atom)) and, for each ``T`` of a grid, which crystal the score
 ``misfit / (2 sigma^2) + (E - E_min) / T`` would choose; also the misfit alone (``T`` infinite), the energy alone,
 and the oracle (the best crystal found). Only the validation split is read to choose; the rule is the highest mean
 matched, then the highest pass rate, then the larger ``T``. It also shows how the oracle grows with the search:

@@ -82,20 +82,16 @@ def asymmetric_unit(mc: MolecularCrystal) -> tuple[np.ndarray, np.ndarray]:
     site_images = images[np.linalg.norm((images.mean(axis=1) - centroid) @ lattice, axis=1) < SAME_SITE_TOLERANCE]
     other_element = numbers[:, None] != numbers[None, :]
     parent = np.arange(len(numbers))  # union-find forest over the atoms
-    landing = []  # per operation of the site: the atom each image atom lands on
+    landed = np.zeros_like(mc.frac)  # per atom: the sum of the image atoms that land on it, one per operation
     for image in site_images:
         distance = np.linalg.norm((image[:, None, :] - mc.frac[None, :, :]) @ lattice, axis=-1)  # image i to atom j
-        lands_on = linear_sum_assignment(np.where(other_element, _NEVER, distance))[1]
-        landing.append(lands_on)
+        lands_on = linear_sum_assignment(np.where(other_element, _NEVER, distance))[1]  # a permutation of the atoms
+        landed[lands_on] += image
         for i, j in enumerate(lands_on):
             root_i, root_j = _root(parent, i), _root(parent, int(j))
             parent[max(root_i, root_j)] = min(root_i, root_j)
     kept = np.array([i for i in range(len(numbers)) if _root(parent, i) == i], dtype=np.int64)
-    positions = [
-        np.concatenate([image[lands_on == atom] for image, lands_on in zip(site_images, landing, strict=True)])
-        for atom in kept
-    ]
-    return kept, np.array([landed.mean(axis=0) for landed in positions])
+    return kept, landed[kept] / len(site_images)
 
 
 def _root(parent: np.ndarray, i: int) -> int:
