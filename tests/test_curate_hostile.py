@@ -20,7 +20,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from hostile_cifs import MUTATIONS, Mutation, huge_text_field, source_text
+from threadpoolctl import threadpool_info, threadpool_limits
 
 from crystalflow_core.data import codcluster17
 from crystalflow_core.data import curate as curate_module
@@ -192,6 +194,23 @@ def test_items_are_drawn_only_as_workers_free_up() -> None:
     first = list(itertools.islice(results, 5))
     results.close()
     assert all(result == str(item) for item, result in first) and drawn[0] <= 5 + 2
+
+
+def _thread_counts(_: object) -> tuple[int, list[int]]:
+    return torch.get_num_threads(), [pool["num_threads"] for pool in threadpool_info()]
+
+
+def test_workers_compute_on_one_thread_whatever_the_parent_uses() -> None:
+    """One worker per core: a worker's torch, BLAS and OpenMP pools are one thread each, not the parent's."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        with threadpool_limits(limits=2):
+            [(_, (torch_threads, pools))] = map_with_deadline(_thread_counts, [0], workers=1, timeout=30.0)
+    finally:
+        torch.set_num_threads(threads)
+    assert torch_threads == 1
+    assert pools and set(pools) == {1}  # numpy is loaded, so its OpenBLAS is among them
 
 
 def _one_carbon_crystal(lattice: np.ndarray) -> Crystal:

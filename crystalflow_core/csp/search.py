@@ -10,7 +10,6 @@ import time
 from dataclasses import dataclass, field
 from functools import partial
 
-import torch
 from rdkit import Chem
 from tqdm.auto import tqdm
 
@@ -78,9 +77,8 @@ class SearchResult:
 
 
 def minimise_candidate(candidate: Candidate, terms: PairTerms) -> Minimized:
-    """``candidate`` minimised in the lattice energy of its molecule's force-field ``terms``, on one thread (the
-    search runs one worker process per core)."""
-    torch.set_num_threads(1)
+    """``candidate`` minimised in the lattice energy of its molecule's force-field ``terms`` (the search runs it in
+    one single-threaded worker process per core)."""
     return minimize_crystal(candidate.crystal, LatticeEnergy(terms, candidate.crystal))
 
 

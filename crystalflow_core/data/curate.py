@@ -107,14 +107,10 @@ def make_cluster(mc: MolecularCrystal, cluster_id: str, settings: CurationSettin
 
 
 def _prepare_worker() -> None:
-    """Forked workers run torch single-threaded: a child must not enter the OpenMP pool it inherited from a parent
-    that already used it (the same precaution torch's DataLoader workers take); it also avoids oversubscription.
-
-    Each worker's address space is capped at its size now plus ``WORKER_MEMORY`` (where ``/proc`` tells the size),
+    """Each worker's address space is capped at its size now plus ``WORKER_MEMORY`` (where ``/proc`` tells the size),
     so a file that would exhaust memory fails in its own worker instead of inviting the kernel's OOM killer to pick
     any process on the machine.
     """
-    torch.set_num_threads(1)
     try:
         pages = int(Path("/proc/self/statm").read_text().split()[0])
     except (OSError, ValueError, IndexError):

@@ -4,6 +4,11 @@ A call that runs past its deadline has its worker killed and replaced; a worker 
 out of memory, a crash in native code) is replaced as well. Either way only that item is lost, and the caller
 gets a :class:`Lost` in its place. Workers are forked, so the function needs no pickling and sees the parent's
 state; its results are pickled back through a pipe.
+
+Each worker computes on one thread: torch's pool and the native BLAS and OpenMP pools (numpy's and scipy's OpenBLAS
+starts a thread per core in every process). A pool is about one worker per core, so more threads only contend: two
+workers minimising crystals on two cores ran 2.8 times slower with OpenBLAS's default threads than with one each
+(``benchmarks/worker_threads.py``).
 """
 
 from __future__ import annotations
@@ -15,6 +20,9 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
+
+import torch
+from threadpoolctl import threadpool_limits
 
 #: How often (s) an idle worker checks that its parent is still alive.
 _PARENT_POLL = 1.0
@@ -31,12 +39,15 @@ class Lost:
 
 
 def _serve(conn: Connection, function: Callable, initializer: Callable[[], None] | None, parent: int) -> None:
-    """Worker loop: receive ``(item,)``, send back ``function(item)``; stop on ``None``.
+    """Worker loop, on one thread: receive ``(item,)``, send back ``function(item)``; stop on ``None``.
 
     Ctrl-C is left to the parent, which stops the workers. A worker whose parent was killed (SIGKILL gives no
-    chance to stop it) notices while idle and exits rather than linger.
+    chance to stop it) notices while idle and exits rather than linger. A forked child also must not enter the
+    OpenMP pool it inherited from a parent that already used it (the precaution torch's DataLoader workers take).
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    torch.set_num_threads(1)
+    threadpool_limits(limits=1)  # for the worker's whole life
     if initializer is not None:
         initializer()
     while True:
