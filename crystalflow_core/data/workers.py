@@ -7,7 +7,7 @@ state; its results are pickled back through a pipe.
 
 Each worker computes on one thread: torch's pool and the native BLAS and OpenMP pools (numpy's and scipy's OpenBLAS
 starts a thread per core in every process). A pool is about one worker per core, so more threads only contend: two
-workers minimising crystals on two cores ran 2.8 times slower with OpenBLAS's default threads than with one each
+workers minimising crystals on two cores ran 2.4 times slower with OpenBLAS's default threads than with one each
 (``benchmarks/worker_threads.py``).
 """
 
