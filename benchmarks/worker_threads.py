@@ -24,8 +24,7 @@ from threadpoolctl import threadpool_info, threadpool_limits
 from crystalflow_core import solve
 from crystalflow_core.csp.candidates import Candidate, generate_candidates
 from crystalflow_core.csp.cluster_lattice import SPACE_GROUP_PRIOR
-from crystalflow_core.csp.lattice_energy import LatticeEnergy
-from crystalflow_core.csp.minimize import minimize_crystal
+from crystalflow_core.csp.search import minimise_candidate
 from crystalflow_core.data.codcluster17 import read_cluster
 from crystalflow_core.forcefield import PairTerms, mmff_terms
 
@@ -36,8 +35,8 @@ def _start_worker(blas_threads: int | None) -> None:
         threadpool_limits(limits=blas_threads)
 
 
-def _minimise(candidate: Candidate, terms: PairTerms) -> float:
-    return minimize_crystal(candidate.crystal, LatticeEnergy(terms, candidate.crystal)).energy
+def _energy(candidate: Candidate, terms: PairTerms) -> float:
+    return minimise_candidate(candidate, terms).energy  # only the energy travels back to the parent
 
 
 def seconds_per_candidate(
@@ -47,7 +46,7 @@ def seconds_per_candidate(
     context = multiprocessing.get_context("fork")
     with context.Pool(workers, initializer=_start_worker, initargs=(blas_threads,)) as pool:
         started = time.perf_counter()
-        energies = pool.map(partial(_minimise, terms=terms), candidates, chunksize=1)
+        energies = pool.map(partial(_energy, terms=terms), candidates, chunksize=1)
         return (time.perf_counter() - started) / len(candidates), energies
 
 
